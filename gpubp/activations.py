@@ -1,0 +1,227 @@
+"""The activation table: every activation g described once.
+
+Each :class:`Activation` entry holds, side by side (micrograd style: the derivative next to
+its forward):
+
+* ``forward(xp, Z)`` -> A = g(Z), written once against the array module ``xp`` (NumPy or CuPy);
+* ``grad(xp, Z, A)`` -> g'(Z), using A where that is cheaper (sigmoid, tanh, relu);
+* ``cuda_forward`` / ``cuda_grad``: the same two formulas as the CUDA C++ body of a device
+  function of ``z`` (and ``a`` for the derivative) of template type ``T``, which may call the
+  NaN-preserving helpers ``gpubp_sigmoid`` and ``gpubp_clip`` of ``kernels/``; the kernels are
+  generic and get these bodies spliced in, so adding an activation is one entry here;
+* ``init``: the initialisation scheme for a layer using it (``"he"`` for ReLU-like,
+  ``"glorot"`` otherwise).
+
+MATH.md: ``A^(l) = g^(l)(Z^(l))`` (forward) and ``Delta^(l) = dC_0/dA^(l) * g'^(l)(Z^(l))``
+(backward). Every formula is stable for large |z| and propagates NaN from ``z``.
+``softmax`` is the one non-elementwise entry (output layer only); its Jacobian-vector product
+is :func:`softmax_backward`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+
+from . import _optional
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+GELU_TANH_K = 0.044715
+# Beyond |z| = 50 the tanh-GELU is exactly z or 0 in float64 (and float32); clipping there
+# keeps z**3 from overflowing without changing any result.
+GELU_TANH_CLIP = 50.0
+
+
+def _erf(xp: Any, x: Any) -> Any:
+    """The exact error function, elementwise, on either backend."""
+    if xp is np:
+        special = _optional.scipy_special()
+        if special is not None:
+            return special.erf(x)
+        return _np_erf(x)
+    import cupyx.scipy.special  # only reached on the CuPy backend
+
+    return cupyx.scipy.special.erf(x)
+
+
+_np_erf_ufunc = np.frompyfunc(math.erf, 1, 1)
+
+
+def _np_erf(x: np.ndarray) -> np.ndarray:
+    """``math.erf`` applied elementwise (exact; used when SciPy is not installed)."""
+    return _np_erf_ufunc(x).astype(x.dtype, copy=False)
+
+
+def _sigmoid(xp: Any, Z: Any) -> Any:
+    # exp(-|z|) never overflows; sigma(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0
+    e = xp.exp(-xp.abs(Z))
+    return xp.where(Z >= 0, 1.0, e) / (1.0 + e)
+
+
+def _gelu_tanh_parts(xp: Any, Z: Any) -> Tuple[Any, Any]:
+    Zc = xp.clip(Z, -GELU_TANH_CLIP, GELU_TANH_CLIP)
+    t = xp.tanh(SQRT_2_OVER_PI * (Zc + GELU_TANH_K * Zc * Zc * Zc))
+    return Zc, t
+
+
+def _gelu_tanh_grad(xp: Any, Z: Any, A: Any) -> Any:
+    Zc, t = _gelu_tanh_parts(xp, Z)
+    return 0.5 * (1.0 + t) + 0.5 * Zc * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * Zc * Zc)
+
+
+def _heaviside(xp: Any, Z: Any) -> Any:
+    # 1 for z > 0, 0 for z <= 0, NaN for NaN
+    return xp.heaviside(Z, xp.zeros((), dtype=Z.dtype))
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One row of the activation table (see the module docstring)."""
+
+    name: str
+    forward: Callable[[Any, Any], Any]
+    grad: Callable[[Any, Any, Any], Any]
+    cuda_forward: str
+    cuda_grad: str
+    init: str = "glorot"
+    elementwise: bool = True
+
+    def __repr__(self) -> str:
+        return f"Activation({self.name!r})"
+
+
+def _softmax(xp: Any, Z: Any) -> Any:
+    E = xp.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def softmax_backward(xp: Any, dA: Any, A: Any) -> Any:
+    """Delta = J_softmax^T dA per row: a_j (dA_j - sum_i dA_i a_i) (MATH.md, output layer)."""
+    return A * (dA - (dA * A).sum(axis=1, keepdims=True))
+
+
+def _no_grad(xp: Any, Z: Any, A: Any) -> Any:
+    raise TypeError("softmax has no elementwise derivative; use softmax_backward (Jacobian-vector product)")
+
+
+ACTIVATIONS: Dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation(
+            "identity",
+            forward=lambda xp, Z: Z.copy(),
+            grad=lambda xp, Z, A: xp.ones_like(Z),
+            cuda_forward="return z;",
+            cuda_grad="return z == z ? T(1) : z;",
+        ),
+        Activation(
+            "sigmoid",
+            forward=_sigmoid,
+            grad=lambda xp, Z, A: A * (1.0 - A),
+            cuda_forward="return gpubp_sigmoid(z);",
+            cuda_grad="return a * (T(1) - a);",
+        ),
+        Activation(
+            "tanh",
+            forward=lambda xp, Z: xp.tanh(Z),
+            grad=lambda xp, Z, A: 1.0 - A * A,
+            cuda_forward="return tanh(z);",
+            cuda_grad="return T(1) - a * a;",
+        ),
+        Activation(
+            "relu",
+            forward=lambda xp, Z: xp.maximum(Z, 0.0),
+            grad=lambda xp, Z, A: _heaviside(xp, A),
+            cuda_forward="return z <= T(0) ? T(0) : z;",
+            cuda_grad="return a > T(0) ? T(1) : (a <= T(0) ? T(0) : a);",
+            init="he",
+        ),
+        Activation(
+            "leaky_relu",
+            forward=lambda xp, Z: xp.where(Z > 0, Z, 0.01 * Z),
+            grad=lambda xp, Z, A: 0.99 * _heaviside(xp, Z) + 0.01,
+            cuda_forward="return z > T(0) ? z : T(0.01) * z;",
+            cuda_grad="return z > T(0) ? T(1) : (z <= T(0) ? T(0.01) : z);",
+            init="he",
+        ),
+        Activation(
+            "elu",
+            forward=lambda xp, Z: xp.where(Z > 0, Z, xp.expm1(xp.minimum(Z, 0.0))),
+            grad=lambda xp, Z, A: xp.where(Z > 0, 1.0, A + 1.0),
+            cuda_forward="return z > T(0) ? z : expm1(z);",
+            cuda_grad="return z > T(0) ? T(1) : a + T(1);",
+            init="he",
+        ),
+        Activation(
+            "softplus",
+            forward=lambda xp, Z: xp.maximum(Z, 0.0) + xp.log1p(xp.exp(-xp.abs(Z))),
+            grad=lambda xp, Z, A: _sigmoid(xp, Z),
+            cuda_forward="return (z > T(0) ? z : T(0)) + log1p(exp(-fabs(z)));",
+            cuda_grad="return gpubp_sigmoid(z);",
+            init="he",
+        ),
+        Activation(
+            "gelu",
+            forward=lambda xp, Z: 0.5 * Z * (1.0 + _erf(xp, Z * math.sqrt(0.5))),
+            grad=lambda xp, Z, A: 0.5 * (1.0 + _erf(xp, Z * math.sqrt(0.5)))
+            + Z * xp.exp(-0.5 * xp.minimum(Z * Z, 1e4)) * (1.0 / math.sqrt(2.0 * math.pi)),
+            cuda_forward="return T(0.5) * z * (T(1) + erf(z * T(0.70710678118654752440)));",
+            cuda_grad=(
+                "const T z2 = z * z < T(1e4) ? z * z : T(1e4);\n"
+                "return T(0.5) * (T(1) + erf(z * T(0.70710678118654752440)))"
+                " + z * exp(T(-0.5) * z2) * T(0.39894228040143267794);"
+            ),
+            init="he",
+        ),
+        Activation(
+            "gelu_tanh",
+            forward=lambda xp, Z: 0.5 * Z * (1.0 + _gelu_tanh_parts(xp, Z)[1]),
+            grad=_gelu_tanh_grad,
+            cuda_forward=(
+                "const T zc = gpubp_clip(z, T(-50), T(50));\n"
+                "return T(0.5) * z * (T(1) + tanh(T(0.79788456080286535588) * (zc + T(0.044715) * zc * zc * zc)));"
+            ),
+            cuda_grad=(
+                "const T zc = gpubp_clip(z, T(-50), T(50));\n"
+                "const T t = tanh(T(0.79788456080286535588) * (zc + T(0.044715) * zc * zc * zc));\n"
+                "return T(0.5) * (T(1) + t)"
+                " + T(0.5) * zc * (T(1) - t * t) * T(0.79788456080286535588) * (T(1) + T(3) * T(0.044715) * zc * zc);"
+            ),
+            init="he",
+        ),
+        Activation(
+            "silu",
+            forward=lambda xp, Z: Z * _sigmoid(xp, Z),
+            grad=lambda xp, Z, A: (lambda s: s * (1.0 + Z * (1.0 - s)))(_sigmoid(xp, Z)),
+            cuda_forward="return z * gpubp_sigmoid(z);",
+            cuda_grad="const T s = gpubp_sigmoid(z);\nreturn s * (T(1) + z * (T(1) - s));",
+            init="he",
+        ),
+        Activation(
+            "softmax",
+            forward=_softmax,
+            grad=_no_grad,
+            cuda_forward="",
+            cuda_grad="",
+            elementwise=False,
+        ),
+    )
+}
+
+ELEMENTWISE = tuple(name for name, a in ACTIVATIONS.items() if a.elementwise)
+
+
+def get_activation(name: Any, argument: str = "activation") -> Activation:
+    """The table entry for ``name``; a ValueError listing the valid names otherwise."""
+    if isinstance(name, Activation):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"{argument} must be an activation name (str); got {type(name).__name__} {name!r}")
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown {argument} {name!r}: expected one of {', '.join(ACTIVATIONS)}"
+        ) from None

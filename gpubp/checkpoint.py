@@ -1,0 +1,161 @@
+"""Checkpoints: weights, architecture, dtype, optimizer state and RNG state in one ``.npz`` file.
+
+A checkpoint is written atomically: to a temporary file in the target's folder, flushed and
+fsync'ed, then renamed over the target, so a crash at any moment leaves the old file or the
+new one, never a broken one. It carries a format name and version and a SHA-256 checksum of
+its contents; a truncated, corrupted or foreign file is refused with a
+:class:`~gpubp.errors.CheckpointError` naming the file. Arrays are stored as NumPy arrays, so
+a model saved on one backend loads on the other.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import CheckpointError
+
+FORMAT = "gpubp-checkpoint"
+VERSION = 1
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _digest(meta_json: str, arrays: Dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256(meta_json.encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot store {type(o).__name__} in a checkpoint")
+
+
+def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
+    """Write ``net`` (and ``optimizer``'s state) to ``path`` atomically (see the module docstring)."""
+    path = os.fspath(path)
+    arrays: Dict[str, np.ndarray] = {"params": net.backend.to_numpy(net.params)}
+    meta: Dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": net.get_config(),
+        "rng": net._rng.bit_generator.state,
+        "optimizer": None,
+    }
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        meta["optimizer"] = {"type": sd["type"], "config": sd["config"], "t": sd["t"], "state": sorted(sd["state"])}
+        for name, value in sd["state"].items():
+            arrays[f"optimizer/{name}"] = value
+    meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
+    checksum = _digest(meta_json, arrays)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".gpubp-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __meta__=np.frombuffer(meta_json.encode(), dtype=np.uint8),
+                     __checksum__=np.frombuffer(checksum.encode(), dtype=np.uint8), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    """The verified (meta, arrays) of a checkpoint; CheckpointError for anything else."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist") from None
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise CheckpointError(f"{path!r} is not a readable gpubp checkpoint (truncated or not an .npz file: {exc})") from None
+    if "__meta__" not in data or "__checksum__" not in data:
+        raise CheckpointError(f"{path!r} is an .npz file but not a gpubp checkpoint (no metadata)")
+    try:
+        meta_json = data.pop("__meta__").tobytes().decode()
+        checksum = data.pop("__checksum__").tobytes().decode()
+        meta = json.loads(meta_json)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path!r}: checkpoint metadata is corrupted ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not a gpubp checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('version')!r}; this gpubp reads version {VERSION}")
+    if _digest(meta_json, data) != checksum:
+        raise CheckpointError(f"{path!r} is corrupted: its checksum does not match its contents")
+    return meta, data
+
+
+def load(path: PathLike, optimizer: Any = None) -> Any:
+    """The network saved at ``path``, on the active backend; restores ``optimizer``'s state too if given."""
+    from .network import MLP
+
+    meta, arrays = read(path)
+    cfg = dict(meta["config"])
+    hidden = cfg.pop("activation")
+    net = MLP(activation=hidden if hidden else "relu", **cfg)
+    params = arrays["params"]
+    if params.shape != (net.n_params,) or params.dtype != net.dtype:
+        raise CheckpointError(f"{os.fspath(path)!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
+    net._build(params)
+    net._rng.bit_generator.state = meta["rng"]
+    if optimizer is not None:
+        restore_optimizer(optimizer, meta, arrays, net, path)
+    return net
+
+
+def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np.ndarray], net: Any, path: PathLike) -> None:
+    saved = meta.get("optimizer")
+    if saved is None:
+        raise CheckpointError(f"{os.fspath(path)!r} holds no optimizer state")
+    if saved["type"] != type(optimizer).__name__:
+        raise CheckpointError(f"{os.fspath(path)!r} holds {saved['type']} state, not {type(optimizer).__name__}")
+    state = {name: arrays[f"optimizer/{name}"] for name in saved["state"]}
+    optimizer.load_state_dict({"t": saved["t"], "state": state}, net)
+
+
+def load_optimizer(path: PathLike, net: Any) -> Optional[Any]:
+    """A new optimizer of the saved type and settings with its saved state, or None if none was saved."""
+    from .optim import OPTIMIZERS
+
+    meta, arrays = read(path)
+    saved = meta.get("optimizer")
+    if saved is None:
+        return None
+    cls = OPTIMIZERS[saved["type"].lower()]
+    cfg = dict(saved["config"])
+    if "betas" in cfg:
+        cfg["betas"] = tuple(cfg["betas"])
+    opt = cls(**cfg)
+    restore_optimizer(opt, meta, arrays, net, path)
+    return opt

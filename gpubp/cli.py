@@ -1,0 +1,174 @@
+"""The ``gpubp`` console command: ``gpubp train`` and ``gpubp info``.
+
+Errors in what the user asked for are printed as one line (no traceback) and the command
+exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .activations import ACTIVATIONS, ELEMENTWISE
+from .errors import GpubpError
+from .losses import LOSSES
+
+
+def _hidden_sizes(text: str) -> List[int]:
+    if text.strip() in ("", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 128,64; got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer widths must be >= 1; got {text!r}")
+    return sizes
+
+
+def _load_data(args: argparse.Namespace):
+    """(X_train, y_train, X_test, y_test, description) for the chosen data set."""
+    from . import data
+
+    if args.data_dir is not None:
+        import os
+
+        has_train = any(os.path.exists(os.path.join(args.data_dir, f"train-images-idx3-ubyte{ext}")) for ext in ("", ".gz"))
+        if has_train:
+            X_tr, y_tr = data.load_mnist(args.data_dir, "train")
+            X_te, y_te = data.load_mnist(args.data_dir, "t10k")
+            return X_tr, y_tr, X_te, y_te, f"MNIST from {args.data_dir} (train {len(y_tr)}, test {len(y_te)})"
+        X, y = data.load_mnist(args.data_dir, "t10k")
+        X_tr, X_te, y_tr, y_te = data.train_test_split(X, y, args.test_fraction, seed=args.split_seed)
+        return X_tr, y_tr, X_te, y_te, f"MNIST t10k from {args.data_dir}, split {len(y_tr)} train / {len(y_te)} test"
+    X, y = data.load_digits()
+    X_tr, X_te, y_tr, y_te = data.train_test_split(X, y, args.test_fraction, seed=args.split_seed)
+    return X_tr, y_tr, X_te, y_te, f"UCI digits (bundled), {len(y_tr)} train / {len(y_te)} test"
+
+
+def _targets(y: np.ndarray, loss: str, m: int) -> np.ndarray:
+    """Labels for cross-entropy (read directly), one-hot rows for the other losses."""
+    from .data import one_hot
+
+    return y if loss == "cross_entropy" else one_hot(y, m)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import backend as backend_mod
+    from .network import MLP
+    from .optim import make_optimizer
+
+    be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
+    X_tr, y_tr, X_te, y_te, description = _load_data(args)
+    m = int(max(y_tr.max(), y_te.max())) + 1
+    sizes = [X_tr.shape[1], *args.hidden, m]
+    net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=args.loss,
+              dtype=args.dtype, seed=args.seed)
+    opt_kwargs: Dict[str, Any] = {"lr": args.lr}
+    if args.optimizer == "sgd":
+        opt_kwargs.update(momentum=args.momentum, nesterov=args.nesterov)
+    optimizer = make_optimizer(args.optimizer, **opt_kwargs)
+    Y_tr, Y_te = _targets(y_tr, args.loss, m), _targets(y_te, args.loss, m)
+
+    print(f"gpubp {_version()} | backend {be.name} ({be.device}) | {description}")
+    print(f"model {net!r}\noptimizer {optimizer!r}, batch size {args.batch_size}, {args.epochs} epochs")
+
+    def report(epoch: int, logs: Dict[str, Optional[float]]) -> None:
+        acc = "" if logs["accuracy"] is None else f"  accuracy {logs['accuracy']:.4f}"
+        val = ""
+        if "val_loss" in logs:
+            val = f"  test loss {logs['val_loss']:.4f}"
+            if logs.get("val_accuracy") is not None:
+                val += f"  test accuracy {logs['val_accuracy']:.4f}"
+        print(f"epoch {epoch:3d}/{args.epochs}  loss {logs['loss']:.4f}{acc}{val}", flush=True)
+
+    start = time.perf_counter()
+    net.fit(X_tr, Y_tr, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+            validation_data=(X_te, Y_te), progress=not args.no_progress, callback=report)
+    elapsed = time.perf_counter() - start
+    loss, acc = net.evaluate(X_te, Y_te)
+    acc_text = f", test accuracy {acc:.4f}" if acc is not None else ""
+    print(f"done in {elapsed:.1f} s: test loss {loss:.4f}{acc_text}")
+    if args.save:
+        net.save(args.save, optimizer=optimizer)
+        print(f"saved to {args.save}")
+    return 0
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import _optional
+    from . import backend as backend_mod
+
+    print(f"gpubp {_version()}")
+    print(f"python {platform.python_version()} ({platform.machine()}, {platform.system()})")
+    print(f"numpy {np.__version__}")
+    cp = _optional.cupy
+    print(f"cupy {cp.__version__ if cp is not None else 'not installed'}")
+    problem = backend_mod.cupy_problem()
+    print(f"cupy backend: {'available' if problem is None else 'unavailable: ' + problem}")
+    print(f"{backend_mod.ENV_VAR}={backend_mod._requested}")
+    be = backend_mod.get_backend()
+    print(f"active backend: {be.name} on {be.device}")
+    if be.name == "cupy":
+        rt = cp.cuda.runtime
+        print(f"CUDA runtime {rt.runtimeGetVersion()}, driver {rt.driverGetVersion()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpubp", description="Vectorized backpropagation on NumPy or CuPy.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an MLP (default: the bundled UCI digits, offline)")
+    t.add_argument("--data-dir", default=None, help="folder with MNIST IDX files (train-*/t10k-*, plain or .gz)")
+    t.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], help="hidden layer widths, e.g. 128,64 (default)")
+    t.add_argument("--activation", default="relu", choices=ELEMENTWISE, help="hidden activation (default relu)")
+    t.add_argument("--output-activation", default=None, choices=list(ACTIVATIONS), help="default: the loss's own")
+    t.add_argument("--loss", default="cross_entropy", choices=list(LOSSES), help="default cross_entropy")
+    t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="default adam")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 for adam, 0.1 for sgd)")
+    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    t.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
+    t.add_argument("--epochs", type=int, default=40, help="default 40")
+    t.add_argument("--batch-size", type=int, default=32, help="default 32")
+    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--backend", default=None, choices=["numpy", "cupy", "auto"], help="overrides GPUBP_BACKEND")
+    t.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
+    t.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
+    t.add_argument("--test-fraction", type=float, default=0.2, help="held-out share when splitting (default 0.2)")
+    t.add_argument("--save", default=None, help="write a checkpoint here after training")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    i = sub.add_parser("info", help="backend, device and versions")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "lr", "absent") is None:
+        args.lr = 1e-3 if args.optimizer == "adam" else 0.1
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, GpubpError, FileNotFoundError, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            print("gpubp: interrupted", file=sys.stderr)
+            return 130
+        print(f"gpubp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

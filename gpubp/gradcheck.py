@@ -1,0 +1,64 @@
+"""Central finite differences against backprop.
+
+For each parameter w, (C(w + eps) - C(w - eps)) / (2 eps) approximates dC/dw with an error
+of order eps^2; backprop's value must agree. The check runs on a float64 twin of the network
+(same weights, same backend) so rounding does not swamp the comparison.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import validation
+
+
+def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[int] = None, seed: int = 0,
+              floor: float = 1e-6) -> float:
+    """Max relative error |g_bp - g_fd| / max(|g_bp|, |g_fd|, floor) over the parameters.
+
+    Args:
+        eps: the finite-difference step.
+        floor: the smallest denominator, so gradients near zero are compared absolutely
+            (the rounding error of a difference quotient is about 1e-16 * C / eps).
+        max_params: check a random subset of this many parameters (all when ``None``).
+        seed: picks that subset.
+    """
+    from .network import MLP
+    from .backend import use_backend
+
+    eps = validation.check_positive_float(eps, "eps")
+    cfg = dict(net.get_config(), dtype="float64")
+    with use_backend(net.backend.name):
+        twin = MLP(**cfg)
+    twin._build(net.backend.to_numpy(net.params).astype(np.float64))
+    X, Y = validation.check_XY(twin, X, Y)
+    twin._loss_and_grads(X, Y)
+    analytic = twin.backend.to_numpy(twin.grads).copy()
+
+    ops = twin.backend.ops
+    ws = twin._workspace(X.shape[0])
+
+    def C() -> float:
+        A = twin._forward(X, ws)
+        return float(ops.loss_value(twin.loss, ws.Z[twin.L], A, Y))
+
+    P = twin.n_params
+    if max_params is not None and max_params < P:
+        indices = np.random.default_rng(seed).choice(P, size=validation.check_int(max_params, "max_params", 1), replace=False)
+    else:
+        indices = np.arange(P)
+    worst = 0.0
+    for i in indices:
+        i = int(i)
+        w = float(twin.params[i])
+        twin.params[i] = w + eps
+        c_plus = C()
+        twin.params[i] = w - eps
+        c_minus = C()
+        twin.params[i] = w
+        numeric = (c_plus - c_minus) / (2.0 * eps)
+        a = float(analytic[i])
+        err = abs(a - numeric) / max(abs(a), abs(numeric), floor)
+        worst = max(worst, err)
+    return worst

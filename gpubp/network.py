@@ -1,0 +1,304 @@
+"""The multilayer perceptron: flat parameter buffers, batched forward and backward passes.
+
+Notation as in MATH.md: layer 0 is the input, layers 1..L have weights ``W^(l)`` of shape
+(n_l, n_{l-1}) with ``W[j, k] = w_jk^(l)`` and biases ``b^(l)`` of shape (n_l,). Rows of
+``X``, ``Z``, ``A`` and ``Delta`` are the n samples of a batch; every pass is a handful of
+matrix products and elementwise operations over the whole batch, never a loop over samples.
+
+All parameters live in one contiguous buffer (and all gradients in another) of which the
+layers' ``W`` and ``b`` are views, so an optimizer updates every parameter in one fused
+operation and a distributed run reduces every gradient in one call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import validation
+from .activations import Activation, get_activation
+from .backend import Backend, get_backend, use_backend
+from .losses import Loss, get_loss
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class Layer:
+    """Layer l of the network: ``W`` (n_l, n_{l-1}), ``b`` (n_l,) or None, activation g^(l).
+
+    ``W``, ``b``, ``dW`` and ``db`` are views into the network's flat parameter and gradient
+    buffers. Layer 0 (the input layer) has no parameters: its ``W`` and ``b`` are ``None``.
+    """
+
+    index: int
+    size: int
+    activation: Optional[Activation]
+    W: Optional[Any] = None
+    b: Optional[Any] = None
+    dW: Optional[Any] = None
+    db: Optional[Any] = None
+
+    def __repr__(self) -> str:
+        if self.W is None:
+            return f"Layer({self.index}, input, n_0={self.size})"
+        act = self.activation.name if self.activation else None
+        return f"Layer({self.index}, W{tuple(self.W.shape)}, bias={self.b is not None}, g={act})"
+
+
+class _Workspace:
+    """Z^(l), A^(l) and Delta^(l) buffers for one batch size n, allocated once and reused."""
+
+    def __init__(self, xp: Any, n: int, sizes: Sequence[int], dtype: Any):
+        L = len(sizes) - 1
+        self.n = n
+        self.Z: List[Any] = [None] + [xp.empty((n, sizes[l]), dtype=dtype) for l in range(1, L + 1)]
+        self.A: List[Any] = [None] + [xp.empty((n, sizes[l]), dtype=dtype) for l in range(1, L + 1)]
+        self.Delta: List[Any] = [None] + [xp.empty((n, sizes[l]), dtype=dtype) for l in range(1, L + 1)]
+
+
+class MLP:
+    """A fully connected network trained by backpropagation (MATH.md).
+
+    Args:
+        sizes: node counts ``[n_0, n_1, ..., n_L]`` (input width first, at least two sizes).
+        activation: g of the hidden layers: one name, or one name per hidden layer.
+        output_activation: g^(L); by default the loss's natural one (``sse``: sigmoid,
+            ``mse``: identity, ``cross_entropy``: softmax, ``binary_cross_entropy``: sigmoid).
+        loss: ``sse`` (the tutorial's C_0 = sum_j (a_j - y_j)^2), ``mse``, ``cross_entropy``
+            or ``binary_cross_entropy``.
+        dtype: ``"float32"`` (default) or ``"float64"``.
+        seed: seeds the initialisation (He for ReLU-like layers, Glorot otherwise) and the
+            shuffling of :meth:`fit`; the same seed gives the same numbers on every backend.
+        bias: ``False`` drops every b^(l), reproducing the tutorial exactly.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: Union[str, Sequence[str]] = "relu",
+        output_activation: Optional[str] = None,
+        loss: str = "sse",
+        dtype: Union[str, Any] = "float32",
+        seed: Optional[int] = None,
+        bias: bool = True,
+    ):
+        self.sizes: Tuple[int, ...] = validation.check_sizes(sizes)
+        L = len(self.sizes) - 1
+        self.loss: Loss = get_loss(loss)
+        hidden = validation.check_activations(activation, L - 1)
+        out_name = output_activation if output_activation is not None else self.loss.default_output_activation
+        out_act = get_activation(out_name, "output_activation")
+        for l, act in enumerate(hidden, start=1):
+            if not act.elementwise:
+                raise ValueError(f"activation of hidden layer {l} must be elementwise; {act.name!r} is for the output layer only")
+        required = self.loss.requires_output_activation
+        if required is not None and out_act.name != required:
+            raise ValueError(
+                f"loss {self.loss.name!r} needs output_activation={required!r} (its fused Delta = A - Y); got {out_act.name!r}"
+            )
+        self.activations: Tuple[Activation, ...] = tuple(hidden) + (out_act,)
+        self.dtype = validation.check_dtype(dtype)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be True or False; got {type(bias).__name__} {bias!r}")
+        self.bias = bool(bias)
+        self.seed = validation.check_seed(seed)
+        self.backend: Backend = get_backend()
+        self._rng = np.random.default_rng(self.seed)
+        self._build(self._initial_parameters())
+
+    # ---- construction ----------------------------------------------------------------
+    @property
+    def L(self) -> int:
+        """Number of layers with weights (layer 0 is the input)."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_params(self) -> int:
+        """Total number of parameters (length of the flat buffer)."""
+        return sum(self._shapes_sizes())
+
+    def _shapes_sizes(self) -> List[int]:
+        out = []
+        for l in range(1, self.L + 1):
+            out.append(self.sizes[l] * self.sizes[l - 1])
+            if self.bias:
+                out.append(self.sizes[l])
+        return out
+
+    def _initial_parameters(self) -> np.ndarray:
+        """He (ReLU-like g) or Glorot initialisation, drawn in float64 on the host from ``seed``."""
+        chunks = []
+        for l in range(1, self.L + 1):
+            fan_out, fan_in = self.sizes[l], self.sizes[l - 1]
+            if self.activations[l - 1].init == "he":
+                W = self._rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                W = self._rng.uniform(-limit, limit, size=(fan_out, fan_in))
+            chunks.append(W.ravel())
+            if self.bias:
+                chunks.append(np.zeros(fan_out))
+        return np.concatenate(chunks).astype(self.dtype)
+
+    def _build(self, flat: Any) -> None:
+        """Put ``flat`` on the backend as the parameter buffer; make the per-layer views."""
+        xp = self.backend.xp
+        self.params = self.backend.asarray(flat, dtype=self.dtype).copy()
+        self.grads = xp.zeros_like(self.params)
+        self.layers: List[Layer] = [Layer(0, self.sizes[0], None)]
+        offset = 0
+        for l in range(1, self.L + 1):
+            shape = (self.sizes[l], self.sizes[l - 1])
+            size = shape[0] * shape[1]
+            layer = Layer(l, self.sizes[l], self.activations[l - 1])
+            layer.W = self.params[offset : offset + size].reshape(shape)
+            layer.dW = self.grads[offset : offset + size].reshape(shape)
+            offset += size
+            if self.bias:
+                layer.b = self.params[offset : offset + shape[0]]
+                layer.db = self.grads[offset : offset + shape[0]]
+                offset += shape[0]
+            self.layers.append(layer)
+        self._workspaces: Dict[int, _Workspace] = {}
+
+    def _workspace(self, n: int) -> _Workspace:
+        ws = self._workspaces.get(n)
+        if ws is None:
+            if len(self._workspaces) >= 4:  # a fit uses two sizes at most (full and last batch)
+                self._workspaces.clear()
+            ws = self._workspaces[n] = _Workspace(self.backend.xp, n, self.sizes, self.dtype)
+        return ws
+
+    def __repr__(self) -> str:
+        acts = ",".join(a.name for a in self.activations)
+        return (
+            f"MLP(sizes={list(self.sizes)}, activations=[{acts}], loss={self.loss.name!r}, "
+            f"dtype={self.dtype.name!r}, bias={self.bias}, backend={self.backend.name!r})"
+        )
+
+    def to(self, backend: str) -> "MLP":
+        """Move the parameters to another backend (in place); returns ``self``."""
+        with use_backend(backend) as target:
+            flat = self.backend.to_numpy(self.params)
+            self.backend = target
+            self._build(flat)
+        return self
+
+    # ---- forward ---------------------------------------------------------------------
+    def _forward(self, X: Any, ws: _Workspace) -> Any:
+        """Z^(l) = A^(l-1) W^(l)T + b^(l), A^(l) = g^(l)(Z^(l)) for l = 1..L; returns A^(L)."""
+        ops = self.backend.ops
+        A_prev = X
+        for l in range(1, self.L + 1):
+            layer = self.layers[l]
+            ops.linear(A_prev, layer.W, out=ws.Z[l])
+            ops.bias_activation(ws.Z[l], layer.b, layer.activation, ws.A[l])
+            A_prev = ws.A[l]
+        return A_prev
+
+    def forward(self, X: Any) -> Any:
+        """A^(L) for the n rows of X (shape (n, n_0)), as a new backend array of shape (n, n_L)."""
+        X = validation.check_X(self, X)
+        return self._forward(X, self._workspace(X.shape[0])).copy()
+
+    def predict(self, X: Any) -> Any:
+        """The network's outputs A^(L) for X (same as :meth:`forward`)."""
+        return self.forward(X)
+
+    def predict_classes(self, X: Any) -> Any:
+        """Class index per row: argmax of A^(L), or A^(L) > 0.5 for a single output node."""
+        A = self.forward(X)
+        xp = self.backend.xp
+        if A.shape[1] == 1:
+            return (A[:, 0] > 0.5).astype(xp.int64)
+        return A.argmax(axis=1)
+
+    # ---- backward --------------------------------------------------------------------
+    def _loss_and_grads(self, X: Any, Y: Any) -> Any:
+        """One forward and backward pass over the batch; gradients land in ``self.grads``.
+
+        MATH.md: Delta^(L) = dC_0/dA^(L) * g'^(L)(Z^(L)); Delta^(l-1) = (Delta^(l) W^(l)) *
+        g'^(l-1)(Z^(l-1)); dC/dW^(l) = (1/n) Delta^(l)T A^(l-1); dC/db^(l) = (1/n) sum_rows Delta^(l).
+        Returns C as a 0-d backend array.
+        """
+        ops = self.backend.ops
+        n = X.shape[0]
+        ws = self._workspace(n)
+        self._forward(X, ws)
+        L = self.L
+        out = self.layers[L]
+        C = ops.loss_head(self.loss, out.activation, ws.Z[L], ws.A[L], Y, ws.Delta[L])
+        for l in range(L, 0, -1):
+            layer = self.layers[l]
+            A_prev = ws.A[l - 1] if l > 1 else X
+            ops.grad_weights(ws.Delta[l], A_prev, out=layer.dW)
+            if layer.db is not None:
+                ops.grad_bias(ws.Delta[l], out=layer.db)
+            if l > 1:
+                below = self.layers[l - 1]
+                ops.backprop_linear(ws.Delta[l], layer.W, out=ws.Delta[l - 1])
+                ops.activation_backward(ws.Delta[l - 1], ws.Z[l - 1], ws.A[l - 1], below.activation, out=ws.Delta[l - 1])
+        return C
+
+    def loss_and_grads(self, X: Any, Y: Any) -> Tuple[float, List[Tuple[Any, Optional[Any]]]]:
+        """C = (1/n) sum_i C_0^(i) and [(dC/dW^(l), dC/db^(l)) for l = 1..L], averaged over the n rows.
+
+        The gradients are copies (backend arrays); ``db`` is ``None`` when ``bias=False``.
+        """
+        X, Y = validation.check_XY(self, X, Y)
+        C = self._loss_and_grads(X, Y)
+        grads = [
+            (layer.dW.copy(), None if layer.db is None else layer.db.copy()) for layer in self.layers[1:]
+        ]
+        return float(C), grads
+
+    def train_step(self, X: Any, Y: Any, optimizer: Any) -> Any:
+        """One forward, backward and optimizer update on one batch; returns C as a 0-d array.
+
+        Nothing is synchronised with the host: the returned loss stays on the backend.
+        """
+        validation.check_optimizer(optimizer)
+        X, Y = validation.check_XY(self, X, Y)
+        C = self._loss_and_grads(X, Y)
+        optimizer.step(self)
+        return C
+
+    # ---- evaluation ------------------------------------------------------------------
+    def evaluate(self, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
+        """(C, accuracy) over the whole of X, Y in batches; accuracy is None for non-class targets."""
+        from .train import evaluate
+
+        return evaluate(self, X, Y, batch_size=batch_size)
+
+    def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Any = None,
+            validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
+            progress: bool = True, callback: Any = None) -> "Any":
+        """Train by mini-batch gradient descent; returns the per-epoch :class:`~gpubp.train.History`.
+
+        See :func:`gpubp.train.fit` for the arguments.
+        """
+        from .train import fit
+
+        return fit(self, X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                   validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback)
+
+    # ---- persistence -----------------------------------------------------------------
+    def save(self, path: Any, optimizer: Any = None) -> None:
+        """Write weights, architecture and dtype (and optimizer state) to ``path`` atomically."""
+        from .checkpoint import save
+
+        save(self, path, optimizer=optimizer)
+
+    def get_config(self) -> Dict[str, Any]:
+        """The constructor arguments that rebuild this architecture."""
+        return {
+            "sizes": list(self.sizes),
+            "activation": [a.name for a in self.activations[:-1]],
+            "output_activation": self.activations[-1].name,
+            "loss": self.loss.name,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "bias": self.bias,
+        }

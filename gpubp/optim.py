@@ -1,0 +1,142 @@
+"""Optimizers over the network's flat parameter buffer: one fused update per step.
+
+MATH.md, update: w <- w - eta dC/dw. :class:`SGD` adds (Nesterov) momentum and L2 weight
+decay, :class:`Adam` the moment estimates of Kingma & Ba; both follow torch.optim's
+conventions so results can be compared number for number. Their state (velocity, moments)
+is one flat buffer beside the parameters, allocated on the first step.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from .validation import check_positive_float
+
+
+class Optimizer:
+    """Base class: holds the hyper-parameters and the state for one network."""
+
+    state_names: Tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.state: Dict[str, Any] = {}
+        self.t = 0
+
+    def _bind(self, net: Any) -> None:
+        """Allocate the state buffers for ``net`` (or check they match it)."""
+        xp = net.backend.xp
+        first = next(iter(self.state.values()), None) if self.state else None
+        if first is not None and (first.shape != net.params.shape or first.dtype != net.params.dtype
+                                  or not isinstance(first, type(net.params))):
+            if self.t:
+                raise ValueError(
+                    f"this {type(self).__name__} holds state for {first.size} parameters of dtype {first.dtype}; "
+                    f"the network has {net.params.size} of dtype {net.params.dtype}: use one optimizer per network"
+                )
+            self.state = {}
+        for name in self.state_names:
+            if name not in self.state:
+                self.state[name] = xp.zeros_like(net.params)
+
+    def step(self, net: Any) -> None:
+        """Apply one update to ``net.params`` from ``net.grads``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Hyper-parameters, step count and state buffers (as NumPy arrays), for checkpoints."""
+        return {"type": type(self).__name__, "config": self.get_config(), "t": self.t,
+                "state": {k: np.asarray(v.get() if hasattr(v, "get") else v) for k, v in self.state.items()}}
+
+    def load_state_dict(self, d: Dict[str, Any], net: Any) -> None:
+        """Restore what :meth:`state_dict` gave, onto ``net``'s backend."""
+        self.t = int(d["t"])
+        self.state = {k: net.backend.asarray(v, dtype=net.dtype).copy() for k, v in d["state"].items()}
+
+    def get_config(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent: w <- w - lr * step (MATH.md, update).
+
+    Args:
+        lr: the learning rate eta (> 0).
+        momentum: mu in v <- mu v + g (0 disables the velocity buffer).
+        nesterov: use g + mu v as the step (needs momentum > 0).
+        weight_decay: L2 coefficient added to the gradient, g = dC/dw + wd * w.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+        super().__init__()
+        self.lr = check_positive_float(lr, "lr")
+        self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
+        if self.momentum >= 1.0:
+            raise ValueError(f"momentum must lie in [0, 1); got {momentum!r}")
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        self.state_names = ("velocity",) if self.momentum else ()
+
+    def step(self, net: Any) -> None:
+        self._bind(net)
+        self.t += 1
+        net.backend.ops.sgd_update(net.params, net.grads, self.state.get("velocity"), self.lr,
+                                   self.momentum, self.nesterov, self.weight_decay)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+
+class Adam(Optimizer):
+    """Adam: moment estimates m, v with bias correction (Kingma & Ba, 2015).
+
+    Args:
+        lr: step size (> 0).
+        betas: decay rates (beta1, beta2), each in [0, 1).
+        eps: added to sqrt(v_hat) (> 0).
+        weight_decay: L2 coefficient added to the gradient, as torch.optim.Adam.
+    """
+
+    state_names = ("m", "v")
+
+    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__()
+        self.lr = check_positive_float(lr, "lr")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        b = tuple(check_positive_float(x, f"betas[{i}]", allow_zero=True) for i, x in enumerate(betas))
+        if not all(x < 1.0 for x in b):
+            raise ValueError(f"betas must each lie in [0, 1); got {betas!r}")
+        self.betas: Tuple[float, float] = (b[0], b[1])
+        self.eps = check_positive_float(eps, "eps")
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+
+    def step(self, net: Any) -> None:
+        self._bind(net)
+        self.t += 1
+        net.backend.ops.adam_update(net.params, net.grads, self.state["m"], self.state["v"], self.t,
+                                    self.lr, self.betas, self.eps, self.weight_decay)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
+    """An optimizer by name (``sgd`` or ``adam``); a ValueError listing the valid names otherwise."""
+    try:
+        cls = OPTIMIZERS[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}") from None
+    return cls(**kwargs)

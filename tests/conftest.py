@@ -1,0 +1,20 @@
+"""Shared fixtures: every test that touches arrays runs on every available backend."""
+from __future__ import annotations
+
+import pytest
+
+import gpubp
+from gpubp.backend import cupy_problem
+
+_CUPY_PROBLEM = cupy_problem()
+BACKENDS = [
+    "numpy",
+    pytest.param("cupy", marks=pytest.mark.skipif(_CUPY_PROBLEM is not None, reason="CuPy backend unavailable (no CUDA GPU visible or CuPy missing)")),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The backend under test, active for the duration of the test."""
+    with gpubp.use_backend(request.param) as be:
+        yield be
