@@ -69,7 +69,7 @@ class Ops:
 
     def loss_value(self, loss: Loss, Z: Any, A: Any, Y: Any) -> Any:
         """C = (1/n) sum_i C_0^(i), a 0-d array of the network's dtype (no synchronisation)."""
-        return loss.value(self.xp, Z, A, Y).mean(dtype=Z.dtype)
+        return self.xp.asarray(loss.value(self.xp, Z, A, Y).mean(dtype=Z.dtype))
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def sgd_update(
