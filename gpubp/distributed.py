@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any, List, Optional, Tuple
 
@@ -40,6 +41,7 @@ from . import _optional
 # Environment variables that MPI launchers set in the processes they start (MPICH/Intel MPI
 # hydra, Open MPI, PMIx, MVAPICH, Slurm's PMI).
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMI_FD")
+_ABORT_GRACE_S = 0.5
 _MPI_HINT = 'install the optional MPI support: pip install "gpubp[mpi]" (mpi4py and the mpich runtime)'
 
 
@@ -249,14 +251,15 @@ def _install_abort_hook(comm: Communicator) -> None:
 
     def hook(exc_type: Any, exc: BaseException, tb: Any) -> None:
         try:
+            # the one-line summary first: MPI_Abort may cut off output still in the launcher's pipes
+            print(f"gpubp.distributed: rank {comm.rank} of {comm.size} failed with {exc_type.__name__}: {exc}; "
+                  f"aborting all {comm.size} ranks", file=sys.stderr, flush=True)
             if previous is not None and previous is not hook:
                 previous(exc_type, exc, tb)
             else:
                 traceback.print_exception(exc_type, exc, tb)
-            if not issubclass(exc_type, KeyboardInterrupt):
-                print(f"gpubp.distributed: rank {comm.rank} of {comm.size} failed with {exc_type.__name__}: {exc}; "
-                      f"aborting all {comm.size} ranks", file=sys.stderr, flush=True)
             sys.stderr.flush()
+            time.sleep(_ABORT_GRACE_S)  # let the launcher forward the traceback before it kills the ranks
         finally:
             comm.mpi.Abort(1)
 
