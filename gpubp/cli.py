@@ -181,9 +181,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, TypeError, GpubpError, FileNotFoundError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
             print("gpubp: interrupted", file=sys.stderr)
-            return 130
-        print(f"gpubp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+            code = 130
+        else:
+            print(f"gpubp {args.command}: error: {exc}", file=sys.stderr)
+            code = 2
+        from . import distributed
+
+        distributed.abort_run(code)  # under mpiexec: stop the other ranks too
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

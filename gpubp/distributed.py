@@ -232,6 +232,19 @@ def init(mpi: Optional[bool] = None) -> Communicator:
     return comm
 
 
+def abort_run(code: int = 1) -> None:
+    """Stop every rank of the current multi-rank run (``MPI_Abort``); nothing when running alone.
+
+    For a rank that meets an error it handles itself (and would otherwise exit quietly while
+    the other ranks wait for it in a collective).
+    """
+    if _WORLD is not None and _WORLD.size > 1:
+        sys.stderr.flush()
+        sys.stdout.flush()
+        time.sleep(_ABORT_GRACE_S)
+        _WORLD.abort(code)
+
+
 def _pick_gpu(comm: Communicator) -> None:
     """One GPU per rank: device ``local_rank % count`` becomes the current CUDA device."""
     from . import backend as backend_mod
@@ -321,7 +334,17 @@ def allreduce_gradients(net: Any, C: Any, n: int, comm: Communicator) -> Any:
     return buf[P].copy()
 
 
-def global_rows(comm: Communicator, n: int) -> Tuple[List[int], int]:
-    """Every rank's row count and their sum."""
-    counts = [int(c) for c in comm.allgather(int(n))]
+def global_rows(comm: Communicator, n: int, **settings: Any) -> Tuple[List[int], int]:
+    """Every rank's row count and their sum, in one collective call.
+
+    ``settings`` (e.g. ``batch_size=32, epochs=10``) must be equal on every rank: a run whose
+    ranks disagree would call the all-reduce a different number of times and hang, so every
+    rank raises the same ValueError instead.
+    """
+    gathered = comm.allgather((int(n), sorted(settings.items())))
+    counts = [c for c, _ in gathered]
+    differing = [r for r, (_, s) in enumerate(gathered) if s != gathered[0][1]]
+    if differing:
+        raise ValueError(f"every rank must train with the same settings; rank 0 has {dict(gathered[0][1])}, "
+                         f"rank {differing[0]} has {dict(gathered[differing[0]][1])}")
     return counts, sum(counts)

@@ -122,7 +122,7 @@ def fit(
     n_total, step_rows = n, None
     if comm is not None and comm.size > 1:
         distributed.broadcast_parameters(net, comm, optimizer)
-        counts, n_total = distributed.global_rows(comm, n)
+        counts, n_total = distributed.global_rows(comm, n, batch_size=batch_size, epochs=epochs, shuffle=bool(shuffle))
         n_batches = max(-(-c // batch_size) for c in counts)
         step_rows = [sum(min(batch_size, max(0, c - s)) for c in counts) for s in range(0, n_batches * batch_size, batch_size)]
 

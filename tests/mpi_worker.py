@@ -114,6 +114,14 @@ def check(comm, backend: str) -> dict:
         losses = comm.allgather(hist["loss"])
         if any(h != losses[0] for h in losses):
             raise AssertionError(f"ranks report different histories: {losses}")
+
+    # ranks that disagree on the batch size all refuse to start (instead of hanging)
+    errs["mismatch_not_refused"] = 1.0
+    try:
+        net.fit(X[mine], Y[mine], epochs=1, batch_size=BATCH + r, progress=False, comm=comm)
+    except ValueError as exc:
+        if "same settings" in str(exc):
+            errs["mismatch_not_refused"] = 0.0
     return errs
 
 

@@ -64,7 +64,10 @@ def _env() -> dict:
 
 
 def mpirun(n: int, args: List[str], env_extra: Optional[dict] = None) -> Tuple[int, str, float]:
-    """(exit status, stdout + stderr, seconds) of ``mpiexec -n n python args...``; fails the test on a hang."""
+    """(exit status, stdout + stderr, seconds) of ``mpiexec -n n python args...``; fails the test on a hang.
+
+    ``args`` may continue with ``":", "-n", "1", program...`` for a launch of several programs.
+    """
     env = _env()
     env.update(env_extra or {})
     cmd = [_mpiexec(), "-n", str(n), sys.executable, *args]
@@ -96,6 +99,7 @@ def test_distributed_matches_single_process_on_uneven_shards(ranks):
     for key in ("loss", "grad", "step_loss", "step", "fit_loss", "fit", "val_loss"):
         assert res[key] < 1e-12, (key, res)
     assert res["replica_diff"] == 0.0, res  # bitwise identical replicas after shuffled fit
+    assert res["mismatch_not_refused"] == 0.0, res  # different batch sizes: every rank raised
 
 
 @needs_mpi
@@ -185,3 +189,15 @@ def test_comm_must_come_from_init():
     net = gpubp.MLP([3, 2], dtype="float64", seed=0)
     with pytest.raises(TypeError, match="gpubp.distributed.init"):
         net.loss_and_grads(np.zeros((2, 3)), np.zeros((2, 2)), comm="world")
+
+
+@needs_mpi
+def test_cli_error_on_one_rank_stops_the_run(tmp_path):
+    # MPMD launch: rank 1 alone gets a data folder that does not exist and fails before
+    # training, while rank 0 goes on into fit's first collective; without the abort rank 0
+    # would wait there forever
+    train = [sys.executable, "-m", "gpubp.cli", "train", "--distributed", "--epochs", "1", "--hidden", "8", "--no-progress"]
+    rc, out, _ = mpirun(1, [*train[1:], ":", "-n", "1", *train, "--data-dir", str(tmp_path / "missing")])
+    assert rc != 0, out[-4000:]
+    assert out.count("gpubp train: error:") == 1 and "missing" in out, out[-4000:]
+    assert "done in" not in out
