@@ -11,6 +11,7 @@ read once at import, or from :func:`set_backend` / :func:`use_backend`.
 """
 from __future__ import annotations
 
+from . import distributed
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
 from .checkpoint import load, load_optimizer

@@ -62,6 +62,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .network import MLP
     from .optim import make_optimizer
 
+    comm = None
+    if args.distributed:  # before the backend is made: under MPI each rank picks its own GPU
+        from . import distributed
+
+        comm = distributed.init()
+    say = print if comm is None or comm.rank == 0 else (lambda *a, **k: None)
     be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
     X_tr, y_tr, X_te, y_te, description = _load_data(args)
     m = int(max(y_tr.max(), y_te.max())) + 1
@@ -73,9 +79,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         opt_kwargs.update(momentum=args.momentum, nesterov=args.nesterov)
     optimizer = make_optimizer(args.optimizer, **opt_kwargs)
     Y_tr, Y_te = _targets(y_tr, args.loss, m), _targets(y_te, args.loss, m)
+    X_val, Y_val = X_te, Y_te
+    if comm is not None:  # each rank trains on (and validates on) its own contiguous shard
+        tr, te = comm.shard(len(X_tr)), comm.shard(len(X_te))
+        X_tr, Y_tr, X_val, Y_val = X_tr[tr], Y_tr[tr], X_te[te], Y_te[te]
 
-    print(f"gpubp {_version()} | backend {be.name} ({be.device}) | {description}")
-    print(f"model {net!r}\noptimizer {optimizer!r}, batch size {args.batch_size}, {args.epochs} epochs")
+    say(f"gpubp {_version()} | backend {be.name} ({be.device}) | {description}")
+    if comm is not None:
+        say(f"distributed: {comm.size} rank{'s' if comm.size != 1 else ''}, {len(X_tr)} training rows on rank 0, "
+            f"batch size {args.batch_size} per rank ({args.batch_size * comm.size} per step)")
+    say(f"model {net!r}\noptimizer {optimizer!r}, batch size {args.batch_size}, {args.epochs} epochs")
 
     def report(epoch: int, logs: Dict[str, Optional[float]]) -> None:
         acc = "" if logs["accuracy"] is None else f"  accuracy {logs['accuracy']:.4f}"
@@ -84,18 +97,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             val = f"  test loss {logs['val_loss']:.4f}"
             if logs.get("val_accuracy") is not None:
                 val += f"  test accuracy {logs['val_accuracy']:.4f}"
-        print(f"epoch {epoch:3d}/{args.epochs}  loss {logs['loss']:.4f}{acc}{val}", flush=True)
+        say(f"epoch {epoch:3d}/{args.epochs}  loss {logs['loss']:.4f}{acc}{val}", flush=True)
 
     start = time.perf_counter()
     net.fit(X_tr, Y_tr, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-            validation_data=(X_te, Y_te), progress=not args.no_progress, callback=report)
+            validation_data=(X_val, Y_val), progress=not args.no_progress, callback=report, comm=comm)
     elapsed = time.perf_counter() - start
-    loss, acc = net.evaluate(X_te, Y_te)
-    acc_text = f", test accuracy {acc:.4f}" if acc is not None else ""
-    print(f"done in {elapsed:.1f} s: test loss {loss:.4f}{acc_text}")
-    if args.save:
-        net.save(args.save, optimizer=optimizer)
-        print(f"saved to {args.save}")
+    if comm is None or comm.rank == 0:  # the replicas are identical: rank 0 evaluates and saves
+        loss, acc = net.evaluate(X_te, Y_te)
+        acc_text = f", test accuracy {acc:.4f}" if acc is not None else ""
+        print(f"done in {elapsed:.1f} s: test loss {loss:.4f}{acc_text}")
+        if args.save:
+            net.save(args.save, optimizer=optimizer)
+            print(f"saved to {args.save}")
     return 0
 
 
@@ -148,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-fraction", type=float, default=0.2, help="held-out share when splitting (default 0.2)")
     t.add_argument("--save", default=None, help="write a checkpoint here after training")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel under mpiexec -n K: each rank trains on its shard, rank 0 prints and saves")
     t.set_defaults(func=cmd_train)
 
     i = sub.add_parser("info", help="backend, device and versions")
@@ -165,9 +181,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, TypeError, GpubpError, FileNotFoundError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
             print("gpubp: interrupted", file=sys.stderr)
-            return 130
-        print(f"gpubp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+            code = 130
+        else:
+            print(f"gpubp {args.command}: error: {exc}", file=sys.stderr)
+            code = 2
+        from . import distributed
+
+        distributed.abort_run(code)  # under mpiexec: stop the other ranks too
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -146,7 +146,10 @@ class MLP:
         """Put ``flat`` on the backend as the parameter buffer; make the per-layer views."""
         xp = self.backend.xp
         self.params = self.backend.asarray(flat, dtype=self.dtype).copy()
-        self.grads = xp.zeros_like(self.params)
+        # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
+        # step reduces gradients, loss and row count in one call (gpubp.distributed)
+        self._grad_buffer = xp.zeros(self.params.size + 2, dtype=self.dtype)
+        self.grads = self._grad_buffer[: self.params.size]
         self.layers: List[Layer] = [Layer(0, self.sizes[0], None)]
         offset = 0
         for l in range(1, self.L + 1):
@@ -242,26 +245,45 @@ class MLP:
                 ops.activation_backward(ws.Delta[l - 1], ws.Z[l - 1], ws.A[l - 1], below.activation, out=ws.Delta[l - 1])
         return C
 
-    def loss_and_grads(self, X: Any, Y: Any) -> Tuple[float, List[Tuple[Any, Optional[Any]]]]:
+    def loss_and_grads(self, X: Any, Y: Any, comm: Any = None) -> Tuple[float, List[Tuple[Any, Optional[Any]]]]:
         """C = (1/n) sum_i C_0^(i) and [(dC/dW^(l), dC/db^(l)) for l = 1..L], averaged over the n rows.
 
         The gradients are copies (backend arrays); ``db`` is ``None`` when ``bias=False``.
+        With ``comm`` (from :func:`gpubp.distributed.init`) every rank passes its own rows and
+        gets the averages over all rows of all ranks, as one process would on their
+        concatenation; the first call broadcasts rank 0's parameters to every rank.
         """
+        from . import distributed
+
+        comm = distributed.check_comm(comm)
         X, Y = validation.check_XY(self, X, Y)
+        if comm is not None:
+            distributed.ensure_synchronized(self, comm)
         C = self._loss_and_grads(X, Y)
+        if comm is not None:
+            C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         grads = [
             (layer.dW.copy(), None if layer.db is None else layer.db.copy()) for layer in self.layers[1:]
         ]
         return float(C), grads
 
-    def train_step(self, X: Any, Y: Any, optimizer: Any) -> Any:
+    def train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None) -> Any:
         """One forward, backward and optimizer update on one batch; returns C as a 0-d array.
 
-        Nothing is synchronised with the host: the returned loss stays on the backend.
+        Nothing is synchronised with the host: the returned loss stays on the backend. With
+        ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
+        over all their rows (one all-reduce) before the same update is applied on every rank.
         """
+        from . import distributed
+
+        comm = distributed.check_comm(comm)
         validation.check_optimizer(optimizer)
         X, Y = validation.check_XY(self, X, Y)
+        if comm is not None:
+            distributed.ensure_synchronized(self, comm)
         C = self._loss_and_grads(X, Y)
+        if comm is not None:
+            C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         optimizer.step(self)
         return C
 
@@ -274,7 +296,7 @@ class MLP:
 
     def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Any = None,
             validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            progress: bool = True, callback: Any = None) -> "Any":
+            progress: bool = True, callback: Any = None, comm: Any = None) -> "Any":
         """Train by mini-batch gradient descent; returns the per-epoch :class:`~gpubp.train.History`.
 
         See :func:`gpubp.train.fit` for the arguments.
@@ -282,7 +304,8 @@ class MLP:
         from .train import fit
 
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                   validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback)
+                   validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback,
+                   comm=comm)
 
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:

@@ -76,6 +76,7 @@ def fit(
     shuffle: bool = True,
     progress: bool = True,
     callback: Optional[Callable[[int, Dict[str, Optional[float]]], None]] = None,
+    comm: Any = None,
 ) -> History:
     """Train ``net`` on X, Y for ``epochs`` passes of mini-batches of ``batch_size`` rows.
 
@@ -85,11 +86,21 @@ def fit(
         shuffle: draw a new permutation of the rows every epoch (from the network's seed).
         progress: show a progress bar (on a terminal only).
         callback: called as ``callback(epoch, logs)`` after every epoch (epochs count from 1).
+        comm: a communicator from :func:`gpubp.distributed.init` for data-parallel training:
+            every rank passes its own shard X, Y (at least one row; sizes may differ), rank
+            0's parameters and optimizer state are broadcast first, and step k averages the
+            gradients over the k-th batch of every rank, so the replicas stay identical. A
+            rank whose shard has fewer batches joins the remaining steps of the epoch with an
+            empty batch. The logs (loss, accuracy, validation on each rank's validation rows)
+            are over all ranks' rows and the same on every rank; the callback runs on every
+            rank, the progress bar on rank 0 only.
 
     Returns the :class:`History` of loss and accuracy per epoch.
     """
+    from . import distributed
     from .optim import Adam
 
+    comm = distributed.check_comm(comm)
     epochs = validation.check_int(epochs, "epochs", 0)
     batch_size = validation.check_int(batch_size, "batch_size", 1)
     if optimizer is None:
@@ -108,6 +119,12 @@ def fit(
     history = History(loss=[], accuracy=[], val_loss=[], val_accuracy=[])
     buffers: Dict[int, Tuple[Any, Any, Any]] = {}
     n_batches = -(-n // batch_size)
+    n_total, step_rows = n, None
+    if comm is not None and comm.size > 1:
+        distributed.broadcast_parameters(net, comm, optimizer)
+        counts, n_total = distributed.global_rows(comm, n, batch_size=batch_size, epochs=epochs, shuffle=bool(shuffle))
+        n_batches = max(-(-c // batch_size) for c in counts)
+        step_rows = [sum(min(batch_size, max(0, c - s)) for c in counts) for s in range(0, n_batches * batch_size, batch_size)]
 
     for epoch in range(1, epochs + 1):
         order = net._rng.permutation(n) if shuffle else np.arange(n)
@@ -115,9 +132,15 @@ def fit(
         loss_sum = xp.zeros((), dtype=net.dtype)
         correct = xp.zeros((), dtype=xp.int64)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-                   disable=None if progress else True)
+                   disable=None if progress and (comm is None or comm.rank == 0) else True)
         with validation.check_finite(False):  # X and Y were scanned once above
-            for s in range(0, n, batch_size):
+            for k, s in enumerate(range(0, n_batches * batch_size, batch_size)):
+                if s >= n:  # this rank's shard has run out: an empty share of a distributed step
+                    C = distributed.allreduce_gradients(net, None, 0, comm)
+                    optimizer.step(net)
+                    loss_sum += C * step_rows[k]
+                    bar.update(1)
+                    continue
                 idx = order[s : s + batch_size]
                 nb = idx.shape[0]
                 if nb not in buffers:
@@ -127,20 +150,27 @@ def fit(
                 Xb, Yb, Cb = buffers[nb]
                 xp.take(X, idx, axis=0, out=Xb)
                 xp.take(Y, idx, axis=0, out=Yb)
-                C = net.train_step(Xb, Yb, optimizer)
-                loss_sum += C * nb
+                C = net.train_step(Xb, Yb, optimizer, comm=comm)
+                loss_sum += C * (nb if step_rows is None else step_rows[k])
                 if classes is not None:
                     xp.take(classes, idx, axis=0, out=Cb)
                     # the outputs of this batch's forward pass, before the update
                     correct += _n_correct(net._workspace(nb).A[net.L], Cb)
                 bar.update(1)
         bar.close()
+        n_correct = int(correct) if step_rows is None else comm.sum(int(correct))
         logs: Dict[str, Optional[float]] = {
-            "loss": float(loss_sum) / n,
-            "accuracy": int(correct) / n if classes is not None else None,
+            "loss": float(loss_sum) / n_total,
+            "accuracy": n_correct / n_total if classes is not None else None,
         }
         if validation_data is not None:
             logs["val_loss"], logs["val_accuracy"] = evaluate(net, *validation_data)
+            if step_rows is not None:  # weighted by each rank's validation rows
+                n_val = validation_data[0].shape[0]
+                acc = logs["val_accuracy"]
+                sums = comm.sum((logs["val_loss"] * n_val, (acc or 0.0) * n_val, float(n_val)))
+                logs["val_loss"] = sums[0] / sums[2]
+                logs["val_accuracy"] = sums[1] / sums[2] if acc is not None else None
         for key in history:
             history[key].append(logs.get(key))
         if callback is not None:

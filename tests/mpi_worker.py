@@ -1,0 +1,186 @@
+"""Worker for tests/test_distributed.py, started as ``mpiexec -n K python tests/mpi_worker.py MODE``.
+
+Modes:
+    check  float64, NumPy backend: distributed loss_and_grads, train_step and fit on uneven
+           shards against one process on the concatenated rows; replicas after fit.
+    nccl   the same collectives on the CuPy backend through NCCL (needs a GPU per rank).
+    fail   rank 1 raises in the middle of fit while rank 0 waits in the all-reduce.
+
+Rank 0 prints one line ``RESULT {json}`` with the largest errors over all ranks; the test
+asserts on those numbers. Any exception on any rank aborts the whole run (non-zero exit).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+import gpubp
+from gpubp import distributed
+
+# uneven shard sizes by number of ranks: the last batches differ in size and the ranks run out
+# of batches at different steps
+SHARDS = {1: [13], 2: [7, 12], 3: [7, 12, 3], 4: [7, 12, 3, 5]}
+SIZES = [5, 6, 4]
+BATCH = 4
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def data(loss: str, rows: int, seed: int):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, SIZES[0]))
+    if loss == "cross_entropy":
+        Y = rng.integers(0, SIZES[-1], size=rows)
+    else:
+        Y = rng.uniform(0.0, 1.0, size=(rows, SIZES[-1]))
+    return X, Y
+
+
+def make_net(loss: str, activation: str, perturb: float = 0.0):
+    net = gpubp.MLP(SIZES, activation=activation, loss=loss, dtype="float64", seed=7)
+    if perturb:  # a replica that differs from rank 0: the first collective call must fix it
+        net.params += perturb
+    return net
+
+
+def params(net) -> np.ndarray:
+    return net.backend.to_numpy(net.params).copy()
+
+
+def check(comm, backend: str) -> dict:
+    K, r = comm.size, comm.rank
+    counts = SHARDS[K]
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    mine = slice(int(bounds[r]), int(bounds[r + 1]))
+    errs = {"grad": 0.0, "loss": 0.0, "step": 0.0, "step_loss": 0.0, "fit": 0.0, "fit_loss": 0.0,
+            "val_loss": 0.0, "replica_diff": 0.0}
+    cases = [("sse", "sigmoid", gpubp.SGD(0.3, momentum=0.9), gpubp.SGD(0.3, momentum=0.9)),
+             ("cross_entropy", "tanh", gpubp.Adam(0.05), gpubp.Adam(0.05))]
+    for loss, act, opt_dist, opt_ref in cases:
+        X, Y = data(loss, int(bounds[-1]), seed=11)
+        Xv, Yv = data(loss, 9, seed=12)
+
+        # loss_and_grads: distributed on the shards == one process on all rows
+        net = make_net(loss, act, perturb=0.5 * r)
+        ref = make_net(loss, act)
+        C, grads = net.loss_and_grads(X[mine], Y[mine], comm=comm)
+        C_ref, grads_ref = ref.loss_and_grads(X, Y)
+        errs["loss"] = max(errs["loss"], rel_err(C, C_ref))
+        for (dW, db), (dW_ref, db_ref) in zip(grads, grads_ref):
+            errs["grad"] = max(errs["grad"], rel_err(net.backend.to_numpy(dW), ref.backend.to_numpy(dW_ref)),
+                               rel_err(net.backend.to_numpy(db), ref.backend.to_numpy(db_ref)))
+
+        # train_step: three steps, every rank with a batch of another size (1 to 3 rows)
+        for step in range(3):
+            width = [1 + (q + step) % 3 for q in range(K)]
+            rows = np.concatenate([np.arange(bounds[q], bounds[q] + width[q]) for q in range(K)]).astype(np.int64)
+            own = slice(int(bounds[r]), int(bounds[r]) + width[r])
+            C = net.train_step(X[own], Y[own], opt_dist, comm=comm)
+            C_ref = ref.train_step(X[rows], Y[rows], opt_ref)
+            errs["step_loss"] = max(errs["step_loss"], rel_err(float(C), float(C_ref)))
+        errs["step"] = max(errs["step"], rel_err(params(net), params(ref)))
+
+        # fit without shuffling == one process stepping through the union of the k-th batches
+        net = make_net(loss, act, perturb=0.25 * r)
+        ref = make_net(loss, act)
+        opt, opt_r = type(opt_dist)(**_config(opt_dist)), type(opt_ref)(**_config(opt_ref))
+        epochs = 2
+        val_rows = np.array_split(np.arange(len(Xv)), K)[r]
+        hist = net.fit(X[mine], Y[mine], epochs=epochs, batch_size=BATCH, optimizer=opt, shuffle=False,
+                       progress=False, validation_data=(Xv[val_rows], Yv[val_rows]), comm=comm)
+        n_steps = max(-(-c // BATCH) for c in counts)
+        for epoch in range(epochs):
+            total = 0.0
+            for k in range(n_steps):
+                rows = np.concatenate([np.arange(bounds[q] + k * BATCH, min(bounds[q] + (k + 1) * BATCH, bounds[q + 1]))
+                                       for q in range(K)]).astype(np.int64)
+                total += float(ref.train_step(X[rows], Y[rows], opt_r)) * len(rows)
+            errs["fit_loss"] = max(errs["fit_loss"], rel_err(hist["loss"][epoch], total / len(X)))
+            if epoch == epochs - 1:
+                val_ref, _ = ref.evaluate(Xv, Yv)
+                errs["val_loss"] = max(errs["val_loss"], rel_err(hist["val_loss"][epoch], val_ref))
+        errs["fit"] = max(errs["fit"], rel_err(params(net), params(ref)))
+
+        # fit with shuffling (each rank shuffles its own shard): replicas stay identical
+        hist = net.fit(X[mine], Y[mine], epochs=3, batch_size=BATCH, optimizer=opt, progress=False, comm=comm)
+        mine_p = params(net)
+        rank0 = comm.mpi.bcast(mine_p if r == 0 else None, root=0)
+        errs["replica_diff"] = max(errs["replica_diff"], float(np.max(np.abs(mine_p - rank0))))
+        losses = comm.allgather(hist["loss"])
+        if any(h != losses[0] for h in losses):
+            raise AssertionError(f"ranks report different histories: {losses}")
+
+    # ranks that disagree on the batch size all refuse to start (instead of hanging)
+    errs["mismatch_not_refused"] = 1.0
+    try:
+        net.fit(X[mine], Y[mine], epochs=1, batch_size=BATCH + r, progress=False, comm=comm)
+    except ValueError as exc:
+        if "same settings" in str(exc):
+            errs["mismatch_not_refused"] = 0.0
+    return errs
+
+
+def _config(opt) -> dict:
+    cfg = opt.get_config()
+    if "betas" in cfg:
+        cfg["betas"] = tuple(cfg["betas"])
+    return cfg
+
+
+def nccl(comm) -> dict:
+    """The NCCL collectives on CuPy arrays, then the full check on the CuPy backend (>= 2 ranks)."""
+    gpubp.set_backend("cupy")
+    import cupy as cp
+
+    out = {}
+    for dtype in (cp.float32, cp.float64):
+        buf = cp.arange(10, dtype=dtype) * (comm.rank + 1)
+        comm.allreduce_(buf)
+        factor = comm.size * (comm.size + 1) / 2
+        out[f"allreduce_{np.dtype(dtype).name}"] = rel_err(buf.get(), np.arange(10) * factor)
+        buf = cp.full(7, comm.rank + 3.0, dtype=dtype)
+        comm.broadcast_(buf)
+        out[f"broadcast_{np.dtype(dtype).name}"] = rel_err(buf.get(), np.full(7, 3.0))
+    if comm.size > 1:
+        out.update(check(comm, "cupy"))
+    return out
+
+
+def fail(comm) -> dict:
+    X, Y = data("sse", 40, seed=3)
+    net = make_net("sse", "relu")
+
+    def boom(epoch, logs):
+        if comm.rank == 1 and epoch == 1:
+            raise RuntimeError("injected failure on rank 1")
+
+    net.fit(X[comm.shard(len(X))], Y[comm.shard(len(X))], epochs=50, batch_size=4, progress=False,
+            callback=boom, comm=comm)
+    return {}
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    comm = distributed.init()
+    if mode == "check":
+        errs = check(comm, "numpy")
+    elif mode == "nccl":
+        errs = nccl(comm)
+    elif mode == "fail":
+        errs = fail(comm)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    from mpi4py import MPI
+
+    worst = {k: comm.mpi.allreduce(v, op=MPI.MAX) for k, v in sorted(errs.items())}
+    if comm.rank == 0:
+        print("RESULT " + json.dumps({"size": comm.size, **worst}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

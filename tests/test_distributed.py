@@ -1,0 +1,203 @@
+"""Data-parallel training: real ``mpiexec -n K`` runs of tests/mpi_worker.py, and the single-process path.
+
+The MPI runs compare the distributed loss, gradients, steps and fit on uneven float64 shards
+with one process on the concatenated rows (relative error < 1e-12), check that the replicas
+are identical after fit, and that a failing rank stops the whole run with a clear error
+instead of leaving the others blocked. Every run has a hard timeout so a hang fails the test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import pytest
+
+import gpubp
+from gpubp import distributed
+from gpubp.backend import cupy_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("mpi_worker.py")
+TIMEOUT_S = 90
+
+
+def _mpiexec() -> Optional[str]:
+    """The launcher of the MPI that mpi4py uses: beside this Python first (a venv), then PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def _mpi_missing() -> Optional[str]:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError as exc:
+        return f'mpi4py is not installed ({exc}); pip install "gpubp[mpi]"'
+    if _mpiexec() is None:
+        return 'no mpiexec on PATH or beside the Python interpreter; pip install "gpubp[mpi]" brings the mpich runtime'
+    return None
+
+
+MPI_MISSING = _mpi_missing()
+needs_mpi = pytest.mark.skipif(MPI_MISSING is not None, reason=str(MPI_MISSING))
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["GPUBP_BACKEND"] = "numpy"
+    env["OMP_NUM_THREADS"] = "1"  # K ranks on a few cores: no BLAS thread oversubscription
+    env["HYDRA_LAUNCHER"] = "fork"  # MPICH: start the ranks locally, never through ssh
+    env["MPIEXEC_TIMEOUT"] = str(TIMEOUT_S)  # MPICH: the launcher itself kills a hung run
+    # Open MPI, if that is the mpiexec found: allow root (containers) and more ranks than cores
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    env["PRTE_MCA_rmaps_default_mapping_policy"] = ":oversubscribe"
+    return env
+
+
+def mpirun(n: int, args: List[str], env_extra: Optional[dict] = None) -> Tuple[int, str, float]:
+    """(exit status, stdout + stderr, seconds) of ``mpiexec -n n python args...``; fails the test on a hang.
+
+    ``args`` may continue with ``":", "-n", "1", program...`` for a launch of several programs.
+    """
+    env = _env()
+    env.update(env_extra or {})
+    cmd = [_mpiexec(), "-n", str(n), sys.executable, *args]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"`{' '.join(cmd)}` hung for {TIMEOUT_S} s; output:\n{out[-4000:]}")
+    return proc.returncode, out, time.monotonic() - start
+
+
+def _result(out: str) -> dict:
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, f"expected one RESULT line from rank 0; output:\n{out[-4000:]}"
+    return json.loads(lines[0][len("RESULT "):])
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_distributed_matches_single_process_on_uneven_shards(ranks):
+    rc, out, _ = mpirun(ranks, [str(WORKER), "check"])
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    assert res["size"] == ranks
+    for key in ("loss", "grad", "step_loss", "step", "fit_loss", "fit", "val_loss"):
+        assert res[key] < 1e-12, (key, res)
+    assert res["replica_diff"] == 0.0, res  # bitwise identical replicas after shuffled fit
+    assert res["mismatch_not_refused"] == 0.0, res  # different batch sizes: every rank raised
+
+
+@needs_mpi
+def test_failing_rank_stops_every_rank_with_a_clear_error():
+    rc, out, _ = mpirun(2, [str(WORKER), "fail"])
+    assert rc != 0, out[-4000:]
+    assert "RuntimeError: injected failure on rank 1" in out
+    assert "gpubp.distributed: rank 1 of 2 failed with RuntimeError" in out
+    assert "RESULT" not in out
+
+
+@needs_mpi
+def test_cli_train_distributed(tmp_path):
+    ckpt = tmp_path / "digits.npz"
+    rc, out, _ = mpirun(2, ["-m", "gpubp.cli", "train", "--distributed", "--epochs", "2", "--hidden", "16",
+                            "--dtype", "float64", "--no-progress", "--save", str(ckpt)])
+    assert rc == 0, out[-4000:]
+    assert "distributed: 2 ranks, 719 training rows on rank 0" in out  # 1438 rows split 719 + 719
+    assert sum(line.lstrip().startswith("epoch") for line in out.splitlines()) == 2  # rank 0 prints alone
+    assert out.count("saved to") == 1
+    net = gpubp.load(ckpt)
+    assert net.sizes == (64, 16, 10)
+
+
+@pytest.mark.skipif(cupy_problem() is not None, reason="NCCL path needs a CUDA GPU (none visible or CuPy missing)")
+@needs_mpi
+def test_nccl_collectives_and_gradients():
+    from cupy.cuda import nccl
+
+    if not getattr(nccl, "available", False):
+        pytest.skip('CuPy cannot load NCCL (libnccl.so.2): pip install "gpubp[nccl12]"')
+    import cupy as cp
+
+    ranks = min(2, cp.cuda.runtime.getDeviceCount())  # NCCL allows one rank per GPU
+    rc, out, _ = mpirun(ranks, [str(WORKER), "nccl"], env_extra={"GPUBP_BACKEND": "cupy"})
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    for dtype in ("float32", "float64"):
+        assert res[f"allreduce_{dtype}"] == 0.0 and res[f"broadcast_{dtype}"] == 0.0, res
+    if ranks > 1:
+        for key in ("loss", "grad", "step_loss", "step", "fit_loss", "fit", "val_loss"):
+            assert res[key] < 1e-12, (key, res)
+        assert res["replica_diff"] == 0.0, res
+
+
+# ---- one process, no MPI ------------------------------------------------------------------------
+def test_single_process_communicator_changes_nothing(backend):
+    comm = distributed.Communicator(None)
+    assert (comm.rank, comm.size, comm.mpi) == (0, 1, None)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(23, 5)), rng.integers(0, 3, 23)
+    a = gpubp.MLP([5, 7, 3], loss="cross_entropy", dtype="float64", seed=1)
+    b = gpubp.MLP([5, 7, 3], loss="cross_entropy", dtype="float64", seed=1)
+    C_a, g_a = a.loss_and_grads(X, y, comm=comm)
+    C_b, g_b = b.loss_and_grads(X, y)
+    assert C_a == C_b
+    for (dW_a, db_a), (dW_b, db_b) in zip(g_a, g_b):
+        np.testing.assert_array_equal(backend.to_numpy(dW_a), backend.to_numpy(dW_b))
+        np.testing.assert_array_equal(backend.to_numpy(db_a), backend.to_numpy(db_b))
+    h_a = a.fit(X, y, epochs=2, batch_size=5, progress=False, comm=comm)
+    h_b = b.fit(X, y, epochs=2, batch_size=5, progress=False)
+    assert h_a["loss"] == h_b["loss"]
+    np.testing.assert_array_equal(backend.to_numpy(a.params), backend.to_numpy(b.params))
+
+
+def test_init_without_a_launcher_runs_alone(monkeypatch):
+    monkeypatch.setattr(distributed, "_WORLD", None)
+    comm = distributed.init(mpi=False)
+    assert (comm.rank, comm.size, comm.local_rank) == (0, 1, 0)
+    assert distributed.init(mpi=False) is comm
+
+
+@pytest.mark.parametrize("n, size", [(10, 3), (7, 7), (3, 5), (1438, 2), (0, 2)])
+def test_shard_splits_rows_into_contiguous_near_equal_blocks(n, size):
+    blocks = []
+    for rank in range(size):
+        comm = distributed.Communicator(None)
+        comm.rank, comm.size = rank, size
+        blocks.append(comm.shard(n))
+    rows = [i for s in blocks for i in range(s.start, s.stop)]
+    assert rows == list(range(n))
+    lengths = [s.stop - s.start for s in blocks]
+    assert max(lengths) - min(lengths) <= 1
+
+
+def test_comm_must_come_from_init():
+    net = gpubp.MLP([3, 2], dtype="float64", seed=0)
+    with pytest.raises(TypeError, match="gpubp.distributed.init"):
+        net.loss_and_grads(np.zeros((2, 3)), np.zeros((2, 2)), comm="world")
+
+
+@needs_mpi
+def test_cli_error_on_one_rank_stops_the_run(tmp_path):
+    # MPMD launch: rank 1 alone gets a data folder that does not exist and fails before
+    # training, while rank 0 goes on into fit's first collective; without the abort rank 0
+    # would wait there forever
+    train = [sys.executable, "-m", "gpubp.cli", "train", "--distributed", "--epochs", "1", "--hidden", "8", "--no-progress"]
+    rc, out, _ = mpirun(1, [*train[1:], ":", "-n", "1", *train, "--data-dir", str(tmp_path / "missing")])
+    assert rc != 0, out[-4000:]
+    assert out.count("gpubp train: error:") == 1 and "missing" in out, out[-4000:]
+    assert "done in" not in out
