@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import validation
+from . import memory, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
@@ -106,6 +106,9 @@ class MLP:
         self.seed = validation.check_seed(seed)
         self.backend: Backend = get_backend()
         self._rng = np.random.default_rng(self.seed)
+        #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
+        #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
+        self.epoch = 0
         self._build(self._initial_parameters())
 
     # ---- construction ----------------------------------------------------------------
@@ -201,7 +204,9 @@ class MLP:
     def forward(self, X: Any) -> Any:
         """A^(L) for the n rows of X (shape (n, n_0)), as a new backend array of shape (n, n_L)."""
         X = validation.check_X(self, X)
-        return self._forward(X, self._workspace(X.shape[0])).copy()
+        with memory.translated_out_of_memory(self.backend, f"in forward on {X.shape[0]} rows",
+                                             memory.batch_hint(X.shape[0], "number of rows per call")):
+            return self._forward(X, self._workspace(X.shape[0])).copy()
 
     def predict(self, X: Any) -> Any:
         """The network's outputs A^(L) for X (same as :meth:`forward`)."""
@@ -248,7 +253,9 @@ class MLP:
         The gradients are copies (backend arrays); ``db`` is ``None`` when ``bias=False``.
         """
         X, Y = validation.check_XY(self, X, Y)
-        C = self._loss_and_grads(X, Y)
+        with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
+                                             memory.batch_hint(X.shape[0], "batch")):
+            C = self._loss_and_grads(X, Y)
         grads = [
             (layer.dW.copy(), None if layer.db is None else layer.db.copy()) for layer in self.layers[1:]
         ]
@@ -257,10 +264,18 @@ class MLP:
     def train_step(self, X: Any, Y: Any, optimizer: Any) -> Any:
         """One forward, backward and optimizer update on one batch; returns C as a 0-d array.
 
-        Nothing is synchronised with the host: the returned loss stays on the backend.
+        The arguments are checked first (a rejected call changes neither the weights nor the
+        optimizer); on the GPU that check is one synchronisation, the only one: the returned
+        loss stays on the backend. The step itself does not look for NaN/inf (``fit`` does).
         """
-        validation.check_optimizer(optimizer)
+        validation.check_optimizer(optimizer, self)
         X, Y = validation.check_XY(self, X, Y)
+        with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
+                                             memory.batch_hint(X.shape[0], "batch")):
+            return self._train_step(X, Y, optimizer)
+
+    def _train_step(self, X: Any, Y: Any, optimizer: Any) -> Any:
+        """:meth:`train_step` on arguments already checked (``fit``'s inner loop)."""
         C = self._loss_and_grads(X, Y)
         optimizer.step(self)
         return C
@@ -274,7 +289,7 @@ class MLP:
 
     def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Any = None,
             validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            progress: bool = True, callback: Any = None) -> "Any":
+            progress: bool = True, callback: Any = None, initial_epoch: int = 0) -> "Any":
         """Train by mini-batch gradient descent; returns the per-epoch :class:`~gpubp.train.History`.
 
         See :func:`gpubp.train.fit` for the arguments.
@@ -282,7 +297,8 @@ class MLP:
         from .train import fit
 
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                   validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback)
+                   validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback,
+                   initial_epoch=initial_epoch)
 
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:

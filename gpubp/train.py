@@ -1,8 +1,11 @@
 """Mini-batch training: ``fit`` and ``evaluate``.
 
-The data set is moved to the backend once; each epoch draws one permutation of the row
-indices and every mini-batch is gathered from it into a reused buffer (an index slice, never
-a per-sample loop). Loss and accuracy are accumulated on the device and read once per epoch.
+The data set is checked and moved to the backend once (on a GPU it does not fit, it stays in
+host memory and streams batch by batch, see :mod:`gpubp.memory`); each epoch draws one
+permutation of the row indices and every mini-batch is gathered from it into a reused buffer
+(an index slice, never a per-sample loop, never a copy of the data set). Loss and accuracy
+are accumulated on the device and read once per epoch. A divergence guard (:class:`_Guard`)
+stops training at the first non-finite step with the weights of the last finite one.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import validation
+from . import memory, validation
+from .errors import NonFiniteError
 
 
 class History(dict):
@@ -46,23 +50,207 @@ def _n_correct(A: Any, classes: Any) -> Any:
     return (pred == classes).sum()
 
 
+def _host_nbytes(net: Any, X: Any, Y: Any) -> int:
+    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes."""
+    rows_x = int(np.prod(getattr(X, "shape", (0,)), dtype=np.int64))
+    rows_y = int(np.prod(getattr(Y, "shape", (0,)), dtype=np.int64))
+    n = int(getattr(X, "shape", (0,))[0]) if getattr(X, "ndim", 0) else 0
+    return rows_x * net.dtype.itemsize + rows_y * 8 + n * 8
+
+
+def _upload(backend: Any, dst: Any, src: np.ndarray) -> None:
+    """Copy host array ``src`` into the reused backend buffer ``dst``."""
+    if backend.name == "cupy":
+        dst.set(src)
+    else:
+        np.copyto(dst, src)
+
+
+class _Data:
+    """The X, Y (and class indices) of one ``fit`` or ``evaluate`` call, checked once.
+
+    Resident (the default): the arrays live on the backend and a mini-batch is gathered from
+    them by index into reused buffers. Streaming (a NumPy data set too large for the GPU, see
+    :mod:`gpubp.memory`): the arrays stay in host memory; a mini-batch is gathered on the
+    host into a reused staging buffer and copied into a reused device buffer.
+    """
+
+    def __init__(self, net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y")):
+        self.backend = net.backend
+        self.stream = (self.backend.name != "numpy" and not validation._on_device(X)
+                       and memory.should_stream(self.backend, _host_nbytes(net, X, Y)))
+        self.X, self.Y = validation.check_XY(net, X, Y, names, on_host=self.stream)
+        self.classes = _class_targets(self.Y, net.sizes[-1])
+        self.n = self.X.shape[0]
+        self._buffers: Dict[int, Tuple[Any, ...]] = {}
+
+    def order(self, rng: Optional[np.random.Generator]) -> Any:
+        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it."""
+        order = rng.permutation(self.n) if rng is not None else np.arange(self.n)
+        return order if self.stream else self.backend.asarray(order)
+
+    def _buffers_for(self, nb: int) -> Tuple[Any, ...]:
+        bufs = self._buffers.get(nb)
+        if bufs is None:
+            shapes = [(nb, self.X.shape[1]), (nb,) + self.Y.shape[1:]] + ([(nb,)] if self.classes is not None else [])
+            dtypes = [self.X.dtype, self.Y.dtype, np.int64]
+            xp = self.backend.xp
+            device = tuple(xp.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes))
+            host = tuple(np.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes)) if self.stream else ()
+            bufs = self._buffers[nb] = (device, host)
+        return bufs
+
+    def gather(self, idx: Any) -> Tuple[Any, Any, Optional[Any]]:
+        """(X_b, Y_b, class indices or None) of the rows ``idx``, in reused backend buffers."""
+        device, host = self._buffers_for(int(idx.shape[0]))
+        sources = (self.X, self.Y, self.classes)
+        for i, buf in enumerate(device):
+            if self.stream:
+                np.take(sources[i], idx, axis=0, out=host[i])
+                _upload(self.backend, buf, host[i])
+            else:
+                self.backend.xp.take(sources[i], idx, axis=0, out=buf)
+        return device[0], device[1], (device[2] if len(device) > 2 else None)
+
+    def rows(self, s: int, e: int) -> Tuple[Any, Any, Optional[Any]]:
+        """(X_b, Y_b, classes) of the contiguous rows s..e-1 (views when resident)."""
+        if not self.stream:
+            return self.X[s:e], self.Y[s:e], None if self.classes is None else self.classes[s:e]
+        device, _ = self._buffers_for(e - s)
+        for buf, src in zip(device, (self.X, self.Y, self.classes)):
+            _upload(self.backend, buf, np.ascontiguousarray(src[s:e]))
+        return device[0], device[1], (device[2] if len(device) > 2 else None)
+
+
 def evaluate(net: Any, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
     """(C, accuracy) of ``net`` on X, Y: C = (1/n) sum_i C_0^(i) over all rows, in batches."""
     batch_size = validation.check_int(batch_size, "batch_size", 1)
-    X, Y = validation.check_XY(net, X, Y)
-    classes = _class_targets(Y, net.sizes[-1])
+    return _evaluate(net, _Data(net, X, Y), batch_size)
+
+
+def _evaluate(net: Any, data: _Data, batch_size: int) -> Tuple[float, Optional[float]]:
     ops = net.backend.ops
-    n = X.shape[0]
-    total = 0.0
-    correct = 0
-    for s in range(0, n, batch_size):
-        Xb, Yb = X[s : s + batch_size], Y[s : s + batch_size]
-        ws = net._workspace(Xb.shape[0])
-        A = net._forward(Xb, ws)
-        total += float(ops.loss_value(net.loss, ws.Z[net.L], A, Yb)) * Xb.shape[0]
-        if classes is not None:
-            correct += int(_n_correct(A, classes[s : s + batch_size]))
-    return total / n, (correct / n if classes is not None else None)
+    xp = net.backend.xp
+    n = data.n
+    total = xp.zeros((), dtype=np.float64)
+    correct = xp.zeros((), dtype=np.int64)
+    with memory.translated_out_of_memory(net.backend, "in evaluate", memory.batch_hint(batch_size)):
+        for s in range(0, n, batch_size):
+            Xb, Yb, Cb = data.rows(s, min(s + batch_size, n))
+            ws = net._workspace(Xb.shape[0])
+            A = net._forward(Xb, ws)
+            total += ops.loss_value(net.loss, ws.Z[net.L], A, Yb) * Xb.shape[0]
+            if Cb is not None:
+                correct += _n_correct(A, Cb)
+    return float(total) / n, (int(correct) / n if data.classes is not None else None)
+
+
+#: Mini-batches between two verifications (and snapshots) of the divergence guard in ``fit``.
+CHECK_EVERY = 32
+
+
+class _Guard:
+    """Stops ``fit`` at the first non-finite step and puts the network back before it.
+
+    After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
+    gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
+    sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
+    0-d value already on the host: free). On the GPU s is written into a small device vector
+    and the vector, with one ``isfinite(params).all()``, is read back once every
+    ``CHECK_EVERY`` batches and at the end of the epoch: no synchronisation per batch.
+
+    A verified point is kept as a snapshot: one copy of the flat parameter buffer and of each
+    optimizer state buffer (and the step count) into buffers allocated once, i.e. ``P`` floats
+    (plus ``2P`` for Adam, ``P`` for SGD with momentum) of extra memory and one device-to-device
+    copy of them per ``CHECK_EVERY`` batches. When a check fails, the snapshot is restored and
+    the batches between it and the failed one are replayed (failure only; bit-identical on
+    NumPy), which leaves the weights and optimizer state of the last finite step. If the
+    weights that step produced are themselves not finite (an update overflowed), that step is
+    the culprit and is undone as well.
+    """
+
+    def __init__(self, net: Any, optimizer: Any, every: int):
+        self.net, self.optimizer = net, optimizer
+        self.xp = net.backend.xp
+        self.on_host = net.backend.name == "numpy"
+        self.every = every
+        bind = getattr(optimizer, "_bind", None)
+        if callable(bind):  # allocate the (zero) state now so the snapshot covers it
+            bind(net)
+        self.params = self.xp.empty_like(net.params)
+        self.state = {k: self.xp.empty_like(v) for k, v in self._opt_state().items()}
+        self.t: Any = None
+        self.sums = None if self.on_host else self.xp.empty(every, dtype=net.dtype)
+        self.start = 0  # the epoch's batch index (0-based) the snapshot was taken before
+        self.count = 0  # steps recorded since the snapshot
+
+    def _opt_state(self) -> Dict[str, Any]:
+        state = getattr(self.optimizer, "state", None)
+        if not isinstance(state, dict):
+            return {}
+        return {k: v for k, v in state.items() if isinstance(v, type(self.net.params))}
+
+    def save(self, start: int) -> None:
+        """Snapshot the current weights and optimizer state as the state before batch ``start``."""
+        self.xp.copyto(self.params, self.net.params)
+        for k, v in self._opt_state().items():
+            self.xp.copyto(self.state[k], v)
+        self.t = getattr(self.optimizer, "t", None)
+        self.start, self.count = start, 0
+
+    def restore(self) -> None:
+        """Put the snapshot back (into the same buffers: the layers' views stay valid)."""
+        self.xp.copyto(self.net.params, self.params)
+        for k, v in self._opt_state().items():
+            self.xp.copyto(v, self.state[k])
+        if self.t is not None:
+            self.optimizer.t = self.t
+
+    def _check_value(self, C: Any) -> Any:
+        return C + self.net.grads.sum()
+
+    def record(self, C: Any) -> bool:
+        """Record one step's check value; False when it is already known to be non-finite (NumPy)."""
+        s = self._check_value(C)
+        self.count += 1
+        if self.on_host:
+            return bool(np.isfinite(s))
+        self.sums[self.count - 1] = s
+        return True
+
+    def full(self) -> bool:
+        return self.count >= self.every
+
+    def first_bad(self) -> Optional[int]:
+        """Index (in the window) of the first non-finite step, or None when the window is clean."""
+        params_ok = self.xp.isfinite(self.net.params).all()
+        if self.on_host:
+            flags = [True] * self.count  # each step was tested as it was recorded
+            last_ok = bool(params_ok)
+        else:  # the one synchronisation of the window
+            res = self.xp.concatenate([self.xp.isfinite(self.sums[: self.count]), params_ok.reshape(1)]).get()
+            flags, last_ok = res[:-1].tolist(), bool(res[-1])
+        for k, ok in enumerate(flags):
+            if not ok:
+                return k
+        return None if last_ok else self.count - 1  # the last update made the weights non-finite
+
+    def rewind(self, k: int, step: Callable[[int], Any]) -> int:
+        """Undo the window back to just before its ``k``-th step; returns that batch's index.
+
+        ``step(i)`` re-runs batch ``i`` of the epoch (gather, forward, backward, update).
+        """
+        while True:
+            self.restore()
+            for j in range(k):
+                C = step(self.start + j)
+                if not bool(self.xp.isfinite(self._check_value(C))):
+                    k = j  # replay met an earlier failure: undo to before it
+                    break
+            else:
+                if k == 0 or bool(self.xp.isfinite(self.net.params).all()):
+                    return self.start + k
+                k -= 1  # step k-1 produced non-finite weights: it is the culprit
 
 
 def fit(
@@ -76,71 +264,124 @@ def fit(
     shuffle: bool = True,
     progress: bool = True,
     callback: Optional[Callable[[int, Dict[str, Optional[float]]], None]] = None,
+    initial_epoch: int = 0,
 ) -> History:
-    """Train ``net`` on X, Y for ``epochs`` passes of mini-batches of ``batch_size`` rows.
+    """Train ``net`` on X, Y by mini-batches of ``batch_size`` rows, epochs ``initial_epoch + 1`` to ``epochs``.
 
     Args:
+        epochs: the number of the last epoch (so ``epochs - initial_epoch`` passes over the data).
         optimizer: a :class:`gpubp.SGD` or :class:`gpubp.Adam` (default ``Adam()``).
         validation_data: ``(X_val, Y_val)`` evaluated after every epoch.
         shuffle: draw a new permutation of the rows every epoch (from the network's seed).
         progress: show a progress bar (on a terminal only).
         callback: called as ``callback(epoch, logs)`` after every epoch (epochs count from 1).
+        initial_epoch: the number of epochs already done, for resuming: a network loaded from
+            a checkpoint with its optimizer (:func:`gpubp.load_optimizer`) continues with
+            ``fit(X, Y, epochs=E, optimizer=opt, initial_epoch=net.epoch)`` exactly as the
+            uninterrupted run would have (bit for bit on NumPy; the checkpoint keeps the
+            shuffling generator's state).
+
+    Every argument is checked before anything changes. The data set is moved to the backend
+    once (or streamed from host memory when it does not fit on the GPU, see
+    :mod:`gpubp.memory`).
+
+    Raises:
+        gpubp.NonFiniteError: a step's loss, gradient or updated weights were NaN or inf; its
+            ``epoch`` and ``batch`` (from 1) name the batch, and the weights and optimizer
+            state are those of the last finite step (see :class:`_Guard` for the cost).
+        gpubp.OutOfMemoryError: the GPU ran out of memory; the weights and optimizer state
+            are restored to the last verified step (at most ``CHECK_EVERY`` batches back) and
+            the message suggests a smaller batch. A ``KeyboardInterrupt`` restores them the
+            same way, so an interrupted update never leaves them half-written.
 
     Returns the :class:`History` of loss and accuracy per epoch.
     """
     from .optim import Adam
 
     epochs = validation.check_int(epochs, "epochs", 0)
+    initial_epoch = validation.check_int(initial_epoch, "initial_epoch", 0)
+    if initial_epoch > epochs:
+        raise ValueError(f"initial_epoch must be <= epochs (the number of the last epoch); got initial_epoch="
+                         f"{initial_epoch} and epochs={epochs}")
     batch_size = validation.check_int(batch_size, "batch_size", 1)
+    shuffle = validation.check_bool(shuffle, "shuffle")
+    progress = validation.check_bool(progress, "progress")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(epoch, logs); got {type(callback).__name__}")
     if optimizer is None:
         optimizer = Adam()
-    validation.check_optimizer(optimizer)
-    X, Y = validation.check_XY(net, X, Y)
+    validation.check_optimizer(optimizer, net)
+    data = _Data(net, X, Y)
+    val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, Y_val)")
-        validation_data = validation.check_XY(net, *validation_data)
+            raise TypeError(f"validation_data must be a pair (X_val, Y_val); got {type(validation_data).__name__}")
+        val = _Data(net, *validation_data, names=("validation_data[0]", "validation_data[1]"))
 
+    history = History(loss=[], accuracy=[], val_loss=[], val_accuracy=[])
+    if epochs == initial_epoch:
+        return history
     backend = net.backend
     xp = backend.xp
-    n = X.shape[0]
-    classes = _class_targets(Y, net.sizes[-1])
-    history = History(loss=[], accuracy=[], val_loss=[], val_accuracy=[])
-    buffers: Dict[int, Tuple[Any, Any, Any]] = {}
+    n = data.n
     n_batches = -(-n // batch_size)
+    guard = _Guard(net, optimizer, CHECK_EVERY)
+    epoch, b = initial_epoch + 1, 0
 
-    for epoch in range(1, epochs + 1):
-        order = net._rng.permutation(n) if shuffle else np.arange(n)
-        order = backend.asarray(order)
+    for epoch in range(initial_epoch + 1, epochs + 1):
+        order = data.order(net._rng if shuffle else None)
+
+        def step(i: int) -> Any:
+            Xb, Yb, Cb = data.gather(order[i * batch_size : (i + 1) * batch_size])
+            return net._train_step(Xb, Yb, optimizer)
+
         loss_sum = xp.zeros((), dtype=net.dtype)
         correct = xp.zeros((), dtype=xp.int64)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                    disable=None if progress else True)
-        with validation.check_finite(False):  # X and Y were scanned once above
-            for s in range(0, n, batch_size):
-                idx = order[s : s + batch_size]
-                nb = idx.shape[0]
-                if nb not in buffers:
-                    buffers[nb] = (xp.empty((nb, X.shape[1]), dtype=X.dtype),
-                                   xp.empty((nb,) + Y.shape[1:], dtype=Y.dtype),
-                                   xp.empty((nb,), dtype=xp.int64) if classes is not None else None)
-                Xb, Yb, Cb = buffers[nb]
-                xp.take(X, idx, axis=0, out=Xb)
-                xp.take(Y, idx, axis=0, out=Yb)
-                C = net.train_step(Xb, Yb, optimizer)
-                loss_sum += C * nb
-                if classes is not None:
-                    xp.take(classes, idx, axis=0, out=Cb)
-                    # the outputs of this batch's forward pass, before the update
-                    correct += _n_correct(net._workspace(nb).A[net.L], Cb)
-                bar.update(1)
-        bar.close()
+        guard.save(0)
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
+                for b in range(n_batches):
+                    Xb, Yb, Cb = data.gather(order[b * batch_size : (b + 1) * batch_size])
+                    C = net._train_step(Xb, Yb, optimizer)
+                    bad = None if guard.record(C) else guard.count - 1
+                    if bad is None and (guard.full() or b == n_batches - 1):
+                        bad = guard.first_bad()
+                        if bad is None and b < n_batches - 1:
+                            guard.save(b + 1)
+                    if bad is not None:
+                        culprit = guard.rewind(bad, step) + 1
+                        raise NonFiniteError(
+                            f"training diverged at epoch {epoch}, batch {culprit} of {n_batches}: the loss, a gradient "
+                            f"or the updated weights became NaN or inf; the weights and optimizer state are those of the "
+                            f"last finite step (before that batch). Lower the learning rate and call fit again "
+                            f"(initial_epoch={epoch - 1} keeps the epoch numbers).", epoch=epoch, batch=culprit)
+                    loss_sum += C * Xb.shape[0]
+                    if Cb is not None:
+                        # the outputs of this batch's forward pass, before the update
+                        correct += _n_correct(net._workspace(Xb.shape[0]).A[net.L], Cb)
+                    bar.update(1)
+        except KeyboardInterrupt:
+            guard.restore()
+            raise
+        except Exception as exc:
+            if not memory.is_out_of_memory(exc):
+                raise
+            guard.restore()
+            raise memory.out_of_memory_error(
+                exc, backend, "in fit",
+                memory.batch_hint(batch_size) + f"; the weights and optimizer state are restored to their values "
+                f"before batch {guard.start + 1} of epoch {epoch}", epoch=epoch, batch=b + 1) from exc
+        finally:
+            bar.close()
+        net.epoch = epoch
         logs: Dict[str, Optional[float]] = {
             "loss": float(loss_sum) / n,
-            "accuracy": int(correct) / n if classes is not None else None,
+            "accuracy": int(correct) / n if data.classes is not None else None,
         }
-        if validation_data is not None:
-            logs["val_loss"], logs["val_accuracy"] = evaluate(net, *validation_data)
+        if val is not None:
+            logs["val_loss"], logs["val_accuracy"] = _evaluate(net, val, 4096)
         for key in history:
             history[key].append(logs.get(key))
         if callback is not None:
