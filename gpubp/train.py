@@ -77,8 +77,7 @@ class _Data:
 
     def __init__(self, net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y")):
         self.backend = net.backend
-        self.stream = (self.backend.name != "numpy" and not validation._on_device(X)
-                       and memory.should_stream(self.backend, _host_nbytes(net, X, Y)))
+        self.stream = not validation._on_device(X) and memory.should_stream(self.backend, _host_nbytes(net, X, Y))
         self.X, self.Y = validation.check_XY(net, X, Y, names, on_host=self.stream)
         self.classes = _class_targets(self.Y, net.sizes[-1])
         self.n = self.X.shape[0]
@@ -149,24 +148,39 @@ def _evaluate(net: Any, data: _Data, batch_size: int) -> Tuple[float, Optional[f
 CHECK_EVERY = 32
 
 
+class _Snapshot:
+    """The weights and optimizer state before batch ``index`` of the epoch, in buffers allocated once."""
+
+    def __init__(self, net: Any, state: Dict[str, Any]):
+        xp = net.backend.xp
+        self.params = xp.empty_like(net.params)
+        self.state = {k: xp.empty_like(v) for k, v in state.items()}
+        self.t: Any = None
+        self.index = -1  # -1: holds nothing yet
+
+
 class _Guard:
-    """Stops ``fit`` at the first non-finite step and puts the network back before it.
+    """Stops ``fit`` at the first non-finite loss or gradient and puts back the newest finite state.
 
     After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
     gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
     sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
     0-d value already on the host: free). On the GPU s is written into a small device vector
-    and the vector, with one ``isfinite(params).all()``, is read back once every
-    ``CHECK_EVERY`` batches and at the end of the epoch: no synchronisation per batch.
+    that is read back once every ``CHECK_EVERY`` batches and at the end of the epoch: one
+    synchronisation per window, none per batch.
 
-    A verified point is kept as a snapshot: one copy of the flat parameter buffer and of each
-    optimizer state buffer (and the step count) into buffers allocated once, i.e. ``P`` floats
-    (plus ``2P`` for Adam, ``P`` for SGD with momentum) of extra memory and one device-to-device
-    copy of them per ``CHECK_EVERY`` batches. When a check fails, the snapshot is restored and
-    the batches between it and the failed one are replayed (failure only; bit-identical on
-    NumPy), which leaves the weights and optimizer state of the last finite step. If the
-    weights that step produced are themselves not finite (an update overflowed), that step is
-    the culprit and is undone as well.
+    Restore point: when batch k (of the epoch, from 0) is the first with a NaN or inf, the
+    weights P_k it was computed from are useless (their loss or gradient is not finite, at
+    any learning rate); the newest useful state is P_{k-1}, the one before batch k-1's update,
+    whose loss and gradient were finite: retaking that step with a lower learning rate is how
+    training goes on (for k = 0 it is P_0, the state at the start of the epoch). Two snapshots
+    make it reachable without a copy per step: ``verified`` holds the state before the last
+    batch of the previous window (whose check passed), ``spare`` receives the state before
+    the last batch of the current window and replaces ``verified`` when the window passes. On
+    failure ``verified`` is restored and the batches from it to k-2 are replayed (failure
+    only; bit-identical on NumPy). Cost: 2P extra floats for the weights (plus twice the
+    optimizer state: 2P for SGD with momentum, 4P for Adam) and one device-to-device copy of
+    them per window and per epoch.
     """
 
     def __init__(self, net: Any, optimizer: Any, every: int):
@@ -175,14 +189,13 @@ class _Guard:
         self.on_host = net.backend.name == "numpy"
         self.every = every
         bind = getattr(optimizer, "_bind", None)
-        if callable(bind):  # allocate the (zero) state now so the snapshot covers it
+        if callable(bind):  # allocate the (zero) state now so the snapshots cover it
             bind(net)
-        self.params = self.xp.empty_like(net.params)
-        self.state = {k: self.xp.empty_like(v) for k, v in self._opt_state().items()}
-        self.t: Any = None
+        state = self._opt_state()
+        self.verified, self.spare = _Snapshot(net, state), _Snapshot(net, state)
         self.sums = None if self.on_host else self.xp.empty(every, dtype=net.dtype)
-        self.start = 0  # the epoch's batch index (0-based) the snapshot was taken before
-        self.count = 0  # steps recorded since the snapshot
+        self.window = 0  # the epoch's batch index where the current window starts
+        self.count = 0  # steps recorded in the current window
 
     def _opt_state(self) -> Dict[str, Any]:
         state = getattr(self.optimizer, "state", None)
@@ -190,67 +203,72 @@ class _Guard:
             return {}
         return {k: v for k, v in state.items() if isinstance(v, type(self.net.params))}
 
-    def save(self, start: int) -> None:
-        """Snapshot the current weights and optimizer state as the state before batch ``start``."""
-        self.xp.copyto(self.params, self.net.params)
+    def _save(self, snap: _Snapshot, index: int) -> None:
+        self.xp.copyto(snap.params, self.net.params)
         for k, v in self._opt_state().items():
-            self.xp.copyto(self.state[k], v)
-        self.t = getattr(self.optimizer, "t", None)
-        self.start, self.count = start, 0
+            self.xp.copyto(snap.state[k], v)
+        snap.t, snap.index = getattr(self.optimizer, "t", None), index
 
-    def restore(self) -> None:
-        """Put the snapshot back (into the same buffers: the layers' views stay valid)."""
-        self.xp.copyto(self.net.params, self.params)
+    def restore(self) -> int:
+        """Put the verified snapshot back (into the same buffers: the layers' views stay valid);
+        returns the batch index it was taken before."""
+        snap = self.verified
+        self.xp.copyto(self.net.params, snap.params)
         for k, v in self._opt_state().items():
-            self.xp.copyto(v, self.state[k])
-        if self.t is not None:
-            self.optimizer.t = self.t
+            self.xp.copyto(v, snap.state[k])
+        if snap.t is not None:
+            self.optimizer.t = snap.t
+        return snap.index
 
-    def _check_value(self, C: Any) -> Any:
+    def begin_epoch(self) -> None:
+        self._save(self.verified, 0)
+        self.spare.index = -1
+        self.window, self.count = 0, 0
+
+    def before_step(self, b: int, last: bool) -> None:
+        """Called before batch ``b``: keep the state before a window's last batch in ``spare``."""
+        if (last or b == self.window + self.every - 1) and b > self.verified.index:
+            self._save(self.spare, b)
+
+    def _value(self, C: Any) -> Any:
         return C + self.net.grads.sum()
 
-    def record(self, C: Any) -> bool:
-        """Record one step's check value; False when it is already known to be non-finite (NumPy)."""
-        s = self._check_value(C)
+    def after_step(self, b: int, C: Any, last: bool) -> Optional[int]:
+        """Record batch ``b``'s check; the index of the first non-finite batch once known, else None."""
+        s = self._value(C)
         self.count += 1
         if self.on_host:
-            return bool(np.isfinite(s))
-        self.sums[self.count - 1] = s
-        return True
-
-    def full(self) -> bool:
-        return self.count >= self.every
-
-    def first_bad(self) -> Optional[int]:
-        """Index (in the window) of the first non-finite step, or None when the window is clean."""
-        params_ok = self.xp.isfinite(self.net.params).all()
-        if self.on_host:
-            flags = [True] * self.count  # each step was tested as it was recorded
-            last_ok = bool(params_ok)
-        else:  # the one synchronisation of the window
-            res = self.xp.concatenate([self.xp.isfinite(self.sums[: self.count]), params_ok.reshape(1)]).get()
-            flags, last_ok = res[:-1].tolist(), bool(res[-1])
-        for k, ok in enumerate(flags):
-            if not ok:
-                return k
-        return None if last_ok else self.count - 1  # the last update made the weights non-finite
+            if not bool(np.isfinite(s)):
+                return b
+        else:
+            self.sums[self.count - 1] = s
+        if self.count < self.every and not last:
+            return None
+        if not self.on_host:  # the one synchronisation of the window
+            flags = self.xp.isfinite(self.sums[: self.count]).get()
+            if not flags.all():
+                return self.window + int(np.argmin(flags))
+        if self.spare.index == b:  # the window passed: the state before its last batch is verified
+            self.verified, self.spare = self.spare, self.verified
+            self.spare.index = -1
+        self.window, self.count = b + 1, 0
+        return None
 
     def rewind(self, k: int, step: Callable[[int], Any]) -> int:
-        """Undo the window back to just before its ``k``-th step; returns that batch's index.
+        """Batch ``k`` is the first non-finite one: put back the state before batch k-1 (or
+        before k = 0); returns the index of the batch the restored state comes before.
 
         ``step(i)`` re-runs batch ``i`` of the epoch (gather, forward, backward, update).
         """
+        target = max(k - 1, self.verified.index)
         while True:
-            self.restore()
-            for j in range(k):
-                C = step(self.start + j)
-                if not bool(self.xp.isfinite(self._check_value(C))):
-                    k = j  # replay met an earlier failure: undo to before it
+            start = self.restore()
+            for i in range(start, target):
+                if not bool(self.xp.isfinite(self._value(step(i)))):
+                    target = max(i - 1, start)  # replay met an earlier failure: go before it
                     break
             else:
-                if k == 0 or bool(self.xp.isfinite(self.net.params).all()):
-                    return self.start + k
-                k -= 1  # step k-1 produced non-finite weights: it is the culprit
+                return target
 
 
 def fit(
@@ -286,9 +304,11 @@ def fit(
     :mod:`gpubp.memory`).
 
     Raises:
-        gpubp.NonFiniteError: a step's loss, gradient or updated weights were NaN or inf; its
-            ``epoch`` and ``batch`` (from 1) name the batch, and the weights and optimizer
-            state are those of the last finite step (see :class:`_Guard` for the cost).
+        gpubp.NonFiniteError: a batch's loss or gradient was NaN or inf; ``epoch`` and
+            ``batch`` (from 1) name it, and the weights and optimizer state are restored to the
+            last finite step: their values before the previous batch's update, the newest ones
+            with a finite loss and gradient, from which a lower learning rate can go on
+            (see :class:`_Guard` for the definition and the cost).
         gpubp.OutOfMemoryError: the GPU ran out of memory; the weights and optimizer state
             are restored to the last verified step (at most ``CHECK_EVERY`` batches back) and
             the message suggests a smaller batch. A ``KeyboardInterrupt`` restores them the
@@ -339,24 +359,23 @@ def fit(
         correct = xp.zeros((), dtype=xp.int64)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                    disable=None if progress else True)
-        guard.save(0)
+        guard.begin_epoch()
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
                 for b in range(n_batches):
+                    last = b == n_batches - 1
+                    guard.before_step(b, last)
                     Xb, Yb, Cb = data.gather(order[b * batch_size : (b + 1) * batch_size])
                     C = net._train_step(Xb, Yb, optimizer)
-                    bad = None if guard.record(C) else guard.count - 1
-                    if bad is None and (guard.full() or b == n_batches - 1):
-                        bad = guard.first_bad()
-                        if bad is None and b < n_batches - 1:
-                            guard.save(b + 1)
+                    bad = guard.after_step(b, C, last)
                     if bad is not None:
-                        culprit = guard.rewind(bad, step) + 1
+                        restored = guard.rewind(bad, step)
                         raise NonFiniteError(
-                            f"training diverged at epoch {epoch}, batch {culprit} of {n_batches}: the loss, a gradient "
-                            f"or the updated weights became NaN or inf; the weights and optimizer state are those of the "
-                            f"last finite step (before that batch). Lower the learning rate and call fit again "
-                            f"(initial_epoch={epoch - 1} keeps the epoch numbers).", epoch=epoch, batch=culprit)
+                            f"training diverged at epoch {epoch}, batch {bad + 1} of {n_batches}: its loss or a "
+                            f"gradient is NaN or inf. The weights and optimizer state are restored to their values "
+                            f"before batch {restored + 1}, the newest ones with a finite loss and gradient: lower the "
+                            f"learning rate and call fit again (initial_epoch={epoch - 1} keeps the epoch numbers).",
+                            epoch=epoch, batch=bad + 1)
                     loss_sum += C * Xb.shape[0]
                     if Cb is not None:
                         # the outputs of this batch's forward pass, before the update
@@ -368,11 +387,11 @@ def fit(
         except Exception as exc:
             if not memory.is_out_of_memory(exc):
                 raise
-            guard.restore()
+            restored = guard.restore()
             raise memory.out_of_memory_error(
                 exc, backend, "in fit",
                 memory.batch_hint(batch_size) + f"; the weights and optimizer state are restored to their values "
-                f"before batch {guard.start + 1} of epoch {epoch}", epoch=epoch, batch=b + 1) from exc
+                f"before batch {restored + 1} of epoch {epoch}", epoch=epoch, batch=b + 1) from exc
         finally:
             bar.close()
         net.epoch = epoch
