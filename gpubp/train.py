@@ -138,7 +138,7 @@ def _evaluate(net: Any, data: _Data, batch_size: int) -> Tuple[float, Optional[f
             Xb, Yb, Cb = data.rows(s, min(s + batch_size, n))
             ws = net._workspace(Xb.shape[0])
             A = net._forward(Xb, ws)
-            total += ops.loss_value(net.loss, ws.Z[net.L], A, Yb) * Xb.shape[0]
+            total += ops.loss_value(net.loss, ws.Z[net.L], A, Yb).astype(np.float64) * Xb.shape[0]
             if Cb is not None:
                 correct += _n_correct(A, Cb)
     return float(total) / n, (int(correct) / n if data.classes is not None else None)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import gpubp
-from gpubp import checkpoint
 from gpubp.data import load_digits
 
 pytestmark = pytest.mark.timeout(120)
