@@ -15,7 +15,7 @@ from . import distributed
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
 from .checkpoint import load, load_optimizer
-from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError
+from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError, OutOfMemoryError
 from .gradcheck import gradcheck
 from .losses import LOSSES
 from .network import MLP, Layer
@@ -37,6 +37,7 @@ __all__ = [
     "MLP",
     "NonFiniteError",
     "Optimizer",
+    "OutOfMemoryError",
     "SGD",
     "__version__",
     "get_backend",

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -24,6 +23,20 @@ from .errors import CheckpointError
 FORMAT = "gpubp-checkpoint"
 VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
+
+# mkstemp creates 0600 files; a checkpoint gets the mode an ordinary open() would give it
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _check_path(path: Any) -> str:
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike naming the checkpoint file; got {type(path).__name__} {path!r}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    return path
 
 
 def _digest(meta_json: str, arrays: Dict[str, np.ndarray]) -> str:
@@ -46,14 +59,26 @@ def _json_default(o: Any) -> Any:
 
 
 def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
-    """Write ``net`` (and ``optimizer``'s state) to ``path`` atomically (see the module docstring)."""
-    path = os.fspath(path)
+    """Write ``net`` (and ``optimizer``'s state) to ``path`` atomically (see the module docstring).
+
+    A process killed while saving may leave a stray ``.gpubp-*.tmp`` file beside the target,
+    never a broken target.
+    """
+    path = _check_path(path)
+    if optimizer is not None and not callable(getattr(optimizer, "state_dict", None)):
+        raise TypeError(f"optimizer must be a gpubp optimizer (with state_dict()) or None; got {type(optimizer).__name__}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save checkpoint {path!r}: folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save checkpoint {path!r}: it is a folder")
     arrays: Dict[str, np.ndarray] = {"params": net.backend.to_numpy(net.params)}
     meta: Dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "config": net.get_config(),
         "rng": net._rng.bit_generator.state,
+        "epoch": int(getattr(net, "epoch", 0)),
         "optimizer": None,
     }
     if optimizer is not None:
@@ -63,13 +88,13 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
             arrays[f"optimizer/{name}"] = value
     meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
     checksum = _digest(meta_json, arrays)
-    folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".gpubp-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, __meta__=np.frombuffer(meta_json.encode(), dtype=np.uint8),
                      __checksum__=np.frombuffer(checksum.encode(), dtype=np.uint8), **arrays)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -88,7 +113,7 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
 
 def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     """The verified (meta, arrays) of a checkpoint; CheckpointError for anything else."""
-    path = os.fspath(path)
+    path = _check_path(path)
     try:
         with open(path, "rb") as f:
             blob = f.read()
@@ -97,8 +122,9 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise CheckpointError(f"{path!r} is not a readable gpubp checkpoint (truncated or not an .npz file: {exc})") from None
+    except Exception as exc:  # the file is untrusted: any failure to parse it means "not readable"
+        raise CheckpointError(f"{path!r} is not a readable gpubp checkpoint (truncated or not an .npz file: "
+                              f"{type(exc).__name__}: {exc})") from None
     if "__meta__" not in data or "__checksum__" not in data:
         raise CheckpointError(f"{path!r} is an .npz file but not a gpubp checkpoint (no metadata)")
     try:
@@ -121,27 +147,52 @@ def load(path: PathLike, optimizer: Any = None) -> Any:
     from .network import MLP
 
     meta, arrays = read(path)
-    cfg = dict(meta["config"])
-    hidden = cfg.pop("activation")
-    net = MLP(activation=hidden if hidden else "relu", **cfg)
-    params = arrays["params"]
+    name = _check_path(path)
+    try:
+        cfg = dict(meta["config"])
+        hidden = cfg.pop("activation")
+        net = MLP(activation=hidden if hidden else "relu", **cfg)
+        params = arrays["params"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
     if params.shape != (net.n_params,) or params.dtype != net.dtype:
-        raise CheckpointError(f"{os.fspath(path)!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
+        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+        epoch = int(meta.get("epoch", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
+    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
+        restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
     net._build(params)
-    net._rng.bit_generator.state = meta["rng"]
+    net._rng, net.epoch = rng, epoch
     if optimizer is not None:
         restore_optimizer(optimizer, meta, arrays, net, path)
     return net
 
 
-def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np.ndarray], net: Any, path: PathLike) -> None:
+def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np.ndarray], net: Any, path: PathLike,
+                      dry_run: bool = False) -> None:
+    """Load the saved optimizer state into ``optimizer`` (only check that it can with ``dry_run``)."""
+    name = _check_path(path)
+    if not callable(getattr(optimizer, "load_state_dict", None)):
+        raise TypeError(f"optimizer must be a gpubp optimizer (with load_state_dict()); got {type(optimizer).__name__}")
     saved = meta.get("optimizer")
     if saved is None:
-        raise CheckpointError(f"{os.fspath(path)!r} holds no optimizer state")
-    if saved["type"] != type(optimizer).__name__:
-        raise CheckpointError(f"{os.fspath(path)!r} holds {saved['type']} state, not {type(optimizer).__name__}")
-    state = {name: arrays[f"optimizer/{name}"] for name in saved["state"]}
-    optimizer.load_state_dict({"t": saved["t"], "state": state}, net)
+        raise CheckpointError(f"{name!r} holds no optimizer state")
+    try:
+        if saved["type"] != type(optimizer).__name__:
+            raise CheckpointError(f"{name!r} holds {saved['type']} state, not {type(optimizer).__name__}")
+        state = {k: arrays[f"optimizer/{k}"] for k in saved["state"]}
+        t = int(saved["t"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r}: the optimizer state is corrupted ({type(exc).__name__}: {exc})") from None
+    for k, v in state.items():
+        if v.shape != (net.n_params,):
+            raise CheckpointError(f"{name!r}: optimizer buffer {k!r} has shape {v.shape}; the network has {net.n_params} parameters")
+    if not dry_run:
+        optimizer.load_state_dict({"t": t, "state": state}, net)
 
 
 def load_optimizer(path: PathLike, net: Any) -> Optional[Any]:
@@ -152,10 +203,13 @@ def load_optimizer(path: PathLike, net: Any) -> Optional[Any]:
     saved = meta.get("optimizer")
     if saved is None:
         return None
-    cls = OPTIMIZERS[saved["type"].lower()]
-    cfg = dict(saved["config"])
-    if "betas" in cfg:
-        cfg["betas"] = tuple(cfg["betas"])
-    opt = cls(**cfg)
+    try:
+        cls = OPTIMIZERS[saved["type"].lower()]
+        cfg = dict(saved["config"])
+        if "betas" in cfg:
+            cfg["betas"] = tuple(cfg["betas"])
+        opt = cls(**cfg)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{_check_path(path)!r}: the optimizer settings are corrupted ({type(exc).__name__}: {exc})") from None
     restore_optimizer(opt, meta, arrays, net, path)
     return opt

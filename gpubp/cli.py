@@ -1,11 +1,13 @@
 """The ``gpubp`` console command: ``gpubp train`` and ``gpubp info``.
 
-Errors in what the user asked for are printed as one line (no traceback) and the command
-exits with status 2.
+Errors in what the user asked for (bad arguments or data, a missing or broken file, a
+diverged run, an exhausted GPU) are printed as one line, without a traceback, and the command
+exits with status 2 (130 when interrupted).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -62,6 +64,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .network import MLP
     from .optim import make_optimizer
 
+    from . import validation
+
+    # checked before anything is loaded or trained, so a typo costs no training time
+    validation.check_int(args.epochs, "--epochs", 0)
+    validation.check_int(args.batch_size, "--batch-size", 1)
+    validation.check_positive_float(args.lr, "--lr")
+    if args.save:
+        folder = os.path.dirname(os.path.abspath(args.save))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--save {args.save!r}: folder {folder!r} does not exist")
     comm = None
     if args.distributed:  # before the backend is made: under MPI each rank picks its own GPU
         from . import distributed
@@ -178,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.lr = 1e-3 if args.optimizer == "adam" else 0.1
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, GpubpError, FileNotFoundError, KeyboardInterrupt) as exc:
+    except (ValueError, TypeError, GpubpError, OSError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
             print("gpubp: interrupted", file=sys.stderr)
             code = 130

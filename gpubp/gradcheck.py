@@ -28,6 +28,10 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
     from .backend import use_backend
 
     eps = validation.check_positive_float(eps, "eps")
+    floor = validation.check_positive_float(floor, "floor")
+    if max_params is not None:
+        max_params = validation.check_int(max_params, "max_params", 1)
+    seed = validation.check_int(seed, "seed", 0)
     cfg = dict(net.get_config(), dtype="float64")
     with use_backend(net.backend.name):
         twin = MLP(**cfg)
@@ -45,7 +49,7 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
 
     P = twin.n_params
     if max_params is not None and max_params < P:
-        indices = np.random.default_rng(seed).choice(P, size=validation.check_int(max_params, "max_params", 1), replace=False)
+        indices = np.random.default_rng(seed).choice(P, size=max_params, replace=False)
     else:
         indices = np.arange(P)
     worst = 0.0

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import validation
+from . import memory, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
@@ -106,6 +106,9 @@ class MLP:
         self.seed = validation.check_seed(seed)
         self.backend: Backend = get_backend()
         self._rng = np.random.default_rng(self.seed)
+        #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
+        #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
+        self.epoch = 0
         self._build(self._initial_parameters())
 
     # ---- construction ----------------------------------------------------------------
@@ -204,7 +207,9 @@ class MLP:
     def forward(self, X: Any) -> Any:
         """A^(L) for the n rows of X (shape (n, n_0)), as a new backend array of shape (n, n_L)."""
         X = validation.check_X(self, X)
-        return self._forward(X, self._workspace(X.shape[0])).copy()
+        with memory.translated_out_of_memory(self.backend, f"in forward on {X.shape[0]} rows",
+                                             memory.batch_hint(X.shape[0], "number of rows per call")):
+            return self._forward(X, self._workspace(X.shape[0])).copy()
 
     def predict(self, X: Any) -> Any:
         """The network's outputs A^(L) for X (same as :meth:`forward`)."""
@@ -259,7 +264,9 @@ class MLP:
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
             distributed.ensure_synchronized(self, comm)
-        C = self._loss_and_grads(X, Y)
+        with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
+                                             memory.batch_hint(X.shape[0], "batch")):
+            C = self._loss_and_grads(X, Y)
         if comm is not None:
             C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         grads = [
@@ -270,20 +277,38 @@ class MLP:
     def train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None) -> Any:
         """One forward, backward and optimizer update on one batch; returns C as a 0-d array.
 
-        Nothing is synchronised with the host: the returned loss stays on the backend. With
-        ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
+        The arguments are checked first (a rejected call changes neither the weights nor the
+        optimizer); on the GPU that check is one synchronisation, the only one: the returned
+        loss stays on the backend. The step itself does not look for NaN/inf (``fit`` does).
+        With ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
         over all their rows (one all-reduce) before the same update is applied on every rank.
         """
         from . import distributed
 
         comm = distributed.check_comm(comm)
-        validation.check_optimizer(optimizer)
+        validation.check_optimizer(optimizer, self)
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
             distributed.ensure_synchronized(self, comm)
-        C = self._loss_and_grads(X, Y)
-        if comm is not None:
-            C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
+        with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
+                                             memory.batch_hint(X.shape[0], "batch")):
+            return self._train_step(X, Y, optimizer, comm)
+
+    def _train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None) -> Any:
+        """:meth:`train_step` on arguments already checked (``fit``'s inner loop).
+
+        ``X is None`` is this rank's empty share of a distributed step (its shard has run out).
+        """
+        if X is None:
+            from . import distributed
+
+            C = distributed.allreduce_gradients(self, None, 0, comm)
+        else:
+            C = self._loss_and_grads(X, Y)
+            if comm is not None:
+                from . import distributed
+
+                C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         optimizer.step(self)
         return C
 
@@ -296,7 +321,7 @@ class MLP:
 
     def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Any = None,
             validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            progress: bool = True, callback: Any = None, comm: Any = None) -> "Any":
+            progress: bool = True, callback: Any = None, initial_epoch: int = 0, comm: Any = None) -> "Any":
         """Train by mini-batch gradient descent; returns the per-epoch :class:`~gpubp.train.History`.
 
         See :func:`gpubp.train.fit` for the arguments.
@@ -305,7 +330,7 @@ class MLP:
 
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                    validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback,
-                   comm=comm)
+                   initial_epoch=initial_epoch, comm=comm)
 
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:

@@ -23,18 +23,25 @@ class Optimizer:
         self.state: Dict[str, Any] = {}
         self.t = 0
 
+    def check_network(self, net: Any) -> None:
+        """Raise a ValueError, changing nothing, if this optimizer has stepped another network."""
+        first = next(iter(self.state.values()), None) if self.state else None
+        if first is not None and self.t and (first.shape != net.params.shape or first.dtype != net.params.dtype
+                                             or not isinstance(first, type(net.params))):
+            raise ValueError(
+                f"optimizer: this {type(self).__name__} holds state for {first.size} parameters of dtype {first.dtype} "
+                f"({type(first).__module__.split('.')[0]}); the network has {net.params.size} of dtype {net.params.dtype} "
+                f"({type(net.params).__module__.split('.')[0]}): use one optimizer per network"
+            )
+
     def _bind(self, net: Any) -> None:
         """Allocate the state buffers for ``net`` (or check they match it)."""
+        self.check_network(net)
         xp = net.backend.xp
         first = next(iter(self.state.values()), None) if self.state else None
         if first is not None and (first.shape != net.params.shape or first.dtype != net.params.dtype
                                   or not isinstance(first, type(net.params))):
-            if self.t:
-                raise ValueError(
-                    f"this {type(self).__name__} holds state for {first.size} parameters of dtype {first.dtype}; "
-                    f"the network has {net.params.size} of dtype {net.params.dtype}: use one optimizer per network"
-                )
-            self.state = {}
+            self.state = {}  # fresh (t == 0) state allocated for another network: start again
         for name in self.state_names:
             if name not in self.state:
                 self.state[name] = xp.zeros_like(net.params)

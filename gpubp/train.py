@@ -1,8 +1,11 @@
 """Mini-batch training: ``fit`` and ``evaluate``.
 
-The data set is moved to the backend once; each epoch draws one permutation of the row
-indices and every mini-batch is gathered from it into a reused buffer (an index slice, never
-a per-sample loop). Loss and accuracy are accumulated on the device and read once per epoch.
+The data set is checked and moved to the backend once (on a GPU it does not fit, it stays in
+host memory and streams batch by batch, see :mod:`gpubp.memory`); each epoch draws one
+permutation of the row indices and every mini-batch is gathered from it into a reused buffer
+(an index slice, never a per-sample loop, never a copy of the data set). Loss and accuracy
+are accumulated on the device and read once per epoch. A divergence guard (:class:`_Guard`)
+stops training at the first non-finite step with the weights of the last finite one.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import validation
+from . import memory, validation
+from .errors import NonFiniteError
 
 
 class History(dict):
@@ -46,23 +50,225 @@ def _n_correct(A: Any, classes: Any) -> Any:
     return (pred == classes).sum()
 
 
+def _host_nbytes(net: Any, X: Any, Y: Any) -> int:
+    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes."""
+    rows_x = int(np.prod(getattr(X, "shape", (0,)), dtype=np.int64))
+    rows_y = int(np.prod(getattr(Y, "shape", (0,)), dtype=np.int64))
+    n = int(getattr(X, "shape", (0,))[0]) if getattr(X, "ndim", 0) else 0
+    return rows_x * net.dtype.itemsize + rows_y * 8 + n * 8
+
+
+def _upload(backend: Any, dst: Any, src: np.ndarray) -> None:
+    """Copy host array ``src`` into the reused backend buffer ``dst``."""
+    if backend.name == "cupy":
+        dst.set(src)
+    else:
+        np.copyto(dst, src)
+
+
+class _Data:
+    """The X, Y (and class indices) of one ``fit`` or ``evaluate`` call, checked once.
+
+    Resident (the default): the arrays live on the backend and a mini-batch is gathered from
+    them by index into reused buffers. Streaming (a NumPy data set too large for the GPU, see
+    :mod:`gpubp.memory`): the arrays stay in host memory; a mini-batch is gathered on the
+    host into a reused staging buffer and copied into a reused device buffer.
+    """
+
+    def __init__(self, net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y")):
+        self.backend = net.backend
+        self.stream = not validation._on_device(X) and memory.should_stream(self.backend, _host_nbytes(net, X, Y))
+        self.X, self.Y = validation.check_XY(net, X, Y, names, on_host=self.stream)
+        self.classes = _class_targets(self.Y, net.sizes[-1])
+        self.n = self.X.shape[0]
+        self._buffers: Dict[int, Tuple[Any, ...]] = {}
+
+    def order(self, rng: Optional[np.random.Generator]) -> Any:
+        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it."""
+        order = rng.permutation(self.n) if rng is not None else np.arange(self.n)
+        return order if self.stream else self.backend.asarray(order)
+
+    def _buffers_for(self, nb: int) -> Tuple[Any, ...]:
+        bufs = self._buffers.get(nb)
+        if bufs is None:
+            shapes = [(nb, self.X.shape[1]), (nb,) + self.Y.shape[1:]] + ([(nb,)] if self.classes is not None else [])
+            dtypes = [self.X.dtype, self.Y.dtype, np.int64]
+            xp = self.backend.xp
+            device = tuple(xp.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes))
+            host = tuple(np.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes)) if self.stream else ()
+            bufs = self._buffers[nb] = (device, host)
+        return bufs
+
+    def gather(self, idx: Any) -> Tuple[Any, Any, Optional[Any]]:
+        """(X_b, Y_b, class indices or None) of the rows ``idx``, in reused backend buffers."""
+        device, host = self._buffers_for(int(idx.shape[0]))
+        sources = (self.X, self.Y, self.classes)
+        for i, buf in enumerate(device):
+            if self.stream:
+                np.take(sources[i], idx, axis=0, out=host[i])
+                _upload(self.backend, buf, host[i])
+            else:
+                self.backend.xp.take(sources[i], idx, axis=0, out=buf)
+        return device[0], device[1], (device[2] if len(device) > 2 else None)
+
+    def rows(self, s: int, e: int) -> Tuple[Any, Any, Optional[Any]]:
+        """(X_b, Y_b, classes) of the contiguous rows s..e-1 (views when resident)."""
+        if not self.stream:
+            return self.X[s:e], self.Y[s:e], None if self.classes is None else self.classes[s:e]
+        device, _ = self._buffers_for(e - s)
+        for buf, src in zip(device, (self.X, self.Y, self.classes)):
+            _upload(self.backend, buf, np.ascontiguousarray(src[s:e]))
+        return device[0], device[1], (device[2] if len(device) > 2 else None)
+
+
 def evaluate(net: Any, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
     """(C, accuracy) of ``net`` on X, Y: C = (1/n) sum_i C_0^(i) over all rows, in batches."""
     batch_size = validation.check_int(batch_size, "batch_size", 1)
-    X, Y = validation.check_XY(net, X, Y)
-    classes = _class_targets(Y, net.sizes[-1])
+    return _evaluate(net, _Data(net, X, Y), batch_size)
+
+
+def _evaluate(net: Any, data: _Data, batch_size: int) -> Tuple[float, Optional[float]]:
     ops = net.backend.ops
-    n = X.shape[0]
-    total = 0.0
-    correct = 0
-    for s in range(0, n, batch_size):
-        Xb, Yb = X[s : s + batch_size], Y[s : s + batch_size]
-        ws = net._workspace(Xb.shape[0])
-        A = net._forward(Xb, ws)
-        total += float(ops.loss_value(net.loss, ws.Z[net.L], A, Yb)) * Xb.shape[0]
-        if classes is not None:
-            correct += int(_n_correct(A, classes[s : s + batch_size]))
-    return total / n, (correct / n if classes is not None else None)
+    xp = net.backend.xp
+    n = data.n
+    total = xp.zeros((), dtype=np.float64)
+    correct = xp.zeros((), dtype=np.int64)
+    with memory.translated_out_of_memory(net.backend, "in evaluate", memory.batch_hint(batch_size)):
+        for s in range(0, n, batch_size):
+            Xb, Yb, Cb = data.rows(s, min(s + batch_size, n))
+            ws = net._workspace(Xb.shape[0])
+            A = net._forward(Xb, ws)
+            total += ops.loss_value(net.loss, ws.Z[net.L], A, Yb).astype(np.float64) * Xb.shape[0]
+            if Cb is not None:
+                correct += _n_correct(A, Cb)
+    return float(total) / n, (int(correct) / n if data.classes is not None else None)
+
+
+#: Mini-batches between two verifications (and snapshots) of the divergence guard in ``fit``.
+CHECK_EVERY = 32
+
+
+class _Snapshot:
+    """The weights and optimizer state before batch ``index`` of the epoch, in buffers allocated once."""
+
+    def __init__(self, net: Any, state: Dict[str, Any]):
+        xp = net.backend.xp
+        self.params = xp.empty_like(net.params)
+        self.state = {k: xp.empty_like(v) for k, v in state.items()}
+        self.t: Any = None
+        self.index = -1  # -1: holds nothing yet
+
+
+class _Guard:
+    """Stops ``fit`` at the first non-finite loss or gradient and puts back the newest finite state.
+
+    After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
+    gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
+    sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
+    0-d value already on the host: free). On the GPU s is written into a small device vector
+    that is read back once every ``CHECK_EVERY`` batches and at the end of the epoch: one
+    synchronisation per window, none per batch.
+
+    Restore point: when batch k (of the epoch, from 0) is the first with a NaN or inf, the
+    weights P_k it was computed from are useless (their loss or gradient is not finite, at
+    any learning rate); the newest useful state is P_{k-1}, the one before batch k-1's update,
+    whose loss and gradient were finite: retaking that step with a lower learning rate is how
+    training goes on (for k = 0 it is P_0, the state at the start of the epoch). Two snapshots
+    make it reachable without a copy per step: ``verified`` holds the state before the last
+    batch of the previous window (whose check passed), ``spare`` receives the state before
+    the last batch of the current window and replaces ``verified`` when the window passes. On
+    failure ``verified`` is restored and the batches from it to k-2 are replayed (failure
+    only; bit-identical on NumPy). Cost: 2P extra floats for the weights (plus twice the
+    optimizer state: 2P for SGD with momentum, 4P for Adam) and one device-to-device copy of
+    them per window and per epoch.
+    """
+
+    def __init__(self, net: Any, optimizer: Any, every: int):
+        self.net, self.optimizer = net, optimizer
+        self.xp = net.backend.xp
+        self.on_host = net.backend.name == "numpy"
+        self.every = every
+        bind = getattr(optimizer, "_bind", None)
+        if callable(bind):  # allocate the (zero) state now so the snapshots cover it
+            bind(net)
+        state = self._opt_state()
+        self.verified, self.spare = _Snapshot(net, state), _Snapshot(net, state)
+        self.sums = None if self.on_host else self.xp.empty(every, dtype=net.dtype)
+        self.window = 0  # the epoch's batch index where the current window starts
+        self.count = 0  # steps recorded in the current window
+
+    def _opt_state(self) -> Dict[str, Any]:
+        state = getattr(self.optimizer, "state", None)
+        if not isinstance(state, dict):
+            return {}
+        return {k: v for k, v in state.items() if isinstance(v, type(self.net.params))}
+
+    def _save(self, snap: _Snapshot, index: int) -> None:
+        self.xp.copyto(snap.params, self.net.params)
+        for k, v in self._opt_state().items():
+            self.xp.copyto(snap.state[k], v)
+        snap.t, snap.index = getattr(self.optimizer, "t", None), index
+
+    def restore(self) -> int:
+        """Put the verified snapshot back (into the same buffers: the layers' views stay valid);
+        returns the batch index it was taken before."""
+        snap = self.verified
+        self.xp.copyto(self.net.params, snap.params)
+        for k, v in self._opt_state().items():
+            self.xp.copyto(v, snap.state[k])
+        if snap.t is not None:
+            self.optimizer.t = snap.t
+        return snap.index
+
+    def begin_epoch(self) -> None:
+        self._save(self.verified, 0)
+        self.spare.index = -1
+        self.window, self.count = 0, 0
+
+    def before_step(self, b: int, last: bool) -> None:
+        """Called before batch ``b``: keep the state before a window's last batch in ``spare``."""
+        if (last or b == self.window + self.every - 1) and b > self.verified.index:
+            self._save(self.spare, b)
+
+    def _value(self, C: Any) -> Any:
+        return C + self.net.grads.sum()
+
+    def after_step(self, b: int, C: Any, last: bool) -> Optional[int]:
+        """Record batch ``b``'s check; the index of the first non-finite batch once known, else None."""
+        s = self._value(C)
+        self.count += 1
+        if self.on_host:
+            if not bool(np.isfinite(s)):
+                return b
+        else:
+            self.sums[self.count - 1] = s
+        if self.count < self.every and not last:
+            return None
+        if not self.on_host:  # the one synchronisation of the window
+            flags = self.xp.isfinite(self.sums[: self.count]).get()
+            if not flags.all():
+                return self.window + int(np.argmin(flags))
+        if self.spare.index == b:  # the window passed: the state before its last batch is verified
+            self.verified, self.spare = self.spare, self.verified
+            self.spare.index = -1
+        self.window, self.count = b + 1, 0
+        return None
+
+    def rewind(self, k: int, step: Callable[[int], Any]) -> int:
+        """Batch ``k`` is the first non-finite one: put back the state before batch k-1 (or
+        before k = 0); returns the index of the batch the restored state comes before.
+
+        ``step(i)`` re-runs batch ``i`` of the epoch (gather, forward, backward, update).
+        """
+        target = max(k - 1, self.verified.index)
+        while True:
+            start = self.restore()
+            for i in range(start, target):
+                if not bool(self.xp.isfinite(self._value(step(i)))):
+                    target = max(i - 1, start)  # replay met an earlier failure: go before it
+                    break
+            else:
+                return target
 
 
 def fit(
@@ -76,11 +282,13 @@ def fit(
     shuffle: bool = True,
     progress: bool = True,
     callback: Optional[Callable[[int, Dict[str, Optional[float]]], None]] = None,
+    initial_epoch: int = 0,
     comm: Any = None,
 ) -> History:
-    """Train ``net`` on X, Y for ``epochs`` passes of mini-batches of ``batch_size`` rows.
+    """Train ``net`` on X, Y by mini-batches of ``batch_size`` rows, epochs ``initial_epoch + 1`` to ``epochs``.
 
     Args:
+        epochs: the number of the last epoch (so ``epochs - initial_epoch`` passes over the data).
         optimizer: a :class:`gpubp.SGD` or :class:`gpubp.Adam` (default ``Adam()``).
         validation_data: ``(X_val, Y_val)`` evaluated after every epoch.
         shuffle: draw a new permutation of the rows every epoch (from the network's seed).
@@ -93,7 +301,28 @@ def fit(
             rank whose shard has fewer batches joins the remaining steps of the epoch with an
             empty batch. The logs (loss, accuracy, validation on each rank's validation rows)
             are over all ranks' rows and the same on every rank; the callback runs on every
-            rank, the progress bar on rank 0 only.
+            rank, the progress bar on rank 0 only. A non-finite step is seen alike on every
+            rank (the guard checks the all-reduced loss and gradients), so all ranks stop together.
+        initial_epoch: the number of epochs already done, for resuming: a network loaded from
+            a checkpoint with its optimizer (:func:`gpubp.load_optimizer`) continues with
+            ``fit(X, Y, epochs=E, optimizer=opt, initial_epoch=net.epoch)`` exactly as the
+            uninterrupted run would have (bit for bit on NumPy; the checkpoint keeps the
+            shuffling generator's state).
+
+    Every argument is checked before anything changes. The data set is moved to the backend
+    once (or streamed from host memory when it does not fit on the GPU, see
+    :mod:`gpubp.memory`).
+
+    Raises:
+        gpubp.NonFiniteError: a batch's loss or gradient was NaN or inf; ``epoch`` and
+            ``batch`` (from 1) name it, and the weights and optimizer state are restored to the
+            last finite step: their values before the previous batch's update, the newest ones
+            with a finite loss and gradient, from which a lower learning rate can go on
+            (see :class:`_Guard` for the definition and the cost).
+        gpubp.OutOfMemoryError: the GPU ran out of memory; the weights and optimizer state
+            are restored to the last verified step (at most ``CHECK_EVERY`` batches back) and
+            the message suggests a smaller batch. A ``KeyboardInterrupt`` restores them the
+            same way, so an interrupted update never leaves them half-written.
 
     Returns the :class:`History` of loss and accuracy per epoch.
     """
@@ -102,73 +331,102 @@ def fit(
 
     comm = distributed.check_comm(comm)
     epochs = validation.check_int(epochs, "epochs", 0)
+    initial_epoch = validation.check_int(initial_epoch, "initial_epoch", 0)
+    if initial_epoch > epochs:
+        raise ValueError(f"initial_epoch must be <= epochs (the number of the last epoch); got initial_epoch="
+                         f"{initial_epoch} and epochs={epochs}")
     batch_size = validation.check_int(batch_size, "batch_size", 1)
+    shuffle = validation.check_bool(shuffle, "shuffle")
+    progress = validation.check_bool(progress, "progress")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(epoch, logs); got {type(callback).__name__}")
     if optimizer is None:
         optimizer = Adam()
-    validation.check_optimizer(optimizer)
-    X, Y = validation.check_XY(net, X, Y)
+    validation.check_optimizer(optimizer, net)
+    data = _Data(net, X, Y)
+    val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, Y_val)")
-        validation_data = validation.check_XY(net, *validation_data)
+            raise TypeError(f"validation_data must be a pair (X_val, Y_val); got {type(validation_data).__name__}")
+        val = _Data(net, *validation_data, names=("validation_data[0]", "validation_data[1]"))
 
+    history = History(loss=[], accuracy=[], val_loss=[], val_accuracy=[])
+    if epochs == initial_epoch:
+        return history
     backend = net.backend
     xp = backend.xp
-    n = X.shape[0]
-    classes = _class_targets(Y, net.sizes[-1])
-    history = History(loss=[], accuracy=[], val_loss=[], val_accuracy=[])
-    buffers: Dict[int, Tuple[Any, Any, Any]] = {}
+    n = data.n
     n_batches = -(-n // batch_size)
     n_total, step_rows = n, None
     if comm is not None and comm.size > 1:
         distributed.broadcast_parameters(net, comm, optimizer)
-        counts, n_total = distributed.global_rows(comm, n, batch_size=batch_size, epochs=epochs, shuffle=bool(shuffle))
+        counts, n_total = distributed.global_rows(comm, n, batch_size=batch_size, epochs=epochs,
+                                                  initial_epoch=initial_epoch, shuffle=shuffle)
         n_batches = max(-(-c // batch_size) for c in counts)
-        step_rows = [sum(min(batch_size, max(0, c - s)) for c in counts) for s in range(0, n_batches * batch_size, batch_size)]
+        # rows of all ranks in step k (a rank whose shard has run out adds none)
+        step_rows = [sum(min(batch_size, max(0, c - k * batch_size)) for c in counts) for k in range(n_batches)]
+    guard = _Guard(net, optimizer, CHECK_EVERY)
+    epoch, b = initial_epoch + 1, 0
 
-    for epoch in range(1, epochs + 1):
-        order = net._rng.permutation(n) if shuffle else np.arange(n)
-        order = backend.asarray(order)
+    for epoch in range(initial_epoch + 1, epochs + 1):
+        order = data.order(net._rng if shuffle else None)
+
+        def step(i: int) -> Tuple[Any, Optional[Any], Optional[Any]]:
+            """Batch i of the epoch: (C, this rank's X_b or None when its shard has run out, classes)."""
+            if i * batch_size >= n:  # an empty share of a distributed step
+                return net._train_step(None, None, optimizer, comm), None, None
+            Xb, Yb, Cb = data.gather(order[i * batch_size : (i + 1) * batch_size])
+            return net._train_step(Xb, Yb, optimizer, comm), Xb, Cb
+
         loss_sum = xp.zeros((), dtype=net.dtype)
         correct = xp.zeros((), dtype=xp.int64)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                    disable=None if progress and (comm is None or comm.rank == 0) else True)
-        with validation.check_finite(False):  # X and Y were scanned once above
-            for k, s in enumerate(range(0, n_batches * batch_size, batch_size)):
-                if s >= n:  # this rank's shard has run out: an empty share of a distributed step
-                    C = distributed.allreduce_gradients(net, None, 0, comm)
-                    optimizer.step(net)
-                    loss_sum += C * step_rows[k]
+        guard.begin_epoch()
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
+                for b in range(n_batches):
+                    last = b == n_batches - 1
+                    guard.before_step(b, last)
+                    C, Xb, Cb = step(b)
+                    bad = guard.after_step(b, C, last)
+                    if bad is not None:
+                        restored = guard.rewind(bad, lambda i: step(i)[0])
+                        raise NonFiniteError(
+                            f"training diverged at epoch {epoch}, batch {bad + 1} of {n_batches}: its loss or a "
+                            f"gradient is NaN or inf. The weights and optimizer state are restored to their values "
+                            f"before batch {restored + 1}, the newest ones with a finite loss and gradient: lower the "
+                            f"learning rate and call fit again (initial_epoch={epoch - 1} keeps the epoch numbers).",
+                            epoch=epoch, batch=bad + 1)
+                    loss_sum += C * (Xb.shape[0] if step_rows is None else step_rows[b])
+                    if Cb is not None:
+                        # the outputs of this batch's forward pass, before the update
+                        correct += _n_correct(net._workspace(Xb.shape[0]).A[net.L], Cb)
                     bar.update(1)
-                    continue
-                idx = order[s : s + batch_size]
-                nb = idx.shape[0]
-                if nb not in buffers:
-                    buffers[nb] = (xp.empty((nb, X.shape[1]), dtype=X.dtype),
-                                   xp.empty((nb,) + Y.shape[1:], dtype=Y.dtype),
-                                   xp.empty((nb,), dtype=xp.int64) if classes is not None else None)
-                Xb, Yb, Cb = buffers[nb]
-                xp.take(X, idx, axis=0, out=Xb)
-                xp.take(Y, idx, axis=0, out=Yb)
-                C = net.train_step(Xb, Yb, optimizer, comm=comm)
-                loss_sum += C * (nb if step_rows is None else step_rows[k])
-                if classes is not None:
-                    xp.take(classes, idx, axis=0, out=Cb)
-                    # the outputs of this batch's forward pass, before the update
-                    correct += _n_correct(net._workspace(nb).A[net.L], Cb)
-                bar.update(1)
-        bar.close()
+        except KeyboardInterrupt:
+            guard.restore()
+            raise
+        except Exception as exc:
+            if not memory.is_out_of_memory(exc):
+                raise
+            restored = guard.restore()
+            raise memory.out_of_memory_error(
+                exc, backend, "in fit",
+                memory.batch_hint(batch_size) + f"; the weights and optimizer state are restored to their values "
+                f"before batch {restored + 1} of epoch {epoch}", epoch=epoch, batch=b + 1) from exc
+        finally:
+            bar.close()
+        net.epoch = epoch
         n_correct = int(correct) if step_rows is None else comm.sum(int(correct))
         logs: Dict[str, Optional[float]] = {
             "loss": float(loss_sum) / n_total,
-            "accuracy": n_correct / n_total if classes is not None else None,
+            "accuracy": n_correct / n_total if data.classes is not None else None,
         }
-        if validation_data is not None:
-            logs["val_loss"], logs["val_accuracy"] = evaluate(net, *validation_data)
+        if val is not None:
+            logs["val_loss"], logs["val_accuracy"] = _evaluate(net, val, 4096)
             if step_rows is not None:  # weighted by each rank's validation rows
-                n_val = validation_data[0].shape[0]
                 acc = logs["val_accuracy"]
-                sums = comm.sum((logs["val_loss"] * n_val, (acc or 0.0) * n_val, float(n_val)))
+                sums = comm.sum((logs["val_loss"] * val.n, (acc or 0.0) * val.n, float(val.n)))
                 logs["val_loss"] = sums[0] / sums[2]
                 logs["val_accuracy"] = sums[1] / sums[2] if acc is not None else None
         for key in history:

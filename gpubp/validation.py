@@ -3,7 +3,10 @@ what was expected and what came, before anything is changed.
 
 Checks run once per call on shapes and dtypes; the scan for NaN/inf is one vectorised
 reduction per array (switch it off with ``gpubp.validation.CHECK_FINITE = False`` or the
-``check_finite`` context manager when data are known to be clean).
+``check_finite`` context manager when data are known to be clean). On the GPU every value
+check of a call (NaN scan, label range, target range) is read back in one transfer, so a
+checked call costs one device synchronisation; ``fit`` checks the whole data set once and
+then runs its mini-batches unchecked.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _optional
 from .activations import Activation, get_activation
 
 CHECK_FINITE = True
@@ -96,76 +100,144 @@ def check_seed(seed: Any) -> Any:
     return check_int(seed, "seed", 0)
 
 
-def _as_backend_array(net: Any, value: Any, argument: str, dtype: Any) -> Any:
-    """``value`` on the network's backend (moved once if it came from the other backend)."""
-    backend = net.backend
+def _on_device(value: Any) -> bool:
+    cp = _optional.cupy
+    return cp is not None and isinstance(value, cp.ndarray)
+
+
+def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = False) -> Any:
+    """``value`` as an array on the network's backend (moved once if it came from the other
+    backend), or as a NumPy array when ``on_host``; only real numbers (bool, int, float) pass."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{argument} must be a numeric array; got {_describe(value)}")
-    raw_dtype = getattr(value, "dtype", None)
-    if raw_dtype is None:
+    if not isinstance(value, np.ndarray) and not _on_device(value):
         try:
-            raw_dtype = np.asarray(value).dtype
-        except Exception:
+            value = np.asarray(value)
+        except Exception:  # ragged nested lists, objects that refuse conversion
             raise TypeError(f"{argument} must be a numeric array; got {_describe(value)}") from None
-    raw_dtype = np.dtype(raw_dtype)
-    if raw_dtype.kind not in "biuf":
-        raise TypeError(f"{argument} must hold real numbers; got dtype {raw_dtype} ({_describe(value)})")
-    return backend.asarray(value, dtype=dtype)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{argument} must hold real numbers (bool, int or float); got {_describe(value)}")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the finite scan
+        if on_host:
+            return np.asarray(value.get() if _on_device(value) else value, dtype=dtype)
+        return net.backend.asarray(value, dtype=dtype)
 
 
-def _check_finite(net: Any, arr: Any, argument: str) -> None:
-    if CHECK_FINITE and arr.dtype.kind == "f" and not bool(net.backend.xp.isfinite(arr).all()):
-        raise ValueError(f"{argument} must be finite; it holds NaN or inf")
+class _Pending:
+    """Value checks of one call, gathered so a GPU reads them all back in one transfer.
+
+    ``require(ok, message)`` takes a 0-d boolean array (on the device or the host) and the
+    message (or a function making it, evaluated only on failure); :meth:`verify` raises the
+    ValueError of the first failed check.
+    """
+
+    def __init__(self, xp: Any):
+        self.xp = xp
+        self.flags: List[Any] = []
+        self.messages: List[Any] = []
+
+    def require(self, ok: Any, message: Any) -> None:
+        self.flags.append(ok)
+        self.messages.append(message)
+
+    def verify(self) -> None:
+        if not self.flags:
+            return
+        if self.xp is np:
+            results = [bool(f) for f in self.flags]
+        else:  # one device-to-host transfer for every check of the call
+            results = self.xp.stack([self.xp.asarray(f) for f in self.flags]).get().tolist()
+        for ok, message in zip(results, self.messages):
+            if not ok:
+                raise ValueError(message() if callable(message) else message)
 
 
-def check_X(net: Any, X: Any, argument: str = "X") -> Any:
-    """X as a (n, n_0) array of the network's dtype on its backend."""
-    X = _as_backend_array(net, X, argument, net.dtype)
+def _xp(net: Any, on_host: bool) -> Any:
+    return np if on_host else net.backend.xp
+
+
+def _require_finite(pending: _Pending, arr: Any, argument: str) -> None:
+    if CHECK_FINITE and arr.dtype.kind == "f":
+        pending.require(pending.xp.isfinite(arr).all(),
+                        f"{argument} must be finite; it holds NaN or inf (as {arr.dtype}: values beyond "
+                        f"+-{np.finfo(arr.dtype).max:.3g} overflow)")
+
+
+def _X(net: Any, X: Any, argument: str, pending: _Pending, on_host: bool) -> Any:
+    X = _as_array(net, X, argument, net.dtype, on_host)
     if X.ndim != 2 or X.shape[1] != net.sizes[0]:
         raise ValueError(f"{argument} must have shape (n, {net.sizes[0]}) (n samples by n_0 inputs); got shape {tuple(X.shape)}")
     if X.shape[0] == 0:
         raise ValueError(f"{argument} must have at least one row; got shape {tuple(X.shape)}")
-    _check_finite(net, X, argument)
+    _require_finite(pending, X, argument)
     return X
 
 
-def check_Y(net: Any, Y: Any, n: int, argument: str = "Y") -> Any:
-    """Targets in the form the loss head reads: float (n, n_L) rows, or int64 labels (n,)."""
+def _Y(net: Any, Y: Any, n: int, argument: str, pending: _Pending, on_host: bool) -> Any:
     m = net.sizes[-1]
-    raw = np.dtype(getattr(Y, "dtype", None) or np.asarray(Y).dtype) if Y is not None and not isinstance(Y, (str, bytes)) else None
-    labels = net.loss.accepts_labels and raw is not None and raw.kind in "biuf" and np.ndim(Y) == 1
-    if labels:
-        Yl = _as_backend_array(net, Y, argument, None)
-        if Yl.shape[0] != n:
-            raise ValueError(f"{argument} has {Yl.shape[0]} labels but X has {n} rows")
-        xp = net.backend.xp
-        if Yl.dtype.kind == "f":
-            if not bool(xp.isfinite(Yl).all()) or not bool((Yl == xp.floor(Yl)).all()):
-                raise ValueError(f"{argument}: class labels must be whole numbers in [0, {m}); got fractional or non-finite values")
-        if Yl.size and (int(Yl.min()) < 0 or int(Yl.max()) >= m):
-            raise ValueError(
-                f"{argument}: class labels must lie in [0, {m}) for {m} output nodes; got values in [{int(Yl.min())}, {int(Yl.max())}]"
-            )
-        return Yl.astype(xp.int64, copy=False)
-    Yf = _as_backend_array(net, Y, argument, net.dtype)
-    if Yf.ndim == 1 and m == 1:
-        Yf = Yf.reshape(-1, 1)
-    if Yf.ndim != 2 or Yf.shape[1] != m:
+    xp = pending.xp
+    Y = _as_array(net, Y, argument, None, on_host)  # dtype kept: labels stay integers
+    if net.loss.accepts_labels and Y.ndim == 1:
+        if Y.shape[0] != n:
+            raise ValueError(f"{argument} has {Y.shape[0]} labels but X has {n} rows")
+        lo, hi = Y.min(), Y.max()
+        if Y.dtype.kind == "f":
+            pending.require(xp.isfinite(Y).all() & (Y == xp.floor(Y)).all(),
+                            f"{argument}: class labels must be whole numbers in [0, {m}); got fractional or non-finite values")
+        pending.require((lo >= 0) & (hi < m), lambda: (
+            f"{argument}: class labels must lie in [0, {m}) for {m} output nodes; got values in [{lo.item()}, {hi.item()}]"))
+        with np.errstate(invalid="ignore"):
+            return Y.astype(xp.int64, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        Y = Y.astype(net.dtype, copy=False)
+    if Y.ndim == 1 and m == 1:
+        Y = Y.reshape(-1, 1)
+    if Y.ndim != 2 or Y.shape[1] != m:
         hint = " or integer labels of shape (n,)" if net.loss.accepts_labels else ""
-        raise ValueError(f"{argument} must have shape ({n}, {m}){hint}; got shape {tuple(Yf.shape)}")
-    if Yf.shape[0] != n:
-        raise ValueError(f"{argument} has {Yf.shape[0]} rows but X has {n}")
-    _check_finite(net, Yf, argument)
-    if net.loss.name == "binary_cross_entropy" and (bool((Yf < 0).any()) or bool((Yf > 1).any())):
-        raise ValueError(f"{argument}: binary_cross_entropy targets must lie in [0, 1]")
-    return Yf
+        raise ValueError(f"{argument} must have shape ({n}, {m}){hint}; got shape {tuple(Y.shape)}")
+    if Y.shape[0] != n:
+        raise ValueError(f"{argument} has {Y.shape[0]} rows but X has {n}")
+    _require_finite(pending, Y, argument)
+    if net.loss.name == "binary_cross_entropy":
+        pending.require(((Y >= 0) & (Y <= 1)).all(), f"{argument}: binary_cross_entropy targets must lie in [0, 1]")
+    return Y
 
 
-def check_XY(net: Any, X: Any, Y: Any) -> Tuple[Any, Any]:
-    X = check_X(net, X)
-    return X, check_Y(net, Y, X.shape[0])
+def check_X(net: Any, X: Any, argument: str = "X", on_host: bool = False) -> Any:
+    """X as a (n, n_0) array of the network's dtype on its backend (on the host if ``on_host``)."""
+    pending = _Pending(_xp(net, on_host))
+    X = _X(net, X, argument, pending, on_host)
+    pending.verify()
+    return X
 
 
-def check_optimizer(optimizer: Any) -> None:
+def check_Y(net: Any, Y: Any, n: int, argument: str = "Y", on_host: bool = False) -> Any:
+    """Targets in the form the loss head reads: float (n, n_L) rows, or int64 labels (n,)."""
+    pending = _Pending(_xp(net, on_host))
+    Y = _Y(net, Y, n, argument, pending, on_host)
+    pending.verify()
+    return Y
+
+
+def check_XY(net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y"), on_host: bool = False) -> Tuple[Any, Any]:
+    """X and Y checked together: shapes at once, every value check in one host read-back."""
+    pending = _Pending(_xp(net, on_host))
+    X = _X(net, X, names[0], pending, on_host)
+    Y = _Y(net, Y, X.shape[0], names[1], pending, on_host)
+    pending.verify()
+    return X, Y
+
+
+def check_bool(value: Any, argument: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument} must be True or False; got {_describe(value)}")
+    return bool(value)
+
+
+def check_optimizer(optimizer: Any, net: Any = None) -> None:
+    """A gpubp optimizer (anything with ``step(net)``) that, if it holds state, holds it for ``net``."""
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer must be a gpubp optimizer such as gpubp.SGD(...) or gpubp.Adam(...); got {_describe(optimizer)}")
+    check = getattr(optimizer, "check_network", None)
+    if net is not None and callable(check):
+        check(net)

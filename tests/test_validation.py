@@ -1,0 +1,367 @@
+"""Every bad input at the public boundary: the right exception, a message naming the argument,
+and nothing changed (weights, optimizer state, shuffling generator, epoch counter)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gpubp
+from gpubp import validation
+from gpubp.backend import cupy_problem
+from gpubp.cli import main as cli_main
+from gpubp.optim import make_optimizer
+
+N0, M, N = 4, 3, 6
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(gpubp.__file__)))
+
+
+def _good(loss: str, n: int = N, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N0))
+    if loss == "cross_entropy":
+        Y = rng.integers(0, M, n)
+    elif loss == "binary_cross_entropy":
+        Y = rng.uniform(size=(n, M))
+    else:
+        Y = rng.normal(size=(n, M))
+    return X, Y
+
+
+def _trained(loss: str = "cross_entropy"):
+    """A network and an Adam that has already stepped it (so the optimizer holds state)."""
+    net = gpubp.MLP([N0, 5, M], loss=loss, seed=1)
+    opt = gpubp.Adam(1e-2)
+    X, Y = _good(loss)
+    net.train_step(X, Y, opt)
+    return net, opt
+
+
+def _state(net, opt):
+    to_np = net.backend.to_numpy
+    return {
+        "params": to_np(net.params).tobytes(),
+        "opt": {k: to_np(v).tobytes() for k, v in opt.state.items()},
+        "t": opt.t,
+        "rng": repr(net._rng.bit_generator.state),
+        "epoch": net.epoch,
+    }
+
+
+def _rejects(net, opt, call, exc, fragment):
+    before = _state(net, opt)
+    with pytest.raises(exc) as info:
+        call()
+    assert fragment in str(info.value), f"message does not name {fragment!r}: {info.value}"
+    assert _state(net, opt) == before, "a rejected call changed the network or the optimizer"
+    return info.value
+
+
+# ---- X: bad values, every entry point that reads X -----------------------------------------
+BAD_X = [
+    ("1-D", lambda X: X[0], ValueError),
+    ("wrong width", lambda X: X[:, :3], ValueError),
+    ("3-D", lambda X: X[:, :, None], ValueError),
+    ("0 rows", lambda X: X[:0], ValueError),
+    ("NaN", lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), ValueError),
+    ("+inf", lambda X: np.where(np.arange(X.size).reshape(X.shape) == 2, np.inf, X), ValueError),
+    ("-inf", lambda X: np.full_like(X, -np.inf), ValueError),
+    ("overflows float32", lambda X: X * 1e300, ValueError),
+    ("object dtype", lambda X: X.astype(object), TypeError),
+    ("strings", lambda X: X.astype(str), TypeError),
+    ("complex", lambda X: X.astype(complex), TypeError),
+    ("None", lambda X: None, TypeError),
+    ("a str", lambda X: "data.csv", TypeError),
+    ("ragged list", lambda X: [[1.0, 2.0, 3.0, 4.0], [1.0]], TypeError),
+]
+ENTRY_X = {
+    "forward": lambda net, opt, X, Y: net.forward(X),
+    "predict": lambda net, opt, X, Y: net.predict(X),
+    "predict_classes": lambda net, opt, X, Y: net.predict_classes(X),
+    "loss_and_grads": lambda net, opt, X, Y: net.loss_and_grads(X, Y),
+    "train_step": lambda net, opt, X, Y: net.train_step(X, Y, opt),
+    "fit": lambda net, opt, X, Y: net.fit(X, Y, epochs=1, batch_size=2, optimizer=opt, progress=False),
+    "evaluate": lambda net, opt, X, Y: net.evaluate(X, Y),
+    "gradcheck": lambda net, opt, X, Y: gpubp.gradcheck(net, X, Y),
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_X))
+@pytest.mark.parametrize("case,bad,exc", BAD_X, ids=[c[0] for c in BAD_X])
+def test_bad_X_is_rejected_and_changes_nothing(backend, entry, case, bad, exc):
+    if entry == "gradcheck" and case == "overflows float32":
+        return  # gradcheck works on a float64 twin, where 1e300 is a legal input
+    net, opt = _trained()
+    X, Y = _good("cross_entropy")
+    _rejects(net, opt, lambda: ENTRY_X[entry](net, opt, bad(X), Y), exc, "X")
+
+
+@pytest.mark.parametrize("case,bad,exc", BAD_X, ids=[c[0] for c in BAD_X])
+def test_bad_validation_X_is_rejected_before_training(backend, case, bad, exc):
+    net, opt = _trained()
+    X, Y = _good("cross_entropy")
+    call = lambda: net.fit(X, Y, epochs=2, optimizer=opt, validation_data=(bad(X), Y), progress=False)  # noqa: E731
+    _rejects(net, opt, call, exc, "validation_data[0]")
+
+
+# ---- Y: bad targets, for every loss head that can meet them --------------------------------
+def _nan_at(Y, i=1):
+    Y = Y.astype(float).copy()
+    Y.flat[i] = np.nan
+    return Y
+
+
+BAD_Y = [
+    ("too few rows", "mse", lambda Y: Y[:-1], ValueError),
+    ("too many rows", "mse", lambda Y: np.vstack([Y, Y]), ValueError),
+    ("wrong width", "mse", lambda Y: Y[:, :2], ValueError),
+    ("1-D for several outputs", "mse", lambda Y: Y[:, 0], ValueError),
+    ("3-D", "sse", lambda Y: Y[:, :, None], ValueError),
+    ("scalar", "sse", lambda Y: 1.0, ValueError),
+    ("NaN", "mse", _nan_at, ValueError),
+    ("inf", "sse", lambda Y: Y * np.inf, ValueError),
+    ("object", "mse", lambda Y: Y.astype(object), TypeError),
+    ("None", "mse", lambda Y: None, TypeError),
+    ("strings", "cross_entropy", lambda Y: Y.astype(str), TypeError),
+    ("label == m", "cross_entropy", lambda Y: np.where(np.arange(N) == 0, M, Y), ValueError),
+    ("label > m", "cross_entropy", lambda Y: Y + 100, ValueError),
+    ("negative label", "cross_entropy", lambda Y: np.where(np.arange(N) == 3, -1, Y), ValueError),
+    ("fractional label", "cross_entropy", lambda Y: Y + 0.5, ValueError),
+    ("NaN label", "cross_entropy", lambda Y: _nan_at(Y, 0)[:, None][:, 0], ValueError),
+    ("labels vs rows", "cross_entropy", lambda Y: Y[:-2], ValueError),
+    ("one-hot width", "cross_entropy", lambda Y: np.eye(M + 1)[Y], ValueError),
+    ("BCE target > 1", "binary_cross_entropy", lambda Y: Y + 1.5, ValueError),
+    ("BCE target < 0", "binary_cross_entropy", lambda Y: -Y - 0.1, ValueError),
+]
+ENTRY_Y = {
+    "loss_and_grads": lambda net, opt, X, Y: net.loss_and_grads(X, Y),
+    "train_step": lambda net, opt, X, Y: net.train_step(X, Y, opt),
+    "fit": lambda net, opt, X, Y: net.fit(X, Y, epochs=1, batch_size=2, optimizer=opt, progress=False),
+    "evaluate": lambda net, opt, X, Y: net.evaluate(X, Y),
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_Y))
+@pytest.mark.parametrize("case,loss,bad,exc", BAD_Y, ids=[c[0] for c in BAD_Y])
+def test_bad_Y_is_rejected_and_changes_nothing(backend, entry, case, loss, bad, exc):
+    net, opt = _trained(loss)
+    X, Y = _good(loss)
+    err = _rejects(net, opt, lambda: ENTRY_Y[entry](net, opt, X, bad(Y)), exc, "Y")
+    if "label" in case and "rows" not in case:
+        assert f"[0, {M})" in str(err)
+
+
+def test_label_message_reports_the_range_found(backend):
+    net, opt = _trained()
+    X, Y = _good("cross_entropy")
+    err = _rejects(net, opt, lambda: net.loss_and_grads(X, np.where(np.arange(N) == 2, 7, Y)), ValueError, "Y")
+    assert "got values in [" in str(err) and "7]" in str(err)
+
+
+def test_finite_scan_can_be_switched_off(backend):
+    net, _ = _trained("mse")
+    X, Y = _good("mse")
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="X must be finite"):
+        net.forward(X)
+    with validation.check_finite(False):
+        A = net.backend.to_numpy(net.forward(X))
+    assert np.isnan(A[0]).all() and np.isfinite(A[1:]).all()
+    assert validation.CHECK_FINITE is True
+
+
+# ---- hyper-parameters of fit / evaluate / train_step ----------------------------------------
+def _fit(**kw):
+    def call(net, opt, X, Y):
+        args = dict(epochs=1, batch_size=2, optimizer=opt, progress=False)
+        args.update(kw)
+        return net.fit(X, Y, **args)
+    return call
+
+
+BAD_ARGS = [
+    ("batch_size 0", _fit(batch_size=0), ValueError, "batch_size"),
+    ("batch_size -3", _fit(batch_size=-3), ValueError, "batch_size"),
+    ("batch_size 2.0", _fit(batch_size=2.0), TypeError, "batch_size"),
+    ("batch_size True", _fit(batch_size=True), TypeError, "batch_size"),
+    ("epochs -1", _fit(epochs=-1), ValueError, "epochs"),
+    ("epochs 1.5", _fit(epochs=1.5), TypeError, "epochs"),
+    ("epochs None", _fit(epochs=None), TypeError, "epochs"),
+    ("initial_epoch > epochs", _fit(epochs=2, initial_epoch=3), ValueError, "initial_epoch"),
+    ("initial_epoch -1", _fit(initial_epoch=-1), ValueError, "initial_epoch"),
+    ("optimizer a name", _fit(optimizer="adam"), TypeError, "optimizer"),
+    ("shuffle a str", _fit(shuffle="yes"), TypeError, "shuffle"),
+    ("progress None", _fit(progress=None), TypeError, "progress"),
+    ("callback not callable", _fit(callback=3), TypeError, "callback"),
+    ("validation_data not a pair", lambda net, opt, X, Y: net.fit(X, Y, optimizer=opt, validation_data=(X,)),
+     TypeError, "validation_data"),
+    ("validation labels out of range", lambda net, opt, X, Y: net.fit(X, Y, optimizer=opt, progress=False,
+                                                                        validation_data=(X, Y + M)),
+     ValueError, "validation_data[1]"),
+    ("evaluate batch_size 0", lambda net, opt, X, Y: net.evaluate(X, Y, batch_size=0), ValueError, "batch_size"),
+    ("train_step optimizer None", lambda net, opt, X, Y: net.train_step(X, Y, None), TypeError, "optimizer"),
+    ("train_step optimizer of another network",
+     lambda net, opt, X, Y: net.train_step(X, Y, _trained_other()), ValueError, "optimizer"),
+    ("fit optimizer of another network",
+     lambda net, opt, X, Y: net.fit(X, Y, optimizer=_trained_other(), progress=False), ValueError, "optimizer"),
+    ("gradcheck eps 0", lambda net, opt, X, Y: gpubp.gradcheck(net, X, Y, eps=0.0), ValueError, "eps"),
+    ("gradcheck max_params 0", lambda net, opt, X, Y: gpubp.gradcheck(net, X, Y, max_params=0), ValueError, "max_params"),
+    ("gradcheck max_params str", lambda net, opt, X, Y: gpubp.gradcheck(net, X, Y, max_params="9"), TypeError, "max_params"),
+]
+
+
+def _trained_other():
+    other = gpubp.MLP([N0, 7, M], loss="cross_entropy", seed=2)
+    opt = gpubp.Adam()
+    opt.step(other)
+    return opt
+
+
+@pytest.mark.parametrize("case,call,exc,fragment", BAD_ARGS, ids=[c[0] for c in BAD_ARGS])
+def test_bad_arguments_are_rejected_and_change_nothing(backend, case, call, exc, fragment):
+    net, opt = _trained()
+    X, Y = _good("cross_entropy")
+    _rejects(net, opt, lambda: call(net, opt, X, Y), exc, fragment)
+
+
+def test_epochs_zero_trains_nothing(backend):
+    net, opt = _trained()
+    X, Y = _good("cross_entropy")
+    before = _state(net, opt)
+    history = net.fit(X, Y, epochs=0, optimizer=opt, progress=False)
+    assert history["loss"] == [] and _state(net, opt) == before
+
+
+# ---- construction, optimizers, backend names ------------------------------------------------
+BAD_CONSTRUCTION = [
+    ("one size", dict(sizes=[3]), ValueError, "sizes", None),
+    ("no sizes", dict(sizes=[]), ValueError, "sizes", None),
+    ("size 0", dict(sizes=[3, 0]), ValueError, "sizes[1]", None),
+    ("negative size", dict(sizes=[3, -2, 1]), ValueError, "sizes[1]", None),
+    ("fractional size", dict(sizes=[3, 2.5]), TypeError, "sizes[1]", None),
+    ("sizes a str", dict(sizes="34"), TypeError, "sizes", None),
+    ("sizes an int", dict(sizes=3), TypeError, "sizes", None),
+    ("unknown activation", dict(activation="swish2"), ValueError, "activation", "relu"),
+    ("activation None", dict(activation=None), TypeError, "activation", None),
+    ("activation list length", dict(activation=["relu", "tanh"]), ValueError, "activation", None),
+    ("softmax hidden", dict(activation="softmax"), ValueError, "activation", None),
+    ("unknown output_activation", dict(output_activation="maxout"), ValueError, "output_activation", "sigmoid"),
+    ("unknown loss", dict(loss="hinge"), ValueError, "loss", "cross_entropy"),
+    ("loss not a str", dict(loss=3), TypeError, "loss", None),
+    ("loss/output mismatch", dict(loss="cross_entropy", output_activation="sigmoid"), ValueError, "output_activation", None),
+    ("dtype float16", dict(dtype="float16"), ValueError, "dtype", "float32"),
+    ("dtype int", dict(dtype=int), ValueError, "dtype", "float64"),
+    ("dtype nonsense", dict(dtype="bogus"), TypeError, "dtype", None),
+    ("seed negative", dict(seed=-1), ValueError, "seed", None),
+    ("seed float", dict(seed=1.5), TypeError, "seed", None),
+    ("bias str", dict(bias="yes"), TypeError, "bias", None),
+]
+
+
+@pytest.mark.parametrize("case,kwargs,exc,fragment,lists", BAD_CONSTRUCTION, ids=[c[0] for c in BAD_CONSTRUCTION])
+def test_bad_construction(backend, case, kwargs, exc, fragment, lists):
+    args = dict(sizes=[4, 5, 3])
+    args.update(kwargs)
+    with pytest.raises(exc) as info:
+        gpubp.MLP(**args)
+    assert fragment in str(info.value)
+    if lists:
+        assert lists in str(info.value), "the message should list the valid names"
+
+
+BAD_OPTIMIZERS = [
+    ("SGD lr 0", lambda: gpubp.SGD(lr=0.0), ValueError, "lr"),
+    ("SGD lr negative", lambda: gpubp.SGD(lr=-0.1), ValueError, "lr"),
+    ("SGD lr nan", lambda: gpubp.SGD(lr=float("nan")), ValueError, "lr"),
+    ("SGD lr inf", lambda: gpubp.SGD(lr=float("inf")), ValueError, "lr"),
+    ("SGD lr str", lambda: gpubp.SGD(lr="0.1"), TypeError, "lr"),
+    ("SGD momentum 1", lambda: gpubp.SGD(momentum=1.0), ValueError, "momentum"),
+    ("SGD momentum negative", lambda: gpubp.SGD(momentum=-0.5), ValueError, "momentum"),
+    ("SGD nesterov without momentum", lambda: gpubp.SGD(nesterov=True), ValueError, "nesterov"),
+    ("SGD weight_decay nan", lambda: gpubp.SGD(weight_decay=float("nan")), ValueError, "weight_decay"),
+    ("Adam lr 0", lambda: gpubp.Adam(lr=0.0), ValueError, "lr"),
+    ("Adam lr -inf", lambda: gpubp.Adam(lr=-float("inf")), ValueError, "lr"),
+    ("Adam beta 1", lambda: gpubp.Adam(betas=(0.9, 1.0)), ValueError, "betas"),
+    ("Adam betas scalar", lambda: gpubp.Adam(betas=0.9), TypeError, "betas"),
+    ("Adam eps 0", lambda: gpubp.Adam(eps=0.0), ValueError, "eps"),
+    ("unknown optimizer", lambda: make_optimizer("rmsprop"), ValueError, "sgd"),
+]
+
+
+@pytest.mark.parametrize("case,call,exc,fragment", BAD_OPTIMIZERS, ids=[c[0] for c in BAD_OPTIMIZERS])
+def test_bad_optimizer_settings(case, call, exc, fragment):
+    with pytest.raises(exc) as info:
+        call()
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name,exc", [("tpu", ValueError), ("", ValueError), (3, TypeError), (None, TypeError)])
+def test_bad_backend_name(name, exc):
+    before = gpubp.get_backend()
+    with pytest.raises(exc) as info:
+        gpubp.set_backend(name)
+    assert "backend" in str(info.value)
+    if exc is ValueError:
+        assert "numpy" in str(info.value) and "cupy" in str(info.value)
+    assert gpubp.get_backend() is before
+
+
+# ---- NumPy and CuPy arrays in one call -----------------------------------------------------
+@pytest.mark.skipif(cupy_problem() is not None, reason="needs a CUDA GPU (CuPy backend)")
+def test_arrays_of_the_other_backend_are_moved_once():
+    import cupy
+
+    X, Y = _good("cross_entropy")
+    results = {}
+    for name in ("numpy", "cupy"):
+        with gpubp.use_backend(name):
+            net = gpubp.MLP([N0, 5, M], loss="cross_entropy", dtype="float64", seed=1)
+            mixed = (cupy.asarray(X), Y) if name == "numpy" else (X, cupy.asarray(Y))
+            C, _ = net.loss_and_grads(*mixed)
+            A = net.forward(cupy.asarray(X) if name == "numpy" else X)
+            assert isinstance(A, net.backend.xp.ndarray)
+            net.fit(*mixed, epochs=1, batch_size=4, optimizer=gpubp.SGD(0.1), progress=False,
+                    validation_data=(X, cupy.asarray(Y)))
+            results[name] = (C, net.backend.to_numpy(net.params))
+    assert abs(results["numpy"][0] - results["cupy"][0]) <= 1e-12 * abs(results["numpy"][0])
+    np.testing.assert_allclose(results["numpy"][1], results["cupy"][1], rtol=1e-9, atol=1e-12)
+
+
+# ---- the command line -----------------------------------------------------------------------
+BAD_CLI = [
+    (["train", "--epochs", "-1"], "--epochs"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--lr", "-1"], "--lr"),
+    (["train", "--save", "/no/such/folder/model.npz"], "--save"),
+    (["train", "--optimizer", "sgd", "--momentum", "1.5", "--epochs", "1"], "momentum"),
+    (["train", "--test-fraction", "1.5", "--epochs", "1"], "fraction"),
+]
+
+
+@pytest.mark.parametrize("argv,fragment", BAD_CLI, ids=[" ".join(a[1:]) for a, _ in BAD_CLI])
+def test_cli_reports_bad_input_in_one_line(argv, fragment, capsys):
+    with gpubp.use_backend("numpy"):
+        code = cli_main(argv + ["--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fragment in err and "Traceback" not in err
+    assert err.strip().startswith("gpubp train: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_cli_divergence_is_an_error_without_traceback(capsys):
+    with gpubp.use_backend("numpy"):
+        code = cli_main(["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "diverged at epoch 1, batch" in err and "Traceback" not in err
+
+
+def test_cli_process_exits_nonzero_without_traceback():
+    env = dict(os.environ, GPUBP_BACKEND="numpy", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "gpubp.cli", "train", "--batch-size", "0"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "batch-size" in proc.stderr and "Traceback" not in proc.stderr
