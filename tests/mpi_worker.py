@@ -5,6 +5,8 @@ Modes:
            shards against one process on the concatenated rows; replicas after fit.
     nccl   the same collectives on the CuPy backend through NCCL (needs a GPU per rank).
     fail   rank 1 raises in the middle of fit while rank 0 waits in the all-reduce.
+    diverge  one rank's shard makes the second step's loss overflow: every rank must stop
+           with the same NonFiniteError and the same restored (identical) weights.
 
 Rank 0 prints one line ``RESULT {json}`` with the largest errors over all ranks; the test
 asserts on those numbers. Any exception on any rank aborts the whole run (non-zero exit).
@@ -153,7 +155,7 @@ def nccl(comm) -> dict:
 
 def fail(comm) -> dict:
     X, Y = data("sse", 40, seed=3)
-    net = make_net("sse", "relu")
+    net = make_net("mse", "relu")  # identity output: the overflow reaches the loss
 
     def boom(epoch, logs):
         if comm.rank == 1 and epoch == 1:
@@ -162,6 +164,31 @@ def fail(comm) -> dict:
     net.fit(X[comm.shard(len(X))], Y[comm.shard(len(X))], epochs=50, batch_size=4, progress=False,
             callback=boom, comm=comm)
     return {}
+
+
+def diverge(comm) -> dict:
+    X, Y = data("mse", 8 * comm.size, seed=5)
+    mine = comm.shard(len(X))
+    Xr = X[mine].copy()
+    if comm.rank == comm.size - 1:
+        Xr[5] = 1e300  # batch 2 of this rank (batch size 4): its forward pass overflows to inf
+    net = make_net("mse", "relu")  # identity output: the overflow reaches the loss
+    start = params(net)
+    where = (0, 0)
+    try:
+        net.fit(Xr, Y[mine], epochs=3, batch_size=4, optimizer=gpubp.SGD(0.1), shuffle=False, progress=False,
+                comm=comm)
+    except gpubp.NonFiniteError as exc:
+        where = (exc.epoch, exc.batch)
+    mine_p = params(net)
+    rank0 = comm.mpi.bcast(mine_p if comm.rank == 0 else None, root=0)
+    wheres = comm.allgather(where)
+    return {
+        "not_raised_everywhere": float(any(w != (1, 2) for w in wheres)),
+        "replica_diff": float(np.max(np.abs(mine_p - rank0))),
+        # batch 2 fails: the newest finite state is the one before batch 1, the start of the epoch
+        "restore_err": float(np.max(np.abs(mine_p - start))),
+    }
 
 
 def main() -> None:
@@ -173,6 +200,8 @@ def main() -> None:
         errs = nccl(comm)
     elif mode == "fail":
         errs = fail(comm)
+    elif mode == "diverge":
+        errs = diverge(comm)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     from mpi4py import MPI

@@ -112,6 +112,15 @@ def test_failing_rank_stops_every_rank_with_a_clear_error():
 
 
 @needs_mpi
+def test_divergence_stops_every_rank_alike():
+    rc, out, _ = mpirun(2, [str(WORKER), "diverge"])
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    assert res["not_raised_everywhere"] == 0.0, res  # every rank: NonFiniteError at epoch 1, batch 2
+    assert res["replica_diff"] == 0.0 and res["restore_err"] == 0.0, res
+
+
+@needs_mpi
 def test_cli_train_distributed(tmp_path):
     ckpt = tmp_path / "digits.npz"
     rc, out, _ = mpirun(2, ["-m", "gpubp.cli", "train", "--distributed", "--epochs", "2", "--hidden", "16",
