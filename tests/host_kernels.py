@@ -138,6 +138,11 @@ class HostKernels:
         # caller's own arrays (prepare_args refuses non-contiguous ones), so nothing to copy back
 
 
+    def launch(self, name: str, dtype: Any, *args: Any, act: Optional[str] = None) -> None:
+        """``CudaKernels.launch``'s signature, run as three blocks (so grid strides are exercised)."""
+        self.run(name, dtype, *args, act=act, grid=3)
+
+
 def build(cache_root: Optional[Path] = None) -> HostKernels:
     """Build (or reuse from ``cache_root``) the host libraries of every source."""
     root = cache_root or Path(tempfile.gettempdir()) / "gpubp-host-kernels"

@@ -376,3 +376,60 @@ def test_every_table_activation_has_its_kernels():
             for T in ("float", "double"):
                 assert f"{kernel}<{T}, gpubp_act_{name}>" in names
     assert "gpubp_act_softmax" not in functors
+
+
+# ---- CupyOps' dispatch, with the host build in place of the GPU ------------------------
+class HostCupyOps:
+    """:class:`gpubp.ops.cupy_ops.CupyOps` on NumPy arrays, launching the host build of the
+    kernels: checks that CupyOps picks the right kernel and passes the right arguments. Only
+    the cuBLAS GEMM (no host build) is the reference matmul."""
+
+    @staticmethod
+    def make(kernels):
+        from gpubp.ops.cupy_ops import CupyOps
+
+        class _Ops(CupyOps):
+            def __init__(self):
+                Ops.__init__(self, np)
+                self.kernels = kernels
+
+            grad_weights = Ops.grad_weights
+
+        return _Ops()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss_name,output", [("sse", "sigmoid"), ("sse", "softmax"), ("mse", "identity"),
+                                              ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")])
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
+def test_cupy_ops_training_step_matches_numpy(kernels, dtype, loss_name, output, optimizer):
+    import dataclasses
+
+    import gpubp
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(13, 5))
+    if loss_name == "cross_entropy":
+        Y = rng.integers(0, 4, 13)
+    elif loss_name == "binary_cross_entropy":
+        Y = rng.uniform(size=(13, 4))
+    else:
+        Y = rng.normal(size=(13, 4))
+    nets = []
+    for ops in (None, HostCupyOps.make(kernels)):
+        with gpubp.use_backend("numpy"):
+            net = gpubp.MLP([5, 6, 7, 4], activation=["gelu_tanh", "elu"], output_activation=output, loss=loss_name,
+                            dtype=dtype, seed=4, bias=True)
+        if ops is not None:
+            net.backend = dataclasses.replace(net.backend, ops=ops)
+        opt = {"sgd": gpubp.SGD(0.1, weight_decay=1e-3), "nesterov": gpubp.SGD(0.05, momentum=0.9, nesterov=True),
+               "adam": gpubp.Adam(1e-2)}[optimizer]
+        p0 = net.params.copy()
+        losses = [float(net.train_step(X, Y, opt)) for _ in range(3)]
+        assert not np.array_equal(net.params, p0), "the steps changed the parameters"
+        nets.append((net, losses))
+    (ref, ref_losses), (host, host_losses) = nets
+    rtol = {"float32": 1e-5, "float64": 1e-12}[dtype]
+    np.testing.assert_allclose(host_losses, ref_losses, rtol=rtol)
+    err = np.abs(host.params - ref.params).max() / np.abs(ref.params).max()
+    assert err < rtol, f"parameters after 3 steps differ by {err:.2e}"
