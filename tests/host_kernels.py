@@ -148,3 +148,29 @@ def build(cache_root: Optional[Path] = None) -> HostKernels:
     root = cache_root or Path(tempfile.gettempdir()) / "gpubp-host-kernels"
     root.mkdir(parents=True, exist_ok=True)
     return HostKernels(root)
+
+
+def host_cupy_ops(kernels: HostKernels) -> Any:
+    """:class:`gpubp.ops.cupy_ops.CupyOps` on NumPy arrays, launching the host build of the
+    kernels: it checks that CupyOps picks the right kernel and passes the right arguments.
+    Only the cuBLAS GEMM of ``grad_weights`` (which has no host build) is the reference matmul."""
+    from gpubp.ops.base import Ops
+    from gpubp.ops.cupy_ops import CupyOps
+
+    class HostCupyOps(CupyOps):
+        name = "cupy-kernels-on-host"
+
+        def __init__(self) -> None:
+            Ops.__init__(self, np)
+            self.kernels = kernels
+
+        grad_weights = Ops.grad_weights
+
+    return HostCupyOps()
+
+
+def host_backend(kernels: HostKernels) -> Any:
+    """A NumPy :class:`gpubp.backend.Backend` whose ops are :func:`host_cupy_ops`."""
+    from gpubp.backend import Backend
+
+    return Backend("numpy", np, host_cupy_ops(kernels), "cpu (CUDA kernels built for the host)")

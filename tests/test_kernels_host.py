@@ -379,25 +379,6 @@ def test_every_table_activation_has_its_kernels():
 
 
 # ---- CupyOps' dispatch, with the host build in place of the GPU ------------------------
-class HostCupyOps:
-    """:class:`gpubp.ops.cupy_ops.CupyOps` on NumPy arrays, launching the host build of the
-    kernels: checks that CupyOps picks the right kernel and passes the right arguments. Only
-    the cuBLAS GEMM (no host build) is the reference matmul."""
-
-    @staticmethod
-    def make(kernels):
-        from gpubp.ops.cupy_ops import CupyOps
-
-        class _Ops(CupyOps):
-            def __init__(self):
-                Ops.__init__(self, np)
-                self.kernels = kernels
-
-            grad_weights = Ops.grad_weights
-
-        return _Ops()
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss_name,output", [("sse", "sigmoid"), ("sse", "softmax"), ("mse", "identity"),
                                               ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")])
@@ -416,7 +397,7 @@ def test_cupy_ops_training_step_matches_numpy(kernels, dtype, loss_name, output,
     else:
         Y = rng.normal(size=(13, 4))
     nets = []
-    for ops in (None, HostCupyOps.make(kernels)):
+    for ops in (None, host_kernels.host_cupy_ops(kernels)):
         with gpubp.use_backend("numpy"):
             net = gpubp.MLP([5, 6, 7, 4], activation=["gelu_tanh", "elu"], output_activation=output, loss=loss_name,
                             dtype=dtype, seed=4, bias=True)
