@@ -400,7 +400,8 @@ class CudaKernels:
                 arch = runtime_arch(cc, nvrtc_module().getSupportedArchs())
                 program = nvrtc_compile(program_source(source), source, arch, instantiations(source, [dtype]))
                 module = cupy.cuda.function.Module()
-                module.load(program.binary)
+                # the driver reads PTX as a NUL-terminated string
+                module.load(program.binary if arch.startswith("sm_") else program.binary.rstrip(b"\0") + b"\0")
                 entry = self._modules[key] = (module, program.lowered)
                 self._multiprocessors[device] = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
         return entry
