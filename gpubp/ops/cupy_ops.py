@@ -9,7 +9,7 @@ over the flat parameter buffer.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .. import _optional
 from ..activations import Activation
@@ -36,6 +36,18 @@ class CupyOps(Ops):
     def __init__(self) -> None:
         super().__init__(_optional.cupy)
         self.kernels = CudaKernels()
+        self._c0: Dict[Tuple[int, str, int], Any] = {}  # per-sample loss buffers, reused
+
+    def _loss_buffer(self, rows: int, dtype: Any) -> Any:
+        """A reused (rows,) buffer for C_0 of every sample (one per batch size, dtype and device)."""
+        cuda = getattr(self.xp, "cuda", None)
+        key = (rows, str(dtype), cuda.Device().id if cuda is not None else -1)
+        buf = self._c0.get(key)
+        if buf is None:
+            if len(self._c0) >= 8:
+                self._c0.clear()
+            buf = self._c0[key] = self.xp.empty(rows, dtype=dtype)
+        return buf
 
     # ---- matrix products -------------------------------------------------------------
     def grad_weights(self, Delta: Any, A_prev: Any, out: Any) -> Any:
@@ -87,7 +99,7 @@ class CupyOps(Ops):
         """Delta^(L) = dC_0/dZ^(L) and C_0 of every sample in one fused kernel; returns C (0-d)."""
         rows, cols = Z.shape
         dtype = Z.dtype
-        C0 = self.xp.empty(rows, dtype=dtype)
+        C0 = self._loss_buffer(rows, dtype)
         k = self.kernels
         if loss.name in ("sse", "mse"):
             # sse: dC_0/dA = 2 (A - Y), C_0 = sum (a - y)^2; mse: both divided by m = cols
