@@ -161,7 +161,8 @@ def host_cupy_ops(kernels: HostKernels) -> Any:
         name = "cupy-kernels-on-host"
 
         def __init__(self) -> None:
-            Ops.__init__(self, np)
+            super().__init__()
+            self.xp = np  # NumPy arrays, and the host build in place of the compiled GPU kernels
             self.kernels = kernels
 
         grad_weights = Ops.grad_weights
