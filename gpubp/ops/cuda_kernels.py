@@ -28,6 +28,7 @@ for ``sm_80`` and ``sm_90`` without a GPU.
 from __future__ import annotations
 
 import importlib.util
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,13 +301,15 @@ def _pow2_at_least(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
-def launch_shape(shape: str, sizes: Dict[str, int], multiprocessors: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+def launch_shape(shape: str, sizes: Dict[str, int], multiprocessors: int,
+                 threads_per_sm: int = THREADS_PER_SM) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """(grid, block) for a kernel of ``shape`` over ``sizes`` (its index parameters) on a
-    device with ``multiprocessors`` SMs: enough blocks to fill the device, never more than the
-    work needs; the grid-stride loops cover whatever the grid does not."""
-    resident = max(1, multiprocessors) * THREADS_PER_SM
+    device with ``multiprocessors`` SMs of ``threads_per_sm`` resident threads: enough blocks
+    to fill the device, never more than the work needs; the grid-stride loops cover whatever
+    the grid does not."""
+    resident = max(1, multiprocessors) * max(FLAT_BLOCK, threads_per_sm)
     if shape == "flat":
-        n = int(np.prod([sizes[k] for k in sizes], dtype=np.int64))
+        n = math.prod(sizes.values())
         blocks = min(-(-n // FLAT_BLOCK), resident // FLAT_BLOCK)
         return (max(1, blocks),), (FLAT_BLOCK,)
     rows, cols = sizes["rows"], sizes["cols"]
@@ -351,7 +354,7 @@ def prepare_args(spec: KernelSpec, dtype: str, args: Sequence[Any], xp: Any) -> 
                     a = a.astype(np.int64)
                 else:
                     raise TypeError(f"kernel {spec.name}: {p.name} must have dtype {want}; got {a.dtype}")
-            length = int(np.prod([sizes[s] for s in p.size], dtype=np.int64))
+            length = math.prod(sizes[s] for s in p.size)
             if a.size != length:
                 dims = "*".join(f"{s}={sizes[s]}" for s in p.size)
                 raise ValueError(f"kernel {spec.name}: {p.name} must hold {dims} = {length} elements; got shape {tuple(a.shape)}")
@@ -381,7 +384,7 @@ class CudaKernels:
     def __init__(self) -> None:
         self._modules: Dict[Tuple[str, str, int], Tuple[Any, Dict[str, str]]] = {}
         self._functions: Dict[Tuple[str, str, Optional[str], int], Any] = {}
-        self._multiprocessors: Dict[int, int] = {}
+        self._devices: Dict[int, Tuple[int, int]] = {}  # device -> (SMs, resident threads per SM)
         self._lock = threading.Lock()
 
     @property
@@ -403,7 +406,8 @@ class CudaKernels:
                 # the driver reads PTX as a NUL-terminated string
                 module.load(program.binary if arch.startswith("sm_") else program.binary.rstrip(b"\0") + b"\0")
                 entry = self._modules[key] = (module, program.lowered)
-                self._multiprocessors[device] = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
+                attrs = cupy.cuda.Device(device).attributes
+                self._devices[device] = (int(attrs["MultiProcessorCount"]), int(attrs["MaxThreadsPerMultiProcessor"]))
         return entry
 
     def function(self, name: str, dtype: str, act: Optional[str] = None) -> Any:
@@ -433,5 +437,5 @@ class CudaKernels:
         if any(v == 0 for v in sizes.values()):
             return
         fn = self.function(name, dtype, act if spec.per_activation else None)
-        grid, block = launch_shape(spec.shape, sizes, self._multiprocessors[cupy.cuda.Device().id])
+        grid, block = launch_shape(spec.shape, sizes, *self._devices[cupy.cuda.Device().id])
         fn(grid, block, tuple(converted))
