@@ -60,15 +60,19 @@ def _sigmoid(xp: Any, Z: Any) -> Any:
     return xp.where(Z >= 0, 1.0, e) / (1.0 + e)
 
 
-def _gelu_tanh_parts(xp: Any, Z: Any) -> Tuple[Any, Any]:
+def _gelu_tanh_parts(xp: Any, Z: Any) -> Tuple[Any, Any, Any]:
+    """zc = clip(z), s = (1 + tanh u) / 2 = sigmoid(2u) and 1 - s = sigmoid(-2u), for
+    u = sqrt(2/pi) (zc + 0.044715 zc^3): the sigmoid form avoids the cancellation of 1 + tanh u
+    for negative z (which loses every digit of gelu_tanh below z = -5 in float32)."""
     Zc = xp.clip(Z, -GELU_TANH_CLIP, GELU_TANH_CLIP)
-    t = xp.tanh(SQRT_2_OVER_PI * (Zc + GELU_TANH_K * Zc * Zc * Zc))
-    return Zc, t
+    u2 = 2.0 * SQRT_2_OVER_PI * (Zc + GELU_TANH_K * Zc * Zc * Zc)
+    return Zc, _sigmoid(xp, u2), _sigmoid(xp, -u2)
 
 
 def _gelu_tanh_grad(xp: Any, Z: Any, A: Any) -> Any:
-    Zc, t = _gelu_tanh_parts(xp, Z)
-    return 0.5 * (1.0 + t) + 0.5 * Zc * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * Zc * Zc)
+    # d/dz [z s] = s + z s (1 - s) 2 du/dz (as 0.5 (1 + t) + 0.5 z (1 - t^2) du/dz, t = tanh u)
+    Zc, s, sn = _gelu_tanh_parts(xp, Z)
+    return s + 2.0 * Zc * (s * sn) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * Zc * Zc)
 
 
 def _heaviside(xp: Any, Z: Any) -> Any:
@@ -112,7 +116,7 @@ ACTIVATIONS: Dict[str, Activation] = {
         Activation(
             "identity",
             forward=lambda xp, Z: Z.copy(),
-            grad=lambda xp, Z, A: xp.ones_like(Z),
+            grad=lambda xp, Z, A: xp.where(Z == Z, 1.0, Z).astype(Z.dtype, copy=False),
             cuda_forward="return z;",
             cuda_grad="return z == z ? T(1) : z;",
         ),
@@ -177,17 +181,18 @@ ACTIVATIONS: Dict[str, Activation] = {
         ),
         Activation(
             "gelu_tanh",
-            forward=lambda xp, Z: 0.5 * Z * (1.0 + _gelu_tanh_parts(xp, Z)[1]),
+            forward=lambda xp, Z: Z * _gelu_tanh_parts(xp, Z)[1],
             grad=_gelu_tanh_grad,
             cuda_forward=(
                 "const T zc = gpubp_clip(z, T(-50), T(50));\n"
-                "return T(0.5) * z * (T(1) + tanh(T(0.79788456080286535588) * (zc + T(0.044715) * zc * zc * zc)));"
+                "return z * gpubp_sigmoid(T(1.5957691216057308) * (zc + T(0.044715) * zc * zc * zc));"
             ),
             cuda_grad=(
                 "const T zc = gpubp_clip(z, T(-50), T(50));\n"
-                "const T t = tanh(T(0.79788456080286535588) * (zc + T(0.044715) * zc * zc * zc));\n"
-                "return T(0.5) * (T(1) + t)"
-                " + T(0.5) * zc * (T(1) - t * t) * T(0.79788456080286535588) * (T(1) + T(3) * T(0.044715) * zc * zc);"
+                "const T u2 = T(1.5957691216057308) * (zc + T(0.044715) * zc * zc * zc);\n"
+                "const T s = gpubp_sigmoid(u2);\n"
+                "return s + T(2) * zc * (s * gpubp_sigmoid(-u2)) * T(0.7978845608028654)"
+                " * (T(1) + T(3) * T(0.044715) * zc * zc);"
             ),
             init="he",
         ),

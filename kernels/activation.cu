@@ -1,0 +1,104 @@
+// Forward and backward of the activations (MATH.md: A = g(Z), Delta = dA * g'(Z)).
+// Compiled after gpubp_common.cuh and the generated activation functors (Act below is one
+// gpubp_act_<name>).
+
+// Z^(l) += b^(l) (broadcast over the rows) when Bias, then A^(l) = g(Z^(l)). Z keeps the
+// biased pre-activation because the backward pass needs it.
+template <typename T, typename Act, bool Bias>
+__device__ __forceinline__ void gpubp_forward_body(T* Z, const T* __restrict__ b, T* A,
+                                                   const gpubp_index rows, const gpubp_index cols) {
+    const gpubp_index size = rows * cols;
+    const gpubp_index stride = GPUBP_FLAT_STRIDE;
+    gpubp_index i = GPUBP_FLAT_START;
+    // the column of flat index i, kept up to date without a 64-bit division per element
+    gpubp_index col = (Bias && cols > 0) ? i % cols : 0;
+    const gpubp_index col_step = (Bias && cols > 0) ? stride % cols : 0;
+    for (; i < size; i += stride) {
+        T z = Z[i];
+        if (Bias) {
+            z += b[col];
+            Z[i] = z;
+            col += col_step;
+            if (col >= cols) col -= cols;
+        }
+        A[i] = Act::forward(z);
+    }
+}
+
+template <typename T, typename Act>
+__global__ void bias_act_forward(T* Z, const T* __restrict__ b, T* A,
+                                 const gpubp_index rows, const gpubp_index cols) {
+    gpubp_forward_body<T, Act, true>(Z, b, A, rows, cols);
+}
+
+template <typename T, typename Act>
+__global__ void act_forward(T* Z, T* A, const gpubp_index rows, const gpubp_index cols) {
+    gpubp_forward_body<T, Act, false>(Z, (const T*)0, A, rows, cols);
+}
+
+// Delta = dA * g'(Z) (g' reads Z or A, whichever is cheaper). Delta may be dA (in place).
+template <typename T, typename Act>
+__global__ void act_backward(const T* dA, const T* __restrict__ Z, const T* __restrict__ A,
+                             T* Delta, const gpubp_index size) {
+    for (gpubp_index i = GPUBP_FLAT_START; i < size; i += GPUBP_FLAT_STRIDE) {
+        Delta[i] = dA[i] * Act::grad(Z[i], A[i]);
+    }
+}
+
+// Softmax over each row: Z += b (when Bias), A = exp(Z - max) / sum exp(Z - max).
+// A NaN anywhere in a row makes the whole row NaN, as in NumPy.
+template <typename T, bool Bias>
+__device__ __forceinline__ void gpubp_softmax_body(T* Z, const T* __restrict__ b, T* A,
+                                                   const gpubp_index rows, const gpubp_index cols) {
+    __shared__ T buf[GPUBP_MAX_BLOCK];
+    for (gpubp_index r = blockIdx.x; r < rows; r += gridDim.x) {
+        T* z = Z + r * cols;
+        T* a = A + r * cols;
+        T m = -T(GPUBP_INF);
+        for (gpubp_index j = threadIdx.x; j < cols; j += blockDim.x) {
+            T v = z[j];
+            if (Bias) {
+                v += b[j];
+                z[j] = v;
+            }
+            m = gpubp_max_op()(m, v);
+        }
+        m = gpubp_block_reduce<0>(m, buf, gpubp_max_op());
+        T s = T(0);
+        for (gpubp_index j = threadIdx.x; j < cols; j += blockDim.x) {
+            const T e = exp(z[j] - m);
+            a[j] = e;
+            s += e;
+        }
+        s = gpubp_block_reduce<0>(s, buf, gpubp_sum_op());
+        for (gpubp_index j = threadIdx.x; j < cols; j += blockDim.x) a[j] = a[j] / s;
+    }
+}
+
+template <typename T>
+__global__ void bias_softmax_forward(T* Z, const T* __restrict__ b, T* A,
+                                     const gpubp_index rows, const gpubp_index cols) {
+    gpubp_softmax_body<T, true>(Z, b, A, rows, cols);
+}
+
+template <typename T>
+__global__ void softmax_forward(T* Z, T* A, const gpubp_index rows, const gpubp_index cols) {
+    gpubp_softmax_body<T, false>(Z, (const T*)0, A, rows, cols);
+}
+
+// Softmax Jacobian-vector product per row: Delta_j = a_j (dA_j - sum_i dA_i a_i).
+// Delta may be dA (in place).
+template <typename T>
+__global__ void softmax_backward(const T* dA, const T* __restrict__ A, T* Delta,
+                                 const gpubp_index rows, const gpubp_index cols) {
+    __shared__ T buf[GPUBP_MAX_BLOCK];
+    for (gpubp_index r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* d = dA + r * cols;
+        const T* a = A + r * cols;
+        T s = T(0);
+        for (gpubp_index j = threadIdx.x; j < cols; j += blockDim.x) s += d[j] * a[j];
+        s = gpubp_block_reduce<0>(s, buf, gpubp_sum_op());
+        T* out = Delta + r * cols;
+        for (gpubp_index j = threadIdx.x; j < cols; j += blockDim.x) out[j] = a[j] * (d[j] - s);
+    }
+}

@@ -1,0 +1,86 @@
+"""The kernel sources ship inside the wheel and are found by a non-editable install; importing
+gpubp compiles nothing."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gpubp.ops import cuda_kernels as ck
+
+ROOT = Path(__file__).resolve().parents[1]
+_IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                                 ".benchmarks", ".hypothesis", "results")
+
+
+def _build_problem():
+    try:
+        import setuptools  # noqa: F401  (the build backend, used without build isolation)
+    except ImportError:
+        return "setuptools is not installed (pip install -e '.[test]' brings it)"
+    if not (ROOT / "pyproject.toml").is_file():
+        return "not a source checkout"
+    return None
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    problem = _build_problem()
+    if problem:
+        pytest.skip(problem)
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"  # build from a copy: an in-tree build/ folder would leak into later builds
+    shutil.copytree(ROOT, src, ignore=_IGNORE)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (path,) = (tmp / "dist").glob("gpubp-*.whl")
+    return path
+
+
+def test_wheel_contains_the_kernel_sources(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for f in ("__init__.py", ck.COMMON_HEADER, *ck.SOURCES):
+        assert f"gpubp/kernels/{f}" in names
+    assert "gpubp/ops/cuda_kernels.py" in names and "gpubp/gpucheck.py" in names
+
+
+def test_non_editable_install_finds_the_sources(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    # the outer interpreter's pip installs into the throwaway environment's site-packages
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                           "--target", site, str(wheel)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    code = (
+        "import gpubp, sys\n"
+        "from gpubp.ops import cuda_kernels as ck\n"
+        "print(gpubp.__file__); print(ck.kernel_dir())\n"
+        "print(sum(len(ck.program_source(s)) for s in ck.SOURCES))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    module, folder, size = out.stdout.split()
+    assert Path(module).is_relative_to(site) and Path(folder) == Path(site) / "gpubp" / "kernels"
+    assert int(size) > 10_000
+
+
+def test_importing_gpubp_compiles_nothing():
+    code = ("import sys, gpubp\n"
+            "print(any(m in sys.modules for m in ('gpubp.ops.cuda_kernels', 'gpubp.ops.cupy_ops', 'cupy.cublas')))\n"
+            "from gpubp.ops.cuda_kernels import CudaKernels\n"
+            "print(CudaKernels().compiled)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(os.environ, GPUBP_BACKEND="auto"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["False", "[]"]
