@@ -60,7 +60,8 @@ class Case:
     """One prepared benchmark: ``fn()`` does the work once (queued, on a GPU), ``sync()`` waits.
 
     ``flops`` (floating-point operations) or ``nbytes`` (bytes read and written at least) is
-    the work of one call; ``peak_bytes_per_s`` the memory bandwidth the rate is compared to.
+    the work of one call; ``peak_bytes_per_s`` the memory bandwidth the rate is compared to;
+    ``outputs`` the arrays a call writes (for checking what it computed).
     """
 
     group: str
@@ -73,6 +74,7 @@ class Case:
     nbytes: float = 0.0
     peak_bytes_per_s: Optional[float] = None
     gpu: bool = False
+    outputs: Tuple[Any, ...] = field(repr=False, default=())
 
     def __call__(self) -> None:
         """One synchronised call (what a wall-clock timer such as pytest-benchmark measures)."""
@@ -204,7 +206,7 @@ def hot_path_case(backend: str, n: int, width: int, dtype: str = "float32") -> C
             ops.grad_bias(Delta, out=db)
     flops = 2.0 * n * width * width + (0 if backend == "gemm" else n * width)
     case = Case(f"hot path dC/dW, dC/db  n={n} width={width} {dtype}", backend, f"({n}, {width})", dtype,
-                fn, sync, flops=flops, gpu=backend == "cupy")
+                fn, sync, flops=flops, gpu=backend == "cupy", outputs=(dW,) if backend == "gemm" else (dW, db))
     return _warm(case, 1 if backend == "loop" else 2)
 
 
