@@ -20,14 +20,15 @@ def _special(rng, shape, dtype):
     return Z.astype(dtype)
 
 
+@pytest.mark.parametrize("use_blas", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,n_l,n_prev", [(3, 5, 7), (40, 5, 7), (9, 40, 7), (9, 5, 40)])
-def test_grad_weights_and_bias_average_over_n(dtype, n, n_l, n_prev):
+def test_grad_weights_and_bias_average_over_n(dtype, n, n_l, n_prev, use_blas):
     # the three shapes put the 1/n on dC/dW, on Delta and on A in turn
     rng = np.random.default_rng(n * n_l * n_prev)
     Delta = rng.normal(size=(n, n_l)).astype(dtype)
     A_prev = rng.normal(size=(n, n_prev)).astype(dtype)
-    ops = NumpyOps()
+    ops = NumpyOps(use_blas=use_blas)
     dW = ops.grad_weights(Delta, A_prev, out=np.empty((n_l, n_prev), dtype))
     db = ops.grad_bias(Delta, out=np.empty(n_l, dtype))
     D64, A64 = Delta.astype(np.float64), A_prev.astype(np.float64)
@@ -86,13 +87,27 @@ def test_blocked_sgd_update_is_the_reference_update(dtype, momentum, nesterov, w
     v1 = None if velocity is None else velocity.copy()
     v2 = None if velocity is None else velocity.copy()
     for _ in range(2):
-        NumpyOps().sgd_update(p1, grads, v1, 0.05, momentum, nesterov, weight_decay)
+        NumpyOps(use_blas=False).sgd_update(p1, grads, v1, 0.05, momentum, nesterov, weight_decay)
         Ops(np).sgd_update(p2, grads, v2, 0.05, momentum, nesterov, weight_decay)
     np.testing.assert_array_equal(p1, p2)
     if velocity is not None:
         np.testing.assert_array_equal(v1, v2)
     assert p1.dtype == np.dtype(dtype)
     assert not np.array_equal(p1, params)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_update_through_blas_axpy_rounds_once(dtype):
+    rng = np.random.default_rng(4)
+    params = rng.normal(size=BLOCK + 3).astype(dtype)
+    grads = rng.normal(size=BLOCK + 3).astype(dtype)
+    p = params.copy()
+    NumpyOps().sgd_update(p, grads, None, 0.05, 0.0, False, 0.0)
+    two_roundings = params - 0.05 * grads
+    # AXPY's fused multiply-add rounds once, NumPy twice: a unit in the last place of the terms apart
+    assert np.all(np.abs(p - two_roundings) <= np.spacing(np.abs(params) + np.abs(0.05 * grads)))
+    assert not np.array_equal(p, params)
+    assert p.dtype == np.dtype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -5,10 +5,12 @@ nothing once its buffers exist and touches memory as few times as possible:
 
 * every elementwise step is an ``out=`` ufunc into the caller's array or into a scratch buffer
   this object keeps and reuses (one per shape and dtype);
-* the 1/n of dC/dW = (1/n) Delta^T A is applied to the smallest of the three arrays of the
-  product (Delta, A or dC/dW itself), so the averaging costs a pass over n x n_l numbers at
-  small n instead of a pass over the n_l x n_{l-1} result; dC/db = (1/n) sum_rows Delta is one
-  matrix-vector product with the constant vector (1/n, ..., 1/n);
+* the 1/n of dC/dW = (1/n) Delta^T A is GEMM's alpha where NumPy's own BLAS can be called
+  directly (:mod:`gpubp.ops._blas`); otherwise it is applied to the smallest of the three
+  arrays of the product (Delta, A or dC/dW itself), so the averaging costs a pass over n x n_l
+  numbers at small n instead of a pass over the n_l x n_{l-1} result; dC/db = (1/n) sum_rows
+  Delta is one matrix-vector product with the constant vector (1/n, ..., 1/n);
+* the plain SGD update w <- w - eta dC/dw is one AXPY of that BLAS (one pass, its threads);
 * the optimizer updates walk the flat parameter buffer in cache-sized blocks, so the several
   passes of an update (momentum, Adam's moments) read each block from cache, not from memory;
 * the dtype of the network is kept end to end: scalars are Python floats, which NumPy never
@@ -21,6 +23,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from ..activations import Activation
+from . import _blas
 from .base import Ops
 
 # Elements per block of the blocked optimizer updates: 4 arrays of 64 Ki float32 (1 MiB)
@@ -30,12 +33,18 @@ _MAX_SCRATCH = 32
 
 
 class NumpyOps(Ops):
-    """The reference ops on NumPy, with in-place, temporary-free overrides of the hot paths."""
+    """The reference ops on NumPy, with in-place, temporary-free overrides of the hot paths.
+
+    ``use_blas=False`` keeps to NumPy calls only (the same numbers as :class:`Ops`, bit for bit);
+    the direct BLAS calls fuse a scaling into a product or an update (GEMM's alpha, AXPY), which
+    rounds once where NumPy rounds twice.
+    """
 
     name = "numpy"
 
-    def __init__(self) -> None:
+    def __init__(self, use_blas: bool = True) -> None:
         super().__init__(np)
+        self._blas = _blas if use_blas and _blas.AVAILABLE else None
         self._scratch_buffers: Dict[Tuple[str, Tuple[int, ...], np.dtype], np.ndarray] = {}
 
     # ---- reused buffers --------------------------------------------------------------
@@ -60,9 +69,11 @@ class NumpyOps(Ops):
 
     # ---- the gradient-averaging hot path ---------------------------------------------
     def grad_weights(self, Delta: Any, A_prev: Any, out: Any) -> Any:
-        """dC/dW^(l) = (1/n) Delta^(l)T A^(l-1), the factor 1/n applied to the smallest operand."""
+        """dC/dW^(l) = (1/n) Delta^(l)T A^(l-1): 1/n as GEMM's alpha, or on the smallest operand."""
         n = Delta.shape[0]
         scale = 1.0 / n
+        if self._blas is not None and self._blas.gemm_tn(scale, Delta, A_prev, out):
+            return out
         d, a, o = Delta.size, A_prev.size, out.size
         if o <= d and o <= a:
             np.matmul(Delta.T, A_prev, out=out)
@@ -117,8 +128,11 @@ class NumpyOps(Ops):
     ) -> None:
         """w <- w - eta dC/dw with optional L2 decay and (Nesterov) momentum, block by block.
 
-        Same arithmetic, operation for operation, as :meth:`Ops.sgd_update`.
+        Same arithmetic, operation for operation, as :meth:`Ops.sgd_update`; the plain update
+        (no momentum, no decay) is one AXPY where NumPy's BLAS can be called.
         """
+        if velocity is None and not weight_decay and self._blas is not None and self._blas.axpy(-lr, grads, params):
+            return
         buf = self._scratch("update", (min(BLOCK, params.size),), params.dtype)
         buf2 = self._scratch("update2", (min(BLOCK, params.size),), params.dtype) if weight_decay else None
         for s in self._blocks(params.size):
