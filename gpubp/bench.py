@@ -593,7 +593,7 @@ def read_results(path: str) -> Tuple[List[Result], Dict[str, Any]]:
         results.append(Result(extra["group"], extra["backend"], extra["shape"], extra["dtype"], float(stats["min"]),
                               float(stats["median"]), int(stats["rounds"]), extra.get("flops", 0.0),
                               extra.get("nbytes", 0.0), extra.get("peak_bytes_per_s")))
-    return results, data.get("machine_info", {})
+    return results, data.get("machine_info", {}).get("gpubp", {})
 
 
 def plot_available() -> None:
@@ -625,9 +625,11 @@ def plot(path: str, results: Sequence[Result]) -> None:
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_xscale("log")
+        times = [r.seconds * 1e3 for r in rows]
+        ax.set_xlim(min(times) / 3, max(times) * 1.5)  # bars start well left of the fastest
         ax.set_xlabel("time per call (ms, log scale)", fontsize=8)
         ax.set_title(group, fontsize=9)
         ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)

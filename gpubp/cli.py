@@ -148,7 +148,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"measured {len(results)} cases in {time.perf_counter() - start:.0f} s\n")
         del limit
     print(bench.format_table(results))
-    if args.json and not args.from_json:
+    if args.json:
         bench.write_json(args.json, results, info)
         print(f"wrote {args.json}")
     if args.png:
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "missing ones are skipped)")
     b.add_argument("--threads", type=int, default=None, help="threads for NumPy's BLAS and PyTorch (default: as configured)")
     b.add_argument("--min-time", type=float, default=0.2, help="seconds of calls per case (default 0.2)")
-    b.add_argument("--json", default=None, help="write the results here as JSON")
+    b.add_argument("--json", default=None, help="write the results (and the machine) here as JSON")
     b.add_argument("--png", default=None, help="draw the results into this PNG (needs matplotlib: gpubp[plot])")
     b.add_argument("--from-json", default=None,
                    help="print (and plot) a saved file instead of measuring: `gpubp bench --json` or pytest --benchmark-json")
