@@ -10,7 +10,10 @@ its forward):
   NaN-preserving helpers ``gpubp_sigmoid`` and ``gpubp_clip`` of ``kernels/``; the kernels are
   generic and get these bodies spliced in, so adding an activation is one entry here;
 * ``init``: the initialisation scheme for a layer using it (``"he"`` for ReLU-like,
-  ``"glorot"`` otherwise).
+  ``"glorot"`` otherwise);
+* ``forward_into(xp, Z, A)`` / ``grad_into(xp, Z, A, out)`` (optional): the same ``forward`` and
+  ``grad`` written with ``out=`` ufuncs into a preallocated array, no temporaries, bit for bit
+  the same numbers (NaN included); the NumPy ops use them on the hot path where present.
 
 MATH.md: ``A^(l) = g^(l)(Z^(l))`` (forward) and ``Delta^(l) = dC_0/dA^(l) * g'^(l)(Z^(l))``
 (backward). Every formula is stable for large |z| and propagates NaN from ``z``.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -91,6 +94,8 @@ class Activation:
     cuda_grad: str
     init: str = "glorot"
     elementwise: bool = True
+    forward_into: Optional[Callable[[Any, Any, Any], Any]] = None
+    grad_into: Optional[Callable[[Any, Any, Any, Any], Any]] = None
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -119,6 +124,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             grad=lambda xp, Z, A: xp.where(Z == Z, 1.0, Z).astype(Z.dtype, copy=False),
             cuda_forward="return z;",
             cuda_grad="return z == z ? T(1) : z;",
+            forward_into=lambda xp, Z, A: xp.copyto(A, Z),
+            grad_into=lambda xp, Z, A, out: out.fill(1),
         ),
         Activation(
             "sigmoid",
@@ -126,6 +133,7 @@ ACTIVATIONS: Dict[str, Activation] = {
             grad=lambda xp, Z, A: A * (1.0 - A),
             cuda_forward="return gpubp_sigmoid(z);",
             cuda_grad="return a * (T(1) - a);",
+            grad_into=lambda xp, Z, A, out: xp.multiply(A, xp.subtract(1.0, A, out=out), out=out),
         ),
         Activation(
             "tanh",
@@ -133,6 +141,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             grad=lambda xp, Z, A: 1.0 - A * A,
             cuda_forward="return tanh(z);",
             cuda_grad="return T(1) - a * a;",
+            forward_into=lambda xp, Z, A: xp.tanh(Z, out=A),
+            grad_into=lambda xp, Z, A, out: xp.subtract(1.0, xp.multiply(A, A, out=out), out=out),
         ),
         Activation(
             "relu",
@@ -141,6 +151,9 @@ ACTIVATIONS: Dict[str, Activation] = {
             cuda_forward="return z <= T(0) ? T(0) : z;",
             cuda_grad="return a > T(0) ? T(1) : (a <= T(0) ? T(0) : a);",
             init="he",
+            forward_into=lambda xp, Z, A: xp.maximum(Z, 0.0, out=A),
+            # A = max(Z, 0) is >= 0 or NaN, where sign(A) is heaviside(A, 0) (and far faster)
+            grad_into=lambda xp, Z, A, out: xp.sign(A, out=out),
         ),
         Activation(
             "leaky_relu",

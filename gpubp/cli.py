@@ -1,4 +1,4 @@
-"""The ``gpubp`` console command: ``gpubp train`` and ``gpubp info``.
+"""The ``gpubp`` console command: ``gpubp train``, ``gpubp bench`` and ``gpubp info``.
 
 Errors in what the user asked for (bad arguments or data, a missing or broken file, a
 diverged run, an exhausted GPU) are printed as one line, without a traceback, and the command
@@ -151,6 +151,38 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    if args.from_json:
+        results, info = bench.read_results(args.from_json)
+    else:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = [b for b in backends if b not in bench.BACKENDS]
+        if unknown:
+            raise ValueError(f"--backends: unknown {', '.join(unknown)}; expected names from {', '.join(bench.BACKENDS)}")
+        if args.png:
+            bench.plot_available()
+        limit = bench.set_threads(args.threads) if args.threads else None
+        info = bench.machine_info()
+        print(bench.format_machine(info), flush=True)
+        start = time.perf_counter()
+        results, skipped = bench.run_cases(bench.core_cases(backends), min_time=args.min_time,
+                                           log=None if args.quiet else lambda line: print(line, flush=True))
+        for reason in skipped:
+            print(f"skipped: {reason}")
+        print(f"measured {len(results)} cases in {time.perf_counter() - start:.0f} s\n")
+        del limit
+    print(bench.format_table(results))
+    if args.json:
+        bench.write_json(args.json, results, info)
+        print(f"wrote {args.json}")
+    if args.png:
+        bench.plot(args.png, results)
+        print(f"wrote {args.png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpubp", description="Vectorized backpropagation on NumPy or CuPy.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel under mpiexec -n K: each rank trains on its shard, rank 0 prints and saves")
     t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("bench", help="time the hot path and a training step on NumPy, CuPy and PyTorch (about a minute)")
+    b.add_argument("--backends", default="loop,numpy,gemm,cupy,torch",
+                   help="comma-separated: loop (per-sample), numpy, gemm (the BLAS bound), cupy, torch (default: all; "
+                        "missing ones are skipped)")
+    b.add_argument("--threads", type=int, default=None, help="threads for NumPy's BLAS and PyTorch (default: as configured)")
+    b.add_argument("--min-time", type=float, default=0.2, help="seconds of calls per case (default 0.2)")
+    b.add_argument("--json", default=None, help="write the results (and the machine) here as JSON")
+    b.add_argument("--png", default=None, help="draw the results into this PNG (needs matplotlib: gpubp[plot])")
+    b.add_argument("--from-json", default=None,
+                   help="print (and plot) a saved file instead of measuring: `gpubp bench --json` or pytest --benchmark-json")
+    b.add_argument("--quiet", action="store_true", help="no line per case while measuring")
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="backend, device and versions")
     i.set_defaults(func=cmd_info)

@@ -177,3 +177,13 @@ def average_outer_products(Delta: Any, A_prev: Any) -> np.ndarray:
         dW += np.outer(Delta[i], A_prev[i])
     dW /= n
     return dW
+
+
+def average_rows(Delta: Any) -> np.ndarray:
+    """dC/db = (1/n) sum_i delta_i: the tutorial's per-sample averaging of the bias gradient, a sample at a time."""
+    n = Delta.shape[0]
+    db = np.zeros(Delta.shape[1], dtype=Delta.dtype)
+    for i in range(n):
+        db += Delta[i]
+    db /= n
+    return db

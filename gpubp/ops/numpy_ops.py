@@ -1,15 +1,195 @@
-"""NumPy (CPU, BLAS) implementation of the array layer."""
+"""NumPy (CPU, BLAS) implementation of the array layer, tuned for the hot path.
+
+Same formulas as :class:`~gpubp.ops.base.Ops`, written so that a training step allocates
+nothing once its buffers exist and touches memory as few times as possible:
+
+* every elementwise step is an ``out=`` ufunc into the caller's array or into a scratch buffer
+  this object keeps and reuses (one per shape and dtype);
+* the 1/n of dC/dW = (1/n) Delta^T A is GEMM's alpha where NumPy's own BLAS can be called
+  directly (:mod:`gpubp.ops._blas`); otherwise it is applied to the smallest of the three
+  arrays of the product (Delta, A or dC/dW itself), so the averaging costs a pass over n x n_l
+  numbers at small n instead of a pass over the n_l x n_{l-1} result; dC/db = (1/n) sum_rows
+  Delta is one matrix-vector product with the constant vector (1/n, ..., 1/n);
+* the plain SGD update w <- w - eta dC/dw is one AXPY of that BLAS (one pass, its threads);
+* the optimizer updates walk the flat parameter buffer in cache-sized blocks, so the several
+  passes of an update (momentum, Adam's moments) read each block from cache, not from memory;
+* the dtype of the network is kept end to end: scalars are Python floats, which NumPy never
+  lets widen a float32 array.
+"""
 from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
+from ..activations import Activation
+from . import _blas
 from .base import Ops
+
+# Elements per block of the blocked optimizer updates: 4 arrays of 64 Ki float32 (1 MiB)
+# stay in a core's L2 cache across the passes of one update.
+BLOCK = 1 << 16
+_MAX_SCRATCH = 32
 
 
 class NumpyOps(Ops):
-    """The reference ops on NumPy; matrix products go to NumPy's BLAS."""
+    """The reference ops on NumPy, with in-place, temporary-free overrides of the hot paths.
+
+    ``use_blas=False`` keeps to NumPy calls only (the same numbers as :class:`Ops`, bit for bit);
+    the direct BLAS calls fuse a scaling into a product or an update (GEMM's alpha, AXPY), which
+    rounds once where NumPy rounds twice.
+    """
 
     name = "numpy"
 
-    def __init__(self) -> None:
+    def __init__(self, use_blas: bool = True) -> None:
         super().__init__(np)
+        self._blas = _blas if use_blas and _blas.AVAILABLE else None
+        self._scratch_buffers: Dict[Tuple[str, Tuple[int, ...], np.dtype], np.ndarray] = {}
+
+    # ---- reused buffers --------------------------------------------------------------
+    def _scratch(self, slot: str, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A buffer of ``shape`` and ``dtype`` owned by this object, reused call after call."""
+        key = (slot, tuple(shape), np.dtype(dtype))
+        buf = self._scratch_buffers.get(key)
+        if buf is None:
+            if len(self._scratch_buffers) >= _MAX_SCRATCH:
+                self._scratch_buffers.clear()
+            buf = self._scratch_buffers[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def _mean_weights(self, n: int, dtype: Any) -> np.ndarray:
+        """The vector (1/n, ..., 1/n) of length n: averaging over rows as a product."""
+        key = ("mean", (n,), np.dtype(dtype))
+        w = self._scratch_buffers.get(key)
+        if w is None:
+            w = self._scratch("mean", (n,), dtype)
+            w.fill(1.0 / n)
+        return w
+
+    # ---- the gradient-averaging hot path ---------------------------------------------
+    def grad_weights(self, Delta: Any, A_prev: Any, out: Any) -> Any:
+        """dC/dW^(l) = (1/n) Delta^(l)T A^(l-1): 1/n as GEMM's alpha, or on the smallest operand."""
+        n = Delta.shape[0]
+        scale = 1.0 / n
+        if self._blas is not None and self._blas.gemm_tn(scale, Delta, A_prev, out):
+            return out
+        d, a, o = Delta.size, A_prev.size, out.size
+        if o <= d and o <= a:
+            np.matmul(Delta.T, A_prev, out=out)
+            out *= scale
+        elif d <= a:
+            S = self._scratch("grad_weights", Delta.shape, Delta.dtype)
+            np.multiply(Delta, scale, out=S)
+            np.matmul(S.T, A_prev, out=out)
+        else:
+            S = self._scratch("grad_weights", A_prev.shape, A_prev.dtype)
+            np.multiply(A_prev, scale, out=S)
+            np.matmul(Delta.T, S, out=out)
+        return out
+
+    def grad_bias(self, Delta: Any, out: Any) -> Any:
+        """dC/db^(l) = (1/n) sum over rows of Delta^(l), as the product (1/n, ..., 1/n) Delta^(l)."""
+        return np.matmul(self._mean_weights(Delta.shape[0], Delta.dtype), Delta, out=out)
+
+    # ---- elementwise work --------------------------------------------------------------
+    def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
+        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``."""
+        if b is not None:
+            np.add(Z, b, out=Z)
+        if act.forward_into is not None:
+            act.forward_into(np, Z, A)
+        else:
+            A[...] = act.forward(np, Z)
+        return A
+
+    def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> Any:
+        """Delta^(l) = dA * g'^(l)(Z^(l)), g' written into a reused buffer; ``out`` may be ``dA``."""
+        if act.elementwise and act.grad_into is not None:
+            G = self._scratch("activation_grad", Z.shape, Z.dtype)
+            act.grad_into(np, Z, A, G)
+            return np.multiply(dA, G, out=out)
+        return super().activation_backward(dA, Z, A, act, out)
+
+    # ---- optimizer updates over the flat parameter buffer ----------------------------
+    def _blocks(self, size: int) -> Iterator[slice]:
+        for start in range(0, size, BLOCK):
+            yield slice(start, min(start + BLOCK, size))
+
+    def sgd_update(
+        self,
+        params: Any,
+        grads: Any,
+        velocity: Optional[Any],
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+    ) -> None:
+        """w <- w - eta dC/dw with optional L2 decay and (Nesterov) momentum, block by block.
+
+        Same arithmetic, operation for operation, as :meth:`Ops.sgd_update`; the plain update
+        (no momentum, no decay) is one AXPY where NumPy's BLAS can be called.
+        """
+        if velocity is None and not weight_decay and self._blas is not None and self._blas.axpy(-lr, grads, params):
+            return
+        buf = self._scratch("update", (min(BLOCK, params.size),), params.dtype)
+        buf2 = self._scratch("update2", (min(BLOCK, params.size),), params.dtype) if weight_decay else None
+        for s in self._blocks(params.size):
+            p, g = params[s], grads[s]
+            t = buf[: p.size]
+            if weight_decay:
+                g = np.add(g, np.multiply(p, weight_decay, out=buf2[: p.size]), out=buf2[: p.size])
+            if velocity is None:
+                step = g
+            else:
+                v = velocity[s]
+                v *= momentum
+                v += g
+                if nesterov:
+                    step = np.add(g, np.multiply(v, momentum, out=t), out=t)
+                else:
+                    step = v
+            np.multiply(step, lr, out=t)
+            p -= t
+
+    def adam_update(
+        self,
+        params: Any,
+        grads: Any,
+        m: Any,
+        v: Any,
+        t: int,
+        lr: float,
+        betas: Tuple[float, float],
+        eps: float,
+        weight_decay: float,
+    ) -> None:
+        """Adam step ``t`` block by block; same arithmetic as :meth:`Ops.adam_update`."""
+        b1, b2 = betas
+        step_size = lr / (1.0 - b1**t)
+        root_bias2 = (1.0 - b2**t) ** 0.5
+        width = min(BLOCK, params.size)
+        buf = self._scratch("update", (width,), params.dtype)
+        buf2 = self._scratch("update2", (width,), params.dtype)
+        for s in self._blocks(params.size):
+            p, g, ms, vs = params[s], grads[s], m[s], v[s]
+            k = p.size
+            t1, t2 = buf[:k], buf2[:k]
+            if weight_decay:
+                g = np.add(g, np.multiply(p, weight_decay, out=t2), out=t2)
+            # m <- b1 m + (1 - b1) g
+            ms *= b1
+            ms += np.multiply(g, 1.0 - b1, out=t1)
+            # v <- b2 v + (1 - b2) g^2
+            vs *= b2
+            np.multiply(g, g, out=t1)
+            t1 *= 1.0 - b2
+            vs += t1
+            # w <- w - step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+            np.sqrt(vs, out=t1)
+            t1 /= root_bias2
+            t1 += eps
+            np.divide(ms, t1, out=t1)
+            t1 *= step_size
+            p -= t1

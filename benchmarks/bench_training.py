@@ -1,0 +1,21 @@
+"""One training step of a 784-512-256-10 MLP, and an epoch of ``gpubp train``'s default workload.
+
+The step's ``gemm`` row runs only its matrix products: the BLAS bound the NumPy step is held to.
+"""
+from __future__ import annotations
+
+import pytest
+
+from gpubp import bench
+
+
+@pytest.mark.parametrize("backend", ["numpy", "gemm", "cupy", "torch"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("n", [32, 256, 4096])
+def test_train_step(measure, n, optimizer, backend):
+    measure(bench.train_step_case, backend, n, optimizer, "float32")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cupy"])
+def test_train_epoch(measure, backend):
+    measure(bench.epoch_case, backend)

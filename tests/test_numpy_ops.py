@@ -1,0 +1,143 @@
+"""The NumPy backend's in-place hot paths against the reference ops and NumPy formulas."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpubp
+from gpubp.activations import ACTIVATIONS, ELEMENTWISE
+from gpubp.ops.base import Ops
+from gpubp.ops.numpy_ops import BLOCK, NumpyOps
+
+DTYPES = ["float32", "float64"]
+
+
+def _special(rng, shape, dtype):
+    """Normal values with NaN, +-inf, +-0 and large |z| mixed in."""
+    Z = rng.normal(scale=3.0, size=shape)
+    flat = Z.reshape(-1)
+    flat[:8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 80.0, -80.0, 1e-30]
+    return Z.astype(dtype)
+
+
+@pytest.mark.parametrize("use_blas", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,n_l,n_prev", [(3, 5, 7), (40, 5, 7), (9, 40, 7), (9, 5, 40)])
+def test_grad_weights_and_bias_average_over_n(dtype, n, n_l, n_prev, use_blas):
+    # the three shapes put the 1/n on dC/dW, on Delta and on A in turn
+    rng = np.random.default_rng(n * n_l * n_prev)
+    Delta = rng.normal(size=(n, n_l)).astype(dtype)
+    A_prev = rng.normal(size=(n, n_prev)).astype(dtype)
+    ops = NumpyOps(use_blas=use_blas)
+    dW = ops.grad_weights(Delta, A_prev, out=np.empty((n_l, n_prev), dtype))
+    db = ops.grad_bias(Delta, out=np.empty(n_l, dtype))
+    D64, A64 = Delta.astype(np.float64), A_prev.astype(np.float64)
+    expected_dW = sum(np.outer(D64[i], A64[i]) for i in range(n)) / n
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    assert dW.dtype == db.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(dW, expected_dW, rtol=tol, atol=tol * np.abs(expected_dW).max())
+    np.testing.assert_allclose(db, D64.sum(axis=0) / n, rtol=tol, atol=tol * np.abs(D64).max())
+    # inputs untouched (the scaling goes to a scratch buffer, not into Delta or A)
+    np.testing.assert_array_equal(Delta, D64.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_activation_forward_and_backward_equal_reference_ops(dtype, name):
+    rng = np.random.default_rng(len(name))
+    act = ACTIVATIONS[name]
+    fast, ref = NumpyOps(), Ops(np)
+    Z = _special(rng, (6, 11), dtype)
+    b = rng.normal(size=11).astype(dtype)
+    Z1, Z2 = Z.copy(), Z.copy()
+    A1, A2 = np.empty_like(Z), np.empty_like(Z)
+    with np.errstate(all="ignore"):
+        fast.bias_activation(Z1, b, act, A1)
+        ref.bias_activation(Z2, b, act, A2)
+        np.testing.assert_array_equal(Z1, Z2)
+        np.testing.assert_array_equal(A1, A2)  # NaN where the reference has NaN
+        dA = _special(rng, (6, 11), dtype)
+        D1 = fast.activation_backward(dA.copy(), Z1, A1, act, out=np.empty_like(Z))
+        D2 = ref.activation_backward(dA.copy(), Z2, A2, act, out=np.empty_like(Z))
+    assert A1.dtype == D1.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(D1, D2)
+    assert np.array_equal(np.isnan(D1), np.isnan(D2))
+
+
+def test_softmax_backward_in_place_equals_reference():
+    rng = np.random.default_rng(0)
+    act = ACTIVATIONS["softmax"]
+    Z = rng.normal(size=(4, 5))
+    A = act.forward(np, Z)
+    dA = rng.normal(size=(4, 5))
+    out = NumpyOps().activation_backward(dA.copy(), Z, A, act, out=np.empty_like(Z))
+    np.testing.assert_array_equal(out, Ops(np).activation_backward(dA.copy(), Z, A, act, out=np.empty_like(Z)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", [(0.0, False, 0.0), (0.0, False, 1e-3), (0.9, False, 0.0),
+                                                            (0.9, True, 1e-2)])
+def test_blocked_sgd_update_is_the_reference_update(dtype, momentum, nesterov, weight_decay):
+    rng = np.random.default_rng(1)
+    size = 2 * BLOCK + 37  # several blocks and a ragged last one
+    params = rng.normal(size=size).astype(dtype)
+    grads = rng.normal(size=size).astype(dtype)
+    velocity = rng.normal(size=size).astype(dtype) if momentum else None
+    p1, p2 = params.copy(), params.copy()
+    v1 = None if velocity is None else velocity.copy()
+    v2 = None if velocity is None else velocity.copy()
+    for _ in range(2):
+        NumpyOps(use_blas=False).sgd_update(p1, grads, v1, 0.05, momentum, nesterov, weight_decay)
+        Ops(np).sgd_update(p2, grads, v2, 0.05, momentum, nesterov, weight_decay)
+    np.testing.assert_array_equal(p1, p2)
+    if velocity is not None:
+        np.testing.assert_array_equal(v1, v2)
+    assert p1.dtype == np.dtype(dtype)
+    assert not np.array_equal(p1, params)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_update_through_blas_axpy_rounds_once(dtype):
+    rng = np.random.default_rng(4)
+    params = rng.normal(size=BLOCK + 3).astype(dtype)
+    grads = rng.normal(size=BLOCK + 3).astype(dtype)
+    p = params.copy()
+    NumpyOps().sgd_update(p, grads, None, 0.05, 0.0, False, 0.0)
+    two_roundings = params - 0.05 * grads
+    # AXPY's fused multiply-add rounds once, NumPy twice: a unit in the last place of the terms apart
+    assert np.all(np.abs(p - two_roundings) <= np.spacing(np.abs(params) + np.abs(0.05 * grads)))
+    assert not np.array_equal(p, params)
+    assert p.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_blocked_adam_update_is_the_reference_update(dtype, weight_decay):
+    rng = np.random.default_rng(2)
+    size = BLOCK + 5
+    params = rng.normal(size=size).astype(dtype)
+    state = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
+    state_ref = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
+    for t in range(1, 4):
+        grads = rng.normal(size=size).astype(dtype)
+        NumpyOps().adam_update(state[0], grads, state[1], state[2], t, 1e-3, (0.9, 0.999), 1e-8, weight_decay)
+        Ops(np).adam_update(state_ref[0], grads, state_ref[1], state_ref[2], t, 1e-3, (0.9, 0.999), 1e-8, weight_decay)
+    for a, b in zip(state, state_ref):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("loss,output", [("cross_entropy", "softmax"), ("sse", "sigmoid"), ("mse", "identity")])
+def test_float32_step_stays_float32(opt, loss, output):
+    rng = np.random.default_rng(3)
+    optimizer = gpubp.SGD(0.1, momentum=0.9) if opt == "sgd" else gpubp.Adam()
+    with gpubp.use_backend("numpy"):
+        net = gpubp.MLP([6, 8, 7, 3], activation=["relu", "tanh"], output_activation=output, loss=loss, seed=0)
+    X = rng.normal(size=(5, 6)).astype(np.float32)
+    Y = rng.integers(0, 3, 5) if loss == "cross_entropy" else rng.uniform(size=(5, 3)).astype(np.float32)
+    C = net.train_step(X, Y, optimizer)
+    ws = net._workspace(5)
+    arrays = [C, net.params, net.grads, *optimizer.state.values(), *ws.Z[1:], *ws.A[1:], *ws.Delta[1:],
+              *net.backend.ops._scratch_buffers.values()]
+    assert [a.dtype for a in arrays] == [np.dtype(np.float32)] * len(arrays)
