@@ -66,7 +66,8 @@ __device__ __forceinline__ void gpubp_softmax_body(T* Z, const T* __restrict__ b
         m = gpubp_block_reduce<0>(m, buf, gpubp_max_op());
         T s = T(0);
         for (gpubp_index j = threadIdx.x; j < cols; j += blockDim.x) {
-            const T e = exp(z[j] - m);
+            const T e0 = exp(z[j] - m);
+            const T e = e0 < gpubp_tiny<T>() ? T(0) : e0;  // no denormal probabilities (NaN stays)
             a[j] = e;
             s += e;
         }

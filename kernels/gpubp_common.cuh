@@ -45,6 +45,15 @@ __device__ __forceinline__ T gpubp_pos(const T z) {
     return z < T(0) ? T(0) : z;
 }
 
+// The smallest normal number of T. Softmax flushes probabilities below it to 0, as the NumPy
+// path does: beside the row's largest (exp(0) = 1) they carry nothing.
+template <typename T>
+__device__ __forceinline__ T gpubp_tiny();
+template <>
+__device__ __forceinline__ float gpubp_tiny<float>() { return 1.17549435082228751e-38f; }
+template <>
+__device__ __forceinline__ double gpubp_tiny<double>() { return 2.2250738585072014e-308; }
+
 // Binary operators for gpubp_block_reduce. gpubp_max_op keeps NaN like NumPy's max.
 struct gpubp_sum_op {
     template <typename T>
