@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import memory, validation
+from . import distributed, memory, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
@@ -258,8 +258,6 @@ class MLP:
         gets the averages over all rows of all ranks, as one process would on their
         concatenation; the first call broadcasts rank 0's parameters to every rank.
         """
-        from . import distributed
-
         comm = distributed.check_comm(comm)
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
@@ -283,8 +281,6 @@ class MLP:
         With ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
         over all their rows (one all-reduce) before the same update is applied on every rank.
         """
-        from . import distributed
-
         comm = distributed.check_comm(comm)
         validation.check_optimizer(optimizer, self)
         X, Y = validation.check_XY(self, X, Y)
@@ -300,14 +296,10 @@ class MLP:
         ``X is None`` is this rank's empty share of a distributed step (its shard has run out).
         """
         if X is None:
-            from . import distributed
-
             C = distributed.allreduce_gradients(self, None, 0, comm)
         else:
             C = self._loss_and_grads(X, Y)
             if comm is not None:
-                from . import distributed
-
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         optimizer.step(self)
         return C

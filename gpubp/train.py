@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import memory, validation
+from . import distributed, memory, validation
 from .errors import NonFiniteError
 
 
@@ -326,7 +326,6 @@ def fit(
 
     Returns the :class:`History` of loss and accuracy per epoch.
     """
-    from . import distributed
     from .optim import Adam
 
     comm = distributed.check_comm(comm)
