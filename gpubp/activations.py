@@ -145,10 +145,19 @@ def _leaky_relu_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = N
     return xp.maximum(Z, A, out=A)
 
 
+def _relu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    # A = max(z, 0) is +0, positive, +inf or NaN, where heaviside(A, 0) = ceil(min(A, 1)): min
+    # maps into [0, 1] and ceil takes (0, 1] to 1 and +0 to +0 (two passes, each faster than sign)
+    xp.minimum(A, 1.0, out=out)
+    return xp.ceil(out, out=out)
+
+
 def _leaky_relu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
     # 0.99 heaviside(z) + 0.01 is 0.99 * 1 + 0.01, which rounds to exactly 1 in float32 and
-    # float64, for z > 0 and 0.01 for z <= 0: max(sign(z), 0.01), NaN for NaN
-    xp.sign(Z, out=out)
+    # float64, for z > 0 and 0.01 for z <= 0 (-inf included): max(ceil(min(z, 1)), 0.01), as
+    # ceil(min(z, 1)) is 1 for z > 0 and <= 0 otherwise; NaN stays NaN
+    xp.minimum(Z, 1.0, out=out)
+    xp.ceil(out, out=out)
     return xp.maximum(out, 0.01, out=out)
 
 
@@ -341,8 +350,7 @@ ACTIVATIONS: Dict[str, Activation] = {
             cuda_grad="return a > T(0) ? T(1) : (a <= T(0) ? T(0) : a);",
             init="he",
             forward_into=lambda xp, Z, A, tmp=None: xp.maximum(Z, 0.0, out=A),
-            # A = max(Z, 0) is >= 0 or NaN, where sign(A) is heaviside(A, 0) (and far faster)
-            grad_into=lambda xp, Z, A, out, tmp=None: xp.sign(A, out=out),
+            grad_into=_relu_grad_into,
         ),
         Activation(
             "leaky_relu",
