@@ -85,6 +85,28 @@ def test_activation_forward_and_backward_equal_reference_ops(dtype, name, shape)
     _assert_same(D3, D2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_in_place_forms_without_scratch_and_on_a_vector_equal_reference(dtype, name):
+    # called as the table documents them, with no scratch getter (fresh arrays are made), on
+    # a 1-d array; and a 1-d array through the blocked NumpyOps path (several blocks of rows)
+    rng = np.random.default_rng(7)
+    act = ACTIVATIONS[name]
+    Z = _special(rng, (200_001,), dtype)
+    with np.errstate(all="ignore"):
+        A_ref, G_ref = act.forward(np, Z), act.grad(np, Z, act.forward(np, Z))
+        A, G = np.empty_like(Z), np.empty_like(Z)
+        act.forward_into(np, Z, A)
+        act.grad_into(np, Z, A, G)
+        A_ops = NumpyOps().bias_activation(Z.copy(), None, act, np.empty_like(Z))
+        ones = np.ones_like(Z)
+        G_ops = NumpyOps().activation_backward(ones, Z, A_ops, act, out=np.empty_like(Z))
+    _assert_same(A, A_ref)
+    _assert_same(G, G_ref.astype(dtype))
+    _assert_same(A_ops, A_ref)
+    _assert_same(G_ops, G_ref.astype(dtype))
+
+
 def test_softmax_backward_in_place_equals_reference():
     rng = np.random.default_rng(0)
     act = ACTIVATIONS["softmax"]

@@ -36,6 +36,7 @@ BLOCK = 1 << 16
 # blocks of 256 KiB (2 MiB) stay in a core's L2 cache across the passes of one activation.
 ACTIVATION_BLOCK_BYTES = 1 << 18
 _MAX_SCRATCH = 32
+_ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
 
 class NumpyOps(Ops):
@@ -99,26 +100,34 @@ class NumpyOps(Ops):
         return np.matmul(self._mean_weights(Delta.shape[0], Delta.dtype), Delta, out=out)
 
     # ---- elementwise work --------------------------------------------------------------
-    def _row_blocks(self, Z: Any) -> Iterator[Any]:
-        """Index of each block of rows of ``Z`` holding about ACTIVATION_BLOCK_BYTES (one row at least)."""
-        if Z.ndim == 0:
-            yield Ellipsis
-            return
+    def _row_blocks(self, Z: Any) -> Iterator[slice]:
+        """Each block of rows of ``Z`` (ndim >= 1) holding about ACTIVATION_BLOCK_BYTES (one row at least)."""
         rows = Z.shape[0]
-        row_bytes = max(1, (Z.size // rows if rows else 0) * Z.itemsize)
-        step = max(1, ACTIVATION_BLOCK_BYTES // row_bytes)
+        step = max(1, ACTIVATION_BLOCK_BYTES // max(1, (Z.size // rows) * Z.itemsize))
         for start in range(0, rows, step):
             yield slice(start, min(start + step, rows))
 
     def _block_buffer(self, k: int, block: Any) -> Any:
         """Reused buffer number ``k`` shaped and typed like ``block`` (a block of rows)."""
         capacity = max(ACTIVATION_BLOCK_BYTES // block.itemsize, block.size)
-        flat = self._scratch(f"activation{k}", (capacity,), block.dtype)
+        flat = self._scratch_buffers.get((_ACTIVATION_SLOTS[k], (capacity,), block.dtype))
+        if flat is None:
+            flat = self._scratch(_ACTIVATION_SLOTS[k], (capacity,), block.dtype)
         return flat[: block.size].reshape(block.shape)
 
     def _block_scratch(self, block: Any, first: int) -> Scratch:
         """The table's ``tmp(k)`` for one block: reused buffers ``first + k``."""
         return lambda k: self._block_buffer(first + k, block)
+
+    def _forward_block(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> None:
+        if b is not None:
+            np.add(Z, b, out=Z)
+        act.forward_into(np, Z, A, self._block_scratch(Z, 0))
+
+    def _backward_block(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> None:
+        G = self._block_buffer(0, Z)
+        act.grad_into(np, Z, A, G, self._block_scratch(Z, 1))
+        np.multiply(dA, G, out=out)
 
     def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
         """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block."""
@@ -126,23 +135,22 @@ class NumpyOps(Ops):
             if b is not None:
                 np.add(Z, b, out=Z)
             A[...] = act.forward(np, Z)
-            return A
-        for rows in self._row_blocks(Z):
-            z = Z[rows]
-            if b is not None:
-                np.add(z, b, out=z)
-            act.forward_into(np, z, A[rows], self._block_scratch(z, 0))
+        elif Z.nbytes <= ACTIVATION_BLOCK_BYTES:
+            self._forward_block(Z, b, act, A)
+        else:
+            for rows in self._row_blocks(Z):
+                self._forward_block(Z[rows], b, act, A[rows])
         return A
 
     def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> Any:
         """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``."""
         if not (act.elementwise and act.grad_into is not None):
             return super().activation_backward(dA, Z, A, act, out)
-        for rows in self._row_blocks(Z):
-            z = Z[rows]
-            G = self._block_buffer(0, z)
-            act.grad_into(np, z, A[rows], G, self._block_scratch(z, 1))
-            np.multiply(dA[rows], G, out=out[rows])
+        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
+            self._backward_block(dA, Z, A, act, out)
+        else:
+            for rows in self._row_blocks(Z):
+                self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows])
         return out
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
