@@ -146,10 +146,9 @@ def _leaky_relu_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = N
 
 
 def _identity_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
-    # where(z == z, 1, z) = min(max(z, 1), 1): 1 for every number (+-inf included), NaN for NaN
-    # (np.clip(z, 1, 1) is the same, with more call overhead)
-    xp.maximum(Z, 1.0, out=out)
-    return xp.minimum(out, 1.0, out=out)
+    # where(z == z, 1, z) = clip(z, 1, 1): 1 for every number (+-inf included), NaN for NaN, in
+    # one pass (faster than maximum then minimum with a scalar)
+    return xp.clip(Z, 1.0, 1.0, out=out)
 
 
 def _relu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
