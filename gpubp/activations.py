@@ -11,9 +11,12 @@ its forward):
   generic and get these bodies spliced in, so adding an activation is one entry here;
 * ``init``: the initialisation scheme for a layer using it (``"he"`` for ReLU-like,
   ``"glorot"`` otherwise);
-* ``forward_into(xp, Z, A)`` / ``grad_into(xp, Z, A, out)`` (optional): the same ``forward`` and
-  ``grad`` written with ``out=`` ufuncs into a preallocated array, no temporaries, bit for bit
-  the same numbers (NaN included); the NumPy ops use them on the hot path where present.
+* ``forward_into(xp, Z, A, tmp)`` / ``grad_into(xp, Z, A, out, tmp)``: the same ``forward`` and
+  ``grad`` written with ``out=`` ufuncs into a preallocated array, bit for bit the same numbers
+  (NaN, infinities and the sign of zeros included); where they need room for intermediate
+  values they take it from ``tmp``, a :data:`Scratch` getter (``tmp(k)`` is the k-th scratch
+  array shaped and typed like ``Z``, never ``Z``, ``A`` or ``out``; left out, fresh arrays are
+  allocated). The NumPy ops use them on the hot path, block by block with reused scratch.
 
 MATH.md: ``A^(l) = g^(l)(Z^(l))`` (forward) and ``Delta^(l) = dC_0/dA^(l) * g'^(l)(Z^(l))``
 (backward). Every formula is stable for large |z| and propagates NaN from ``z``.
@@ -83,6 +86,201 @@ def _heaviside(xp: Any, Z: Any) -> Any:
     return xp.heaviside(Z, xp.zeros((), dtype=Z.dtype))
 
 
+# ---- in-place forms -------------------------------------------------------------------------
+# Each repeats its reference formula above operation for operation (the same ufuncs on the
+# same operands, so the same roundings), except where a comment shows why another sequence
+# gives the identical result for every input, NaN, +-inf and +-0 included. Operands of + and *
+# may be swapped: IEEE addition and multiplication are commutative, bit for bit.
+
+Scratch = Callable[[int], Any]
+"""``tmp(k)``: the k-th scratch array (k = 0, 1, 2), shaped and typed like ``Z``."""
+
+
+def _scratch_or_fresh(xp: Any, tmp: Optional[Scratch], like: Any) -> Scratch:
+    """``tmp``, or a getter of fresh arrays like ``like`` (one per k) when none was given."""
+    if tmp is not None:
+        return tmp
+    made: Dict[int, Any] = {}
+
+    def fresh(k: int) -> Any:
+        if k not in made:
+            made[k] = xp.empty_like(like)
+        return made[k]
+
+    return fresh
+
+
+def _erf_into(xp: Any, X: Any, out: Any) -> Any:
+    """out = erf(X) (``out`` may be ``X``), the same function as :func:`_erf`."""
+    special = _optional.scipy_special() if xp is np else None
+    if special is not None:
+        return special.erf(X, out=out)
+    out[...] = _erf(xp, X)
+    return out
+
+
+def _sigmoid_into(xp: Any, X: Any, out: Any, T: Any) -> Any:
+    """out = _sigmoid(X); ``T`` is scratch and may be ``X`` itself, ``out`` must not be ``X``.
+
+    where(x >= 0, 1, e) is computed as max([x >= 0], e) with e = exp(-|x|) in [0, 1]: 1 where
+    x >= 0, e where x < 0, and NaN for NaN x (e is NaN there): the same value without a mask.
+    """
+    xp.abs(X, out=out)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)  # e
+    xp.greater_equal(X, 0.0, out=T)  # 1.0 / 0.0
+    xp.maximum(T, out, out=T)  # where(x >= 0, 1, e)
+    xp.add(out, 1.0, out=out)  # 1 + e
+    return xp.divide(T, out, out=out)
+
+
+def _sigmoid_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
+    return _sigmoid_into(xp, Z, A, _scratch_or_fresh(xp, tmp, Z)(0))
+
+
+def _leaky_relu_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
+    # where(z > 0, z, 0.01 z) = max(z, 0.01 z): the product is correctly rounded, so 0.01 z <= z
+    # for z > 0 and >= z for z < 0; +-0 gives +-0 either way, NaN stays NaN
+    xp.multiply(Z, 0.01, out=A)
+    return xp.maximum(Z, A, out=A)
+
+
+def _identity_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    # where(z == z, 1, z) = clip(z, 1, 1): 1 for every number (+-inf included), NaN for NaN, in
+    # one pass (faster than maximum then minimum with a scalar)
+    return xp.clip(Z, 1.0, 1.0, out=out)
+
+
+def _relu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    # A = max(z, 0) is +0, positive, +inf or NaN, where heaviside(A, 0) = ceil(min(A, 1)): min
+    # maps into [0, 1] and ceil takes (0, 1] to 1 and +0 to +0 (two passes, each faster than sign)
+    xp.minimum(A, 1.0, out=out)
+    return xp.ceil(out, out=out)
+
+
+def _leaky_relu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    # 0.99 heaviside(z) + 0.01 is 0.99 * 1 + 0.01, which rounds to exactly 1 in float32 and
+    # float64, for z > 0 and 0.01 for z <= 0 (-inf included): max(ceil(min(z, 1)), 0.01), as
+    # ceil(min(z, 1)) is 1 for z > 0 and <= 0 otherwise; NaN stays NaN
+    xp.minimum(Z, 1.0, out=out)
+    xp.ceil(out, out=out)
+    return xp.maximum(out, 0.01, out=out)
+
+
+def _elu_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
+    # where(z > 0, z, E) with E = expm1(min(z, 0)) is E + max(z, -0): for z > 0, E = expm1(+0)
+    # = +0 and +0 + z = z; for z <= 0 (and -inf), max(z, -0) = -0 and E + (-0) = E, its sign of
+    # zero included; NaN stays NaN
+    T = _scratch_or_fresh(xp, tmp, Z)(0)
+    xp.minimum(Z, 0.0, out=A)
+    xp.expm1(A, out=A)
+    xp.maximum(Z, -0.0, out=T)
+    return xp.add(A, T, out=A)
+
+
+def _elu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    # where(z > 0, 1, a + 1) = min(a + 1, 1) for a = elu(z): z > 0 gives a = z > 0 and a + 1 >= 1
+    # (+inf included); z <= 0 gives a = expm1(z) in [-1, 0] and a + 1 <= 1; NaN stays NaN
+    xp.add(A, 1.0, out=out)
+    return xp.minimum(out, 1.0, out=out)
+
+
+def _softplus_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
+    T = _scratch_or_fresh(xp, tmp, Z)(0)
+    xp.abs(Z, out=A)
+    xp.negative(A, out=A)
+    xp.exp(A, out=A)
+    xp.log1p(A, out=A)
+    xp.maximum(Z, 0.0, out=T)
+    return xp.add(T, A, out=A)
+
+
+def _softplus_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    return _sigmoid_into(xp, Z, out, _scratch_or_fresh(xp, tmp, Z)(0))
+
+
+def _gelu_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
+    T = _scratch_or_fresh(xp, tmp, Z)(0)
+    xp.multiply(Z, math.sqrt(0.5), out=T)
+    _erf_into(xp, T, T)
+    xp.add(T, 1.0, out=T)
+    xp.multiply(Z, 0.5, out=A)
+    return xp.multiply(A, T, out=A)
+
+
+def _gelu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    T = _scratch_or_fresh(xp, tmp, Z)(0)
+    xp.multiply(Z, math.sqrt(0.5), out=out)
+    _erf_into(xp, out, out)
+    xp.add(out, 1.0, out=out)
+    xp.multiply(out, 0.5, out=out)  # 0.5 (1 + erf(z / sqrt 2))
+    xp.multiply(Z, Z, out=T)
+    xp.minimum(T, 1e4, out=T)
+    xp.multiply(T, -0.5, out=T)
+    xp.exp(T, out=T)
+    xp.multiply(Z, T, out=T)
+    xp.multiply(T, 1.0 / math.sqrt(2.0 * math.pi), out=T)
+    return xp.add(out, T, out=out)
+
+
+def _gelu_tanh_u2_into(xp: Any, Z: Any, Zc: Any, U: Any) -> Any:
+    """Zc = clip(z), U = u2 = 2 sqrt(2/pi) (zc + 0.044715 zc^3), as in :func:`_gelu_tanh_parts`."""
+    xp.clip(Z, -GELU_TANH_CLIP, GELU_TANH_CLIP, out=Zc)
+    xp.multiply(Zc, GELU_TANH_K, out=U)
+    xp.multiply(U, Zc, out=U)
+    xp.multiply(U, Zc, out=U)
+    xp.add(Zc, U, out=U)
+    return xp.multiply(U, 2.0 * SQRT_2_OVER_PI, out=U)
+
+
+def _gelu_tanh_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
+    T = _scratch_or_fresh(xp, tmp, Z)(0)
+    _gelu_tanh_u2_into(xp, Z, T, A)
+    _sigmoid_into(xp, A, T, A)  # s
+    return xp.multiply(Z, T, out=A)
+
+
+def _gelu_tanh_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    tmp = _scratch_or_fresh(xp, tmp, Z)
+    Zc, S, T = tmp(0), tmp(1), tmp(2)
+    _gelu_tanh_u2_into(xp, Z, Zc, S)
+    # s = sigmoid(u2) and sn = sigmoid(-u2) share e = exp(-|u2|) and d = 1 + e: one of them is
+    # 1/d, the other e/d (both 1/2 at u2 = +-0, where e = 1), so s * sn = (1/d) * (e/d)
+    xp.abs(S, out=out)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)  # e
+    xp.greater_equal(S, 0.0, out=S)
+    xp.maximum(S, out, out=S)  # where(u2 >= 0, 1, e), see _sigmoid_into
+    xp.add(out, 1.0, out=T)  # d
+    xp.divide(S, T, out=S)  # s
+    xp.divide(out, T, out=out)  # e/d
+    xp.divide(1.0, T, out=T)  # 1/d
+    xp.multiply(T, out, out=out)  # s * sn
+    # s + 2 zc (s sn) sqrt(2/pi) (1 + 3 * 0.044715 zc^2), left to right as in _gelu_tanh_grad
+    xp.multiply(Zc, 2.0, out=T)
+    xp.multiply(T, out, out=out)
+    xp.multiply(out, SQRT_2_OVER_PI, out=out)
+    xp.multiply(Zc, 3.0 * GELU_TANH_K, out=T)
+    xp.multiply(T, Zc, out=T)
+    xp.add(T, 1.0, out=T)
+    xp.multiply(out, T, out=out)
+    return xp.add(S, out, out=out)
+
+
+def _silu_forward_into(xp: Any, Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
+    _sigmoid_into(xp, Z, A, _scratch_or_fresh(xp, tmp, Z)(0))
+    return xp.multiply(Z, A, out=A)
+
+
+def _silu_grad_into(xp: Any, Z: Any, A: Any, out: Any, tmp: Optional[Scratch] = None) -> Any:
+    T = _scratch_or_fresh(xp, tmp, Z)(0)
+    _sigmoid_into(xp, Z, out, T)  # s
+    xp.subtract(1.0, out, out=T)
+    xp.multiply(Z, T, out=T)
+    xp.add(T, 1.0, out=T)
+    return xp.multiply(out, T, out=out)
+
+
 @dataclass(frozen=True)
 class Activation:
     """One row of the activation table (see the module docstring)."""
@@ -94,8 +292,8 @@ class Activation:
     cuda_grad: str
     init: str = "glorot"
     elementwise: bool = True
-    forward_into: Optional[Callable[[Any, Any, Any], Any]] = None
-    grad_into: Optional[Callable[[Any, Any, Any, Any], Any]] = None
+    forward_into: Optional[Callable[..., Any]] = None
+    grad_into: Optional[Callable[..., Any]] = None
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -128,8 +326,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             grad=lambda xp, Z, A: xp.where(Z == Z, 1.0, Z).astype(Z.dtype, copy=False),
             cuda_forward="return z;",
             cuda_grad="return z == z ? T(1) : z;",
-            forward_into=lambda xp, Z, A: xp.copyto(A, Z),
-            grad_into=lambda xp, Z, A, out: out.fill(1),
+            forward_into=lambda xp, Z, A, tmp=None: xp.copyto(A, Z),
+            grad_into=_identity_grad_into,
         ),
         Activation(
             "sigmoid",
@@ -137,7 +335,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             grad=lambda xp, Z, A: A * (1.0 - A),
             cuda_forward="return gpubp_sigmoid(z);",
             cuda_grad="return a * (T(1) - a);",
-            grad_into=lambda xp, Z, A, out: xp.multiply(A, xp.subtract(1.0, A, out=out), out=out),
+            forward_into=_sigmoid_forward_into,
+            grad_into=lambda xp, Z, A, out, tmp=None: xp.multiply(A, xp.subtract(1.0, A, out=out), out=out),
         ),
         Activation(
             "tanh",
@@ -145,8 +344,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             grad=lambda xp, Z, A: 1.0 - A * A,
             cuda_forward="return tanh(z);",
             cuda_grad="return T(1) - a * a;",
-            forward_into=lambda xp, Z, A: xp.tanh(Z, out=A),
-            grad_into=lambda xp, Z, A, out: xp.subtract(1.0, xp.multiply(A, A, out=out), out=out),
+            forward_into=lambda xp, Z, A, tmp=None: xp.tanh(Z, out=A),
+            grad_into=lambda xp, Z, A, out, tmp=None: xp.subtract(1.0, xp.multiply(A, A, out=out), out=out),
         ),
         Activation(
             "relu",
@@ -155,9 +354,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             cuda_forward="return z <= T(0) ? T(0) : z;",
             cuda_grad="return a > T(0) ? T(1) : (a <= T(0) ? T(0) : a);",
             init="he",
-            forward_into=lambda xp, Z, A: xp.maximum(Z, 0.0, out=A),
-            # A = max(Z, 0) is >= 0 or NaN, where sign(A) is heaviside(A, 0) (and far faster)
-            grad_into=lambda xp, Z, A, out: xp.sign(A, out=out),
+            forward_into=lambda xp, Z, A, tmp=None: xp.maximum(Z, 0.0, out=A),
+            grad_into=_relu_grad_into,
         ),
         Activation(
             "leaky_relu",
@@ -166,6 +364,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             cuda_forward="return z > T(0) ? z : T(0.01) * z;",
             cuda_grad="return z > T(0) ? T(1) : (z <= T(0) ? T(0.01) : z);",
             init="he",
+            forward_into=_leaky_relu_forward_into,
+            grad_into=_leaky_relu_grad_into,
         ),
         Activation(
             "elu",
@@ -174,6 +374,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             cuda_forward="return z > T(0) ? z : expm1(z);",
             cuda_grad="return z > T(0) ? T(1) : a + T(1);",
             init="he",
+            forward_into=_elu_forward_into,
+            grad_into=_elu_grad_into,
         ),
         Activation(
             "softplus",
@@ -182,6 +384,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             cuda_forward="return (z > T(0) ? z : T(0)) + log1p(exp(-fabs(z)));",
             cuda_grad="return gpubp_sigmoid(z);",
             init="he",
+            forward_into=_softplus_forward_into,
+            grad_into=_softplus_grad_into,
         ),
         Activation(
             "gelu",
@@ -195,6 +399,8 @@ ACTIVATIONS: Dict[str, Activation] = {
                 " + z * exp(T(-0.5) * z2) * T(0.39894228040143267794);"
             ),
             init="he",
+            forward_into=_gelu_forward_into,
+            grad_into=_gelu_grad_into,
         ),
         Activation(
             "gelu_tanh",
@@ -212,6 +418,8 @@ ACTIVATIONS: Dict[str, Activation] = {
                 " * (T(1) + T(3) * T(0.044715) * zc * zc);"
             ),
             init="he",
+            forward_into=_gelu_tanh_forward_into,
+            grad_into=_gelu_tanh_grad_into,
         ),
         Activation(
             "silu",
@@ -220,6 +428,8 @@ ACTIVATIONS: Dict[str, Activation] = {
             cuda_forward="return z * gpubp_sigmoid(z);",
             cuda_grad="const T s = gpubp_sigmoid(z);\nreturn s * (T(1) + z * (T(1) - s));",
             init="he",
+            forward_into=_silu_forward_into,
+            grad_into=_silu_grad_into,
         ),
         Activation(
             "softmax",

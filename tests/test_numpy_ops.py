@@ -12,12 +12,26 @@ from gpubp.ops.numpy_ops import BLOCK, NumpyOps
 DTYPES = ["float32", "float64"]
 
 
-def _special(rng, shape, dtype):
-    """Normal values with NaN, +-inf, +-0 and large |z| mixed in."""
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 80.0, -80.0, 1e-30, -1e-30, 1e-40, -1e-300]
+
+
+def _special(rng, shape, dtype, at_end=False):
+    """Normal values with NaN, +-inf, +-0, tiny and large |z| mixed in (first or last in flat order)."""
     Z = rng.normal(scale=3.0, size=shape)
     flat = Z.reshape(-1)
-    flat[:8] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 80.0, -80.0, 1e-30]
+    if at_end:
+        flat[-len(SPECIALS):] = SPECIALS
+    else:
+        flat[: len(SPECIALS)] = SPECIALS
     return Z.astype(dtype)
+
+
+def _assert_same(x, y):
+    """Equal values, NaN at the same places and the same sign of every zero."""
+    np.testing.assert_array_equal(x, y)
+    assert np.array_equal(np.isnan(x), np.isnan(y))
+    numbers = ~np.isnan(x)
+    assert np.array_equal(np.signbit(x[numbers]), np.signbit(y[numbers])), "a zero of another sign"
 
 
 @pytest.mark.parametrize("use_blas", [True, False])
@@ -43,25 +57,54 @@ def test_grad_weights_and_bias_average_over_n(dtype, n, n_l, n_prev, use_blas):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ELEMENTWISE)
-def test_activation_forward_and_backward_equal_reference_ops(dtype, name):
+@pytest.mark.parametrize("shape", [(6, 11), (700, 300)])  # one block; several row blocks and a ragged last one
+def test_activation_forward_and_backward_equal_reference_ops(dtype, name, shape):
     rng = np.random.default_rng(len(name))
     act = ACTIVATIONS[name]
     fast, ref = NumpyOps(), Ops(np)
-    Z = _special(rng, (6, 11), dtype)
-    b = rng.normal(size=11).astype(dtype)
+    Z = _special(rng, shape, dtype)
+    b = rng.normal(size=shape[1]).astype(dtype)
+    b[: len(SPECIALS)] = 0.0  # the special values of Z reach g and g' unchanged
     Z1, Z2 = Z.copy(), Z.copy()
     A1, A2 = np.empty_like(Z), np.empty_like(Z)
     with np.errstate(all="ignore"):
         fast.bias_activation(Z1, b, act, A1)
         ref.bias_activation(Z2, b, act, A2)
-        np.testing.assert_array_equal(Z1, Z2)
-        np.testing.assert_array_equal(A1, A2)  # NaN where the reference has NaN
-        dA = _special(rng, (6, 11), dtype)
+        _assert_same(Z1, Z2)
+        _assert_same(A1, A2)  # NaN where the reference has NaN
+        # dA's own special values sit at other places than Z's: g'(z) at every special z is
+        # multiplied by an ordinary number and shows in Delta
+        dA = _special(rng, shape, dtype, at_end=True)
+        assert np.isfinite(dA.reshape(-1)[: len(SPECIALS)]).all()
         D1 = fast.activation_backward(dA.copy(), Z1, A1, act, out=np.empty_like(Z))
         D2 = ref.activation_backward(dA.copy(), Z2, A2, act, out=np.empty_like(Z))
+        D3 = dA.copy()
+        fast.activation_backward(D3, Z1, A1, act, out=D3)  # in place over dA
     assert A1.dtype == D1.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(D1, D2)
-    assert np.array_equal(np.isnan(D1), np.isnan(D2))
+    _assert_same(D1, D2)
+    _assert_same(D3, D2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_in_place_forms_without_scratch_and_on_a_vector_equal_reference(dtype, name):
+    # called as the table documents them, with no scratch getter (fresh arrays are made), on
+    # a 1-d array; and a 1-d array through the blocked NumpyOps path (several blocks of rows)
+    rng = np.random.default_rng(7)
+    act = ACTIVATIONS[name]
+    Z = _special(rng, (200_001,), dtype)
+    with np.errstate(all="ignore"):
+        A_ref, G_ref = act.forward(np, Z), act.grad(np, Z, act.forward(np, Z))
+        A, G = np.empty_like(Z), np.empty_like(Z)
+        act.forward_into(np, Z, A)
+        act.grad_into(np, Z, A, G)
+        A_ops = NumpyOps().bias_activation(Z.copy(), None, act, np.empty_like(Z))
+        ones = np.ones_like(Z)
+        G_ops = NumpyOps().activation_backward(ones, Z, A_ops, act, out=np.empty_like(Z))
+    _assert_same(A, A_ref)
+    _assert_same(G, G_ref.astype(dtype))
+    _assert_same(A_ops, A_ref)
+    _assert_same(G_ops, G_ref.astype(dtype))
 
 
 def test_softmax_backward_in_place_equals_reference():

@@ -5,6 +5,9 @@ nothing once its buffers exist and touches memory as few times as possible:
 
 * every elementwise step is an ``out=`` ufunc into the caller's array or into a scratch buffer
   this object keeps and reuses (one per shape and dtype);
+* the activations (the table's ``forward_into`` / ``grad_into``, several passes each) run over
+  blocks of rows small enough that the blocks they touch and their scratch stay in cache, with
+  the bias added and dA multiplied in on the same block: each array crosses memory once;
 * the 1/n of dC/dW = (1/n) Delta^T A is GEMM's alpha where NumPy's own BLAS can be called
   directly (:mod:`gpubp.ops._blas`); otherwise it is applied to the smallest of the three
   arrays of the product (Delta, A or dC/dW itself), so the averaging costs a pass over n x n_l
@@ -22,14 +25,18 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ..activations import Activation
+from ..activations import Activation, Scratch
 from . import _blas
 from .base import Ops
 
 # Elements per block of the blocked optimizer updates: 4 arrays of 64 Ki float32 (1 MiB)
 # stay in a core's L2 cache across the passes of one update.
 BLOCK = 1 << 16
+# Bytes per array of a block of the activation work: Z, A, dA, Delta and up to four scratch
+# blocks of 256 KiB (2 MiB) stay in a core's L2 cache across the passes of one activation.
+ACTIVATION_BLOCK_BYTES = 1 << 18
 _MAX_SCRATCH = 32
+_ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
 
 class NumpyOps(Ops):
@@ -93,23 +100,58 @@ class NumpyOps(Ops):
         return np.matmul(self._mean_weights(Delta.shape[0], Delta.dtype), Delta, out=out)
 
     # ---- elementwise work --------------------------------------------------------------
-    def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
-        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``."""
+    def _row_blocks(self, Z: Any) -> Iterator[slice]:
+        """Each block of rows of ``Z`` (ndim >= 1) holding about ACTIVATION_BLOCK_BYTES (one row at least)."""
+        rows = Z.shape[0]
+        step = max(1, ACTIVATION_BLOCK_BYTES // max(1, (Z.size // rows) * Z.itemsize))
+        for start in range(0, rows, step):
+            yield slice(start, min(start + step, rows))
+
+    def _block_buffer(self, k: int, block: Any) -> Any:
+        """Reused buffer number ``k`` shaped and typed like ``block`` (a block of rows)."""
+        capacity = max(ACTIVATION_BLOCK_BYTES // block.itemsize, block.size)
+        flat = self._scratch_buffers.get((_ACTIVATION_SLOTS[k], (capacity,), block.dtype))
+        if flat is None:
+            flat = self._scratch(_ACTIVATION_SLOTS[k], (capacity,), block.dtype)
+        return flat[: block.size].reshape(block.shape)
+
+    def _block_scratch(self, block: Any, first: int) -> Scratch:
+        """The table's ``tmp(k)`` for one block: reused buffers ``first + k``."""
+        return lambda k: self._block_buffer(first + k, block)
+
+    def _forward_block(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> None:
         if b is not None:
             np.add(Z, b, out=Z)
-        if act.forward_into is not None:
-            act.forward_into(np, Z, A)
-        else:
+        act.forward_into(np, Z, A, self._block_scratch(Z, 0))
+
+    def _backward_block(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> None:
+        G = self._block_buffer(0, Z)
+        act.grad_into(np, Z, A, G, self._block_scratch(Z, 1))
+        np.multiply(dA, G, out=out)
+
+    def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
+        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block."""
+        if act.forward_into is None:
+            if b is not None:
+                np.add(Z, b, out=Z)
             A[...] = act.forward(np, Z)
+        elif Z.nbytes <= ACTIVATION_BLOCK_BYTES:
+            self._forward_block(Z, b, act, A)
+        else:
+            for rows in self._row_blocks(Z):
+                self._forward_block(Z[rows], b, act, A[rows])
         return A
 
     def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> Any:
-        """Delta^(l) = dA * g'^(l)(Z^(l)), g' written into a reused buffer; ``out`` may be ``dA``."""
-        if act.elementwise and act.grad_into is not None:
-            G = self._scratch("activation_grad", Z.shape, Z.dtype)
-            act.grad_into(np, Z, A, G)
-            return np.multiply(dA, G, out=out)
-        return super().activation_backward(dA, Z, A, act, out)
+        """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``."""
+        if not (act.elementwise and act.grad_into is not None):
+            return super().activation_backward(dA, Z, A, act, out)
+        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
+            self._backward_block(dA, Z, A, act, out)
+        else:
+            for rows in self._row_blocks(Z):
+                self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows])
+        return out
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def _blocks(self, size: int) -> Iterator[slice]:
