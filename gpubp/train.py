@@ -358,9 +358,14 @@ def fit(
     n_batches = -(-n // batch_size)
     n_total, step_rows = n, None
     if comm is not None and comm.size > 1:
+        # checked before the first collective that depends on them: ranks that disagree on the
+        # network, the optimizer or the loop's shape would otherwise hang or abort inside MPI
+        cfg = net.get_config()
+        counts, n_total = distributed.global_rows(
+            comm, n, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=shuffle,
+            validation=val is not None, optimizer=type(optimizer).__name__,
+            network=(cfg["sizes"], cfg["activation"], cfg["output_activation"], cfg["loss"], cfg["dtype"], cfg["bias"]))
         distributed.broadcast_parameters(net, comm, optimizer)
-        counts, n_total = distributed.global_rows(comm, n, batch_size=batch_size, epochs=epochs,
-                                                  initial_epoch=initial_epoch, shuffle=shuffle)
         n_batches = max(-(-c // batch_size) for c in counts)
         # rows of all ranks in step k (a rank whose shard has run out adds none)
         step_rows = [sum(min(batch_size, max(0, c - k * batch_size)) for c in counts) for k in range(n_batches)]

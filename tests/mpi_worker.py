@@ -117,13 +117,23 @@ def check(comm, backend: str) -> dict:
         if any(h != losses[0] for h in losses):
             raise AssertionError(f"ranks report different histories: {losses}")
 
-    # ranks that disagree on the batch size all refuse to start (instead of hanging)
-    errs["mismatch_not_refused"] = 1.0
-    try:
-        net.fit(X[mine], Y[mine], epochs=1, batch_size=BATCH + r, progress=False, comm=comm)
-    except ValueError as exc:
-        if "same settings" in str(exc):
-            errs["mismatch_not_refused"] = 0.0
+    # ranks that disagree on the batch size, on passing validation data, or on the network all
+    # refuse to start (instead of hanging in mismatched collectives)
+    mismatches = [
+        lambda: net.fit(X[mine], Y[mine], epochs=1, batch_size=BATCH + r, progress=False, comm=comm),
+        lambda: net.fit(X[mine], Y[mine], epochs=1, batch_size=BATCH, progress=False, comm=comm,
+                        validation_data=(Xv, Yv) if r == 0 else None),
+        lambda: gpubp.MLP(SIZES[:-1] + [SIZES[-1] + r], activation="tanh", dtype="float64", seed=7).fit(
+            X[mine], np.zeros((len(X[mine]), SIZES[-1] + r)), epochs=1, progress=False, comm=comm),
+    ]
+    errs["mismatch_not_refused"] = 0.0
+    for attempt in mismatches:
+        try:
+            attempt()
+            errs["mismatch_not_refused"] = 1.0
+        except ValueError as exc:
+            if "same settings" not in str(exc):
+                errs["mismatch_not_refused"] = 1.0
     return errs
 
 
