@@ -14,7 +14,11 @@
 // * every helper propagates NaN: comparisons are written so that a NaN operand falls
 //   through to the NaN (fmin/fmax would drop it).
 
-#define GPUBP_MAX_BLOCK 256
+// The largest block (threads) a launch uses, sizing the shared reduction buffers; defined by
+// the program assembler from gpubp.ops.cuda_kernels.MAX_BLOCK, the one source of this number.
+#ifndef GPUBP_MAX_BLOCK
+#error "GPUBP_MAX_BLOCK must be defined before this header (gpubp.ops.cuda_kernels.MAX_BLOCK)"
+#endif
 
 typedef long long gpubp_index;
 
