@@ -37,8 +37,6 @@ def _load_data(args: argparse.Namespace):
     from . import data
 
     if args.data_dir is not None:
-        import os
-
         has_train = any(os.path.exists(os.path.join(args.data_dir, f"train-images-idx3-ubyte{ext}")) for ext in ("", ".gz"))
         if has_train:
             X_tr, y_tr = data.load_mnist(args.data_dir, "train")
@@ -152,7 +150,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
+    from . import bench, validation
 
     if args.from_json:
         results, info = bench.read_results(args.from_json)
@@ -163,7 +161,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"--backends: unknown {', '.join(unknown)}; expected names from {', '.join(bench.BACKENDS)}")
         if args.png:
             bench.plot_available()
-        limit = bench.set_threads(args.threads) if args.threads else None
+        # the handle keeps the BLAS limit until the cases have run
+        limit = bench.set_threads(validation.check_int(args.threads, "--threads", 1)) if args.threads is not None else None
         info = bench.machine_info()
         print(bench.format_machine(info), flush=True)
         start = time.perf_counter()

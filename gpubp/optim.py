@@ -7,7 +7,7 @@ is one flat buffer beside the parameters, allocated on the first step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 

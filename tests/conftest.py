@@ -1,6 +1,9 @@
 """Shared fixtures: every test that touches arrays runs on every available backend."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 import gpubp
@@ -18,3 +21,16 @@ def backend(request):
     """The backend under test, active for the duration of the test."""
     with gpubp.use_backend(request.param) as be:
         yield be
+
+
+# The MNIST test set (t10k IDX files): GPUBP_MNIST_DIR, or the project's shared data folder
+# beside the checkout.
+MNIST_DIR = Path(os.environ.get("GPUBP_MNIST_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The folder with the real MNIST t10k IDX files; the test is skipped where there is none."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists() and not (MNIST_DIR / "t10k-images-idx3-ubyte").exists():
+        pytest.skip(f"no MNIST t10k IDX files in {MNIST_DIR} (set GPUBP_MNIST_DIR)")
+    return MNIST_DIR

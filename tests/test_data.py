@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from pathlib import Path
 
@@ -10,8 +9,6 @@ import numpy as np
 import pytest
 
 from gpubp import data
-
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
 def _write_idx(path: Path, array: np.ndarray, code: int, compress: bool = False) -> None:
@@ -65,9 +62,8 @@ def test_idx_errors_name_the_file(tmp_path):
         data.load_mnist(tmp_path, "t10k")
 
 
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="the MNIST test set is not beside this checkout")
-def test_real_mnist_test_set():
-    X, y = data.load_mnist(MNIST_DIR, "t10k")
+def test_real_mnist_test_set(mnist_dir):
+    X, y = data.load_mnist(mnist_dir, "t10k")
     assert X.shape == (10000, 784) and y.shape == (10000,)
     assert X.min() == 0.0 and X.max() == 1.0
     np.testing.assert_array_equal(np.bincount(y), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])

@@ -1,15 +1,12 @@
 """Training on real data: the bundled digits and the MNIST test set."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gpubp
 from gpubp import data
-
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
 def test_digits_reach_97_percent(backend):
@@ -37,9 +34,8 @@ def test_tutorial_setup_learns_digits_with_plain_sgd(backend):
     assert acc >= 0.9
 
 
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="the MNIST test set is not beside this checkout")
-def test_mnist_real_handwriting(backend):
-    X, y = data.load_mnist(MNIST_DIR, "t10k")
+def test_mnist_real_handwriting(backend, mnist_dir):
+    X, y = data.load_mnist(mnist_dir, "t10k")
     X_tr, X_te, y_tr, y_te = X[:8000], X[8000:], y[:8000], y[8000:]
     net = gpubp.MLP([784, 128, 10], activation="relu", loss="cross_entropy", seed=0)
     net.fit(X_tr, y_tr, epochs=4, batch_size=64, optimizer=gpubp.Adam(2e-3), progress=False)
