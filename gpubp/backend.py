@@ -43,6 +43,12 @@ def check_backend_name(name: Any, argument: str = "backend") -> str:
     return key
 
 
+def is_device_array(a: Any) -> bool:
+    """Whether ``a`` is a CuPy (GPU) array."""
+    cp = _optional.cupy
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
 @dataclass
 class Backend:
     """One array backend: ``name`` ("numpy" or "cupy"), ``xp`` (the array module) and ``ops``.
@@ -59,7 +65,7 @@ class Backend:
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` as an array of this backend, moved (once) from the other backend if needed."""
         if self.name == "numpy":
-            if _optional.cupy is not None and isinstance(a, _optional.cupy.ndarray):
+            if is_device_array(a):
                 a = a.get()
             return np.asarray(a, dtype=dtype)
         return self.xp.asarray(a, dtype=dtype)

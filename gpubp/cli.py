@@ -18,6 +18,7 @@ import numpy as np
 from .activations import ACTIVATIONS, ELEMENTWISE
 from .errors import GpubpError
 from .losses import LOSSES
+from .validation import DTYPES
 
 
 def _hidden_sizes(text: str) -> List[int]:
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
     t.add_argument("--epochs", type=int, default=40, help="default 40")
     t.add_argument("--batch-size", type=int, default=32, help="default 32")
-    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--dtype", default="float32", choices=list(DTYPES))
     t.add_argument("--backend", default=None, choices=["numpy", "cupy", "auto"], help="overrides GPUBP_BACKEND")
     t.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
     t.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")

@@ -37,6 +37,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from . import _optional
+from .backend import is_device_array
 
 # Environment variables that MPI launchers set in the processes they start (MPICH/Intel MPI
 # hydra, Open MPI, PMIx, MVAPICH, Slurm's PMI).
@@ -97,7 +98,7 @@ class Communicator:
         """
         if self.mpi is None:
             return buf
-        if _is_cupy(buf):
+        if is_device_array(buf):
             dtype, count = _nccl_type(buf)
             nccl = _nccl_module()
             self._nccl_comm().allReduce(buf.data.ptr, buf.data.ptr, count, dtype, nccl.NCCL_SUM,
@@ -111,7 +112,7 @@ class Communicator:
         """Overwrite the contiguous array ``buf`` on every rank with rank ``root``'s; returns ``buf``."""
         if self.mpi is None:
             return buf
-        if _is_cupy(buf):
+        if is_device_array(buf):
             dtype, count = _nccl_type(buf)
             self._nccl_comm().broadcast(buf.data.ptr, buf.data.ptr, count, dtype, root,
                                         _optional.cupy.cuda.get_current_stream().ptr)
@@ -161,11 +162,6 @@ class Communicator:
             uid = self.mpi.bcast(uid, root=0)
             self._nccl = nccl.NcclCommunicator(self.size, uid, self.rank)
         return self._nccl
-
-
-def _is_cupy(a: Any) -> bool:
-    cp = _optional.cupy
-    return cp is not None and isinstance(a, cp.ndarray)
 
 
 def _host_buffer(buf: Any) -> np.ndarray:

@@ -21,8 +21,6 @@ from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
 
-DTYPES = ("float32", "float64")
-
 
 @dataclass
 class Layer:

@@ -23,11 +23,16 @@ class Optimizer:
         self.state: Dict[str, Any] = {}
         self.t = 0
 
+    def _fits(self, net: Any) -> bool:
+        """Whether the state buffers (if any) match ``net``'s parameters: shape, dtype and backend."""
+        first = next(iter(self.state.values()), None)
+        return first is None or (first.shape == net.params.shape and first.dtype == net.params.dtype
+                                 and isinstance(first, type(net.params)))
+
     def check_network(self, net: Any) -> None:
         """Raise a ValueError, changing nothing, if this optimizer has stepped another network."""
-        first = next(iter(self.state.values()), None) if self.state else None
-        if first is not None and self.t and (first.shape != net.params.shape or first.dtype != net.params.dtype
-                                             or not isinstance(first, type(net.params))):
+        if self.t and not self._fits(net):
+            first = next(iter(self.state.values()))
             raise ValueError(
                 f"optimizer: this {type(self).__name__} holds state for {first.size} parameters of dtype {first.dtype} "
                 f"({type(first).__module__.split('.')[0]}); the network has {net.params.size} of dtype {net.params.dtype} "
@@ -37,14 +42,11 @@ class Optimizer:
     def _bind(self, net: Any) -> None:
         """Allocate the state buffers for ``net`` (or check they match it)."""
         self.check_network(net)
-        xp = net.backend.xp
-        first = next(iter(self.state.values()), None) if self.state else None
-        if first is not None and (first.shape != net.params.shape or first.dtype != net.params.dtype
-                                  or not isinstance(first, type(net.params))):
+        if not self._fits(net):
             self.state = {}  # fresh (t == 0) state allocated for another network: start again
         for name in self.state_names:
             if name not in self.state:
-                self.state[name] = xp.zeros_like(net.params)
+                self.state[name] = net.backend.xp.zeros_like(net.params)
 
     def step(self, net: Any) -> None:
         """Apply one update to ``net.params`` from ``net.grads``."""

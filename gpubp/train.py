@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import distributed, memory, validation
+from .backend import is_device_array
 from .errors import NonFiniteError
 
 
@@ -77,7 +78,7 @@ class _Data:
 
     def __init__(self, net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y")):
         self.backend = net.backend
-        self.stream = not validation._on_device(X) and memory.should_stream(self.backend, _host_nbytes(net, X, Y))
+        self.stream = not is_device_array(X) and memory.should_stream(self.backend, _host_nbytes(net, X, Y))
         self.X, self.Y = validation.check_XY(net, X, Y, names, on_host=self.stream)
         self.classes = _class_targets(self.Y, net.sizes[-1])
         self.n = self.X.shape[0]

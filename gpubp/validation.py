@@ -16,7 +16,7 @@ from typing import Any, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _optional
+from .backend import is_device_array
 from .activations import Activation, get_activation
 
 CHECK_FINITE = True
@@ -84,13 +84,18 @@ def check_activations(activation: Union[str, Sequence[str]], hidden: int) -> Lis
     return [get_activation(a, f"activation[{i}]") for i, a in enumerate(activation)]
 
 
+#: The dtypes a network computes in.
+DTYPES = ("float32", "float64")
+
+
 def check_dtype(dtype: Any) -> np.dtype:
+    expected = " or ".join(repr(d) for d in DTYPES)
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"dtype must be 'float32' or 'float64'; got {dtype!r}") from None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dt.name!r}")
+        raise TypeError(f"dtype must be {expected}; got {dtype!r}") from None
+    if dt.name not in DTYPES:
+        raise ValueError(f"dtype must be {expected}; got {dt.name!r}")
     return dt
 
 
@@ -100,17 +105,12 @@ def check_seed(seed: Any) -> Any:
     return check_int(seed, "seed", 0)
 
 
-def _on_device(value: Any) -> bool:
-    cp = _optional.cupy
-    return cp is not None and isinstance(value, cp.ndarray)
-
-
 def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = False) -> Any:
     """``value`` as an array on the network's backend (moved once if it came from the other
     backend), or as a NumPy array when ``on_host``; only real numbers (bool, int, float) pass."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{argument} must be a numeric array; got {_describe(value)}")
-    if not isinstance(value, np.ndarray) and not _on_device(value):
+    if not isinstance(value, np.ndarray) and not is_device_array(value):
         try:
             value = np.asarray(value)
         except Exception:  # ragged nested lists, objects that refuse conversion
@@ -119,7 +119,7 @@ def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = F
         raise TypeError(f"{argument} must hold real numbers (bool, int or float); got {_describe(value)}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the finite scan
         if on_host:
-            return np.asarray(value.get() if _on_device(value) else value, dtype=dtype)
+            return np.asarray(value.get() if is_device_array(value) else value, dtype=dtype)
         return net.backend.asarray(value, dtype=dtype)
 
 
@@ -209,14 +209,6 @@ def check_X(net: Any, X: Any, argument: str = "X", on_host: bool = False) -> Any
     X = _X(net, X, argument, pending, on_host)
     pending.verify()
     return X
-
-
-def check_Y(net: Any, Y: Any, n: int, argument: str = "Y", on_host: bool = False) -> Any:
-    """Targets in the form the loss head reads: float (n, n_L) rows, or int64 labels (n,)."""
-    pending = _Pending(_xp(net, on_host))
-    Y = _Y(net, Y, n, argument, pending, on_host)
-    pending.verify()
-    return Y
 
 
 def check_XY(net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y"), on_host: bool = False) -> Tuple[Any, Any]:
