@@ -13,20 +13,21 @@ import hashlib
 import io
 import json
 import os
-import tempfile
-from typing import Any, Dict, Optional, Tuple, Union
+import secrets
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import CheckpointError
 
+if TYPE_CHECKING:
+    from .network import MLP
+    from .optim import Optimizer
+
 FORMAT = "gpubp-checkpoint"
 VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
 
-# mkstemp creates 0600 files; a checkpoint gets the mode an ordinary open() would give it
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def _check_path(path: Any) -> str:
@@ -88,13 +89,15 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
             arrays[f"optimizer/{name}"] = value
     meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
     checksum = _digest(meta_json, arrays)
-    fd, tmp = tempfile.mkstemp(prefix=".gpubp-", suffix=".tmp", dir=folder)
+    # a new, exclusive file beside the target, with the mode an ordinary open() gives (the
+    # process umask applies), unlike mkstemp's 0600
+    tmp = os.path.join(folder, f".gpubp-{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, __meta__=np.frombuffer(meta_json.encode(), dtype=np.uint8),
                      __checksum__=np.frombuffer(checksum.encode(), dtype=np.uint8), **arrays)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -142,7 +145,7 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     return meta, data
 
 
-def load(path: PathLike, optimizer: Any = None) -> Any:
+def load(path: PathLike, optimizer: Any = None) -> "MLP":
     """The network saved at ``path``, on the active backend; restores ``optimizer``'s state too if given."""
     from .network import MLP
 
@@ -195,7 +198,7 @@ def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np
         optimizer.load_state_dict({"t": t, "state": state}, net)
 
 
-def load_optimizer(path: PathLike, net: Any) -> Optional[Any]:
+def load_optimizer(path: PathLike, net: "MLP") -> Optional["Optimizer"]:
     """A new optimizer of the saved type and settings with its saved state, or None if none was saved."""
     from .optim import OPTIMIZERS
 

@@ -12,7 +12,7 @@ operation and a distributed run reduces every gradient in one call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,6 +20,10 @@ from . import distributed, memory, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
+
+if TYPE_CHECKING:  # for annotations only
+    from .optim import Optimizer
+    from .train import History
 
 
 @dataclass
@@ -270,7 +274,7 @@ class MLP:
         ]
         return float(C), grads
 
-    def train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None) -> Any:
+    def train_step(self, X: Any, Y: Any, optimizer: "Optimizer", comm: Any = None) -> Any:
         """One forward, backward and optimizer update on one batch; returns C as a 0-d array.
 
         The arguments are checked first (a rejected call changes neither the weights nor the
@@ -309,9 +313,9 @@ class MLP:
 
         return evaluate(self, X, Y, batch_size=batch_size)
 
-    def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Any = None,
+    def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Optional["Optimizer"] = None,
             validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            progress: bool = True, callback: Any = None, initial_epoch: int = 0, comm: Any = None) -> "Any":
+            progress: bool = True, callback: Any = None, initial_epoch: int = 0, comm: Any = None) -> "History":
         """Train by mini-batch gradient descent; returns the per-epoch :class:`~gpubp.train.History`.
 
         See :func:`gpubp.train.fit` for the arguments.

@@ -144,8 +144,10 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
     """An optimizer by name (``sgd`` or ``adam``); a ValueError listing the valid names otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer must be a name, one of {', '.join(OPTIMIZERS)}; got {type(name).__name__} {name!r}")
     try:
         cls = OPTIMIZERS[name.lower()]
-    except (KeyError, AttributeError):
+    except KeyError:
         raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}") from None
     return cls(**kwargs)

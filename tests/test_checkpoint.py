@@ -182,8 +182,10 @@ def test_kill_9_while_saving_leaves_old_or_new_checkpoint(tmp_path):
     with gpubp.use_backend("numpy"):
         nets = [gpubp.MLP([300, 400, 10], seed=s) for s in (1, 2)]
         opts = [gpubp.Adam(), gpubp.Adam()]
-        for net, opt in zip(nets, opts):
-            opt._bind(net)
+        X = np.random.default_rng(3).normal(size=(8, 300))
+        for steps, (net, opt) in enumerate(zip(nets, opts), start=1):  # A: one step, B: two
+            for _ in range(steps):
+                net.train_step(X, np.zeros((8, 10)), opt)
     expected = [net.params.tobytes() for net in nets]
     target = tmp_path / "ckpt.npz"
     nets[0].save(target, optimizer=opts[0])
@@ -216,9 +218,12 @@ def test_kill_9_while_saving_leaves_old_or_new_checkpoint(tmp_path):
             back = gpubp.load(target)
             opt = gpubp.load_optimizer(target, back)
         which = expected.index(back.params.tobytes())  # ValueError if neither A nor B
-        assert opt.t == opts[which].t
-    stray = [p for p in tmp_path.iterdir() if p.name.startswith(".gpubp-")]
-    assert len(stray) <= kills  # a kill mid-write may leave its temporary file, never a broken target
+        assert opt.t == opts[which].t == which + 1
+        for name in ("m", "v"):  # the optimizer state saved with those weights, not the other's
+            np.testing.assert_array_equal(opt.state[name], opts[which].state[name])
+    # a kill mid-write may leave its temporary file beside the target, and nothing else
+    leftovers = {p.name for p in tmp_path.iterdir()} - {target.name}
+    assert all(name.startswith(".gpubp-") and name.endswith(".tmp") for name in leftovers), leftovers
 
 
 # ---- resuming ------------------------------------------------------------------------------

@@ -184,3 +184,19 @@ def test_float32_step_stays_float32(opt, loss, output):
     arrays = [C, net.params, net.grads, *optimizer.state.values(), *ws.Z[1:], *ws.A[1:], *ws.Delta[1:],
               *net.backend.ops._scratch_buffers.values()]
     assert [a.dtype for a in arrays] == [np.dtype(np.float32)] * len(arrays)
+
+
+def test_blas_refuses_sizes_beyond_its_index_type(monkeypatch):
+    """A BLAS with 32-bit indices must not be handed sizes it would wrap around."""
+    from gpubp.ops import _blas
+
+    if not _blas.AVAILABLE:
+        pytest.skip("NumPy's own BLAS could not be loaded; the NumPy fallback is used")
+    Delta, A = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
+    out = np.zeros((3, 2), np.float32)
+    assert _blas.gemm_tn(0.25, Delta, A, out)
+    np.testing.assert_array_equal(out, np.ones((3, 2)))
+    monkeypatch.setattr(_blas, "_INDEX_MAX", 11)  # as if the index type held sizes up to 11
+    out[...] = 0
+    assert not _blas.gemm_tn(0.25, Delta, A, out) and not out.any()
+    assert not _blas.axpy(1.0, np.ones(12, np.float32), np.ones(12, np.float32))

@@ -30,7 +30,7 @@ def _candidate_libraries() -> list:
     return found
 
 
-def _load() -> Optional[Tuple[Any, Any, Any, Any, Any]]:
+def _load() -> Optional[Tuple[Any, Any, Any, Any, Any, int]]:
     for path in _candidate_libraries():
         try:
             lib = ctypes.CDLL(path)
@@ -48,19 +48,25 @@ def _load() -> Optional[Tuple[Any, Any, Any, Any, Any]]:
             for fn, real in zip(fns[2:], (ctypes.c_float, ctypes.c_double)):
                 fn.restype = None
                 fn.argtypes = [index, real, ctypes.c_void_p, index, ctypes.c_void_p, index]
-            return fns[0], fns[1], fns[2], fns[3], path
+            # the largest size or dimension the library's index type holds
+            index_max = 2 ** (8 * ctypes.sizeof(index) - 1) - 1
+            return fns[0], fns[1], fns[2], fns[3], path, index_max
     return None
 
 
 _FUNCS = None if os.environ.get("GPUBP_NUMPY_BLAS", "1") == "0" else _load()
 AVAILABLE = _FUNCS is not None
 LIBRARY = _FUNCS[4] if _FUNCS is not None else None
+_INDEX_MAX = _FUNCS[5] if _FUNCS is not None else 0
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _ok(*arrays: Any) -> bool:
+    """Same float dtype, C-contiguous, and every size within the BLAS's index type (a 32-bit
+    BLAS would otherwise see wrapped-around sizes)."""
     dtype = arrays[0].dtype
-    return dtype in (_F32, _F64) and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+    return dtype in (_F32, _F64) and all(
+        a.dtype == dtype and a.flags.c_contiguous and a.size <= _INDEX_MAX for a in arrays)
 
 
 def gemm_tn(alpha: float, Delta: np.ndarray, A_prev: np.ndarray, out: np.ndarray) -> bool:
