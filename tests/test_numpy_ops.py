@@ -200,3 +200,29 @@ def test_blas_refuses_sizes_beyond_its_index_type(monkeypatch):
     out[...] = 0
     assert not _blas.gemm_tn(0.25, Delta, A, out) and not out.any()
     assert not _blas.axpy(1.0, np.ones(12, np.float32), np.ones(12, np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss,act,labels", [("sse", "sigmoid", False), ("sse", "softmax", False), ("mse", "identity", False),
+                                             ("mse", "tanh", False), ("cross_entropy", "softmax", True),
+                                             ("cross_entropy", "softmax", False), ("binary_cross_entropy", "sigmoid", False)])
+def test_loss_head_equals_reference_ops(dtype, loss, act, labels):
+    from gpubp.losses import LOSSES
+
+    rng = np.random.default_rng(7)
+    Z = (rng.normal(scale=4.0, size=(9, 5))).astype(dtype)
+    g = ACTIVATIONS[act]
+    A = g.forward(np, Z)
+    if labels:
+        Y = rng.integers(0, 5, 9)
+    elif loss == "cross_entropy":
+        Y = np.eye(5, dtype=dtype)[rng.integers(0, 5, 9)]
+    else:
+        Y = rng.uniform(size=(9, 5)).astype(dtype)
+    D1, D2 = np.empty_like(Z), np.empty_like(Z)
+    C1 = NumpyOps().loss_head(LOSSES[loss], g, Z, A, Y, D1)
+    C2 = Ops(np).loss_head(LOSSES[loss], g, Z, A, Y, D2)
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    assert C1.shape == () and C1.dtype == np.dtype(dtype) and D1.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(C1, C2, rtol=tol)
+    np.testing.assert_allclose(D1, D2, rtol=tol, atol=tol * np.abs(D2).max())

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from ..activations import Activation, Scratch
+from ..losses import Loss
 from . import _blas
 from .base import Ops
 
@@ -53,6 +54,7 @@ class NumpyOps(Ops):
         super().__init__(np)
         self._blas = _blas if use_blas and _blas.AVAILABLE else None
         self._scratch_buffers: Dict[Tuple[str, Tuple[int, ...], np.dtype], np.ndarray] = {}
+        self._row_indices: Dict[int, np.ndarray] = {}
 
     # ---- reused buffers --------------------------------------------------------------
     def _scratch(self, slot: str, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -152,6 +154,46 @@ class NumpyOps(Ops):
             for rows in self._row_blocks(Z):
                 self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows])
         return out
+
+    # ---- the output layer --------------------------------------------------------------
+    def loss_head(self, loss: Loss, act: Activation, Z: Any, A: Any, Y: Any, Delta: Any) -> Any:
+        """C and Delta^(L) (as :meth:`Ops.loss_head`) without the reference's temporaries.
+
+        sse / mse: D = A - Y once, into ``Delta``; C = (scale / n) sum D^2 with the scale of the
+        loss (1, or 1/m for mse); Delta = 2 scale D * g'(Z) in place. cross_entropy with integer
+        labels: Delta = A with 1 taken off each row's label column, C = mean(logsumexp(z) - z_y)
+        with the exponentials in a reused buffer. Other heads use the reference formulas.
+        """
+        n, m = Z.shape
+        if loss.name in ("sse", "mse"):
+            scale = 1.0 if loss.name == "sse" else 1.0 / m
+            np.subtract(A, Y, out=Delta)
+            D = Delta.reshape(-1)
+            C = np.asarray(np.dot(D, D) * (scale / n), dtype=Z.dtype)
+            Delta *= 2.0 * scale  # dC_0/dA = 2 (A - Y), the tutorial's factor 2 (/ m for mse)
+            self.activation_backward(Delta, Z, A, act, out=Delta)
+            return C
+        if loss.name == "cross_entropy" and Y.ndim == 1:
+            rows = self._row_index(n)
+            E = self._scratch("loss_exp", (n, m), Z.dtype)
+            zmax = Z.max(axis=1, keepdims=True)
+            np.subtract(Z, zmax, out=E)
+            picked = E[rows, Y]  # z_y - max, for C_0 = logsumexp(z) - z_y
+            np.exp(E, out=E)
+            C0 = np.log(E.sum(axis=1)) - picked
+            np.copyto(Delta, A)
+            Delta[rows, Y] -= 1.0  # dC_0/dZ = A - Y, Y one-hot, without building it
+            return np.asarray(C0.mean(dtype=Z.dtype))
+        return super().loss_head(loss, act, Z, A, Y, Delta)
+
+    def _row_index(self, n: int) -> np.ndarray:
+        """0, 1, ..., n-1 (reused: the row index of a batch's label lookups)."""
+        rows = self._row_indices.get(n)
+        if rows is None:
+            if len(self._row_indices) >= _MAX_SCRATCH:
+                self._row_indices.clear()
+            rows = self._row_indices[n] = np.arange(n)
+        return rows
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def _blocks(self, size: int) -> Iterator[slice]:
