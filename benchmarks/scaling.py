@@ -20,25 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from typing import Dict, List
 
 import numpy as np
 
 import gpubp
-from gpubp import distributed
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from gpubp import bench, distributed
 
 
 def run(comm: distributed.Communicator, sizes: List[int], rows: int, steps: int, warmup: int, dtype: str,
@@ -109,7 +97,7 @@ def main() -> None:
     n_params = gpubp.MLP(sizes, dtype=args.dtype, seed=0).n_params
     if comm.rank == 0:
         threads = os.environ.get("OMP_NUM_THREADS", "unset")
-        print(f"# {comm.size} rank(s) | {_cpu_model()}, {os.cpu_count()} logical CPUs | OMP_NUM_THREADS={threads} | "
+        print(f"# {comm.size} rank(s) | {bench.cpu_model()}, {os.cpu_count()} logical CPUs | OMP_NUM_THREADS={threads} | "
               f"backend {gpubp.get_backend().name} | MLP {sizes} ({n_params} parameters, {args.dtype}) | "
               f"{args.steps} timed steps{', no barrier' if args.no_barrier else ''}")
         print("| workload | ranks | rows/step | samples/s | step ms | compute ms | wait ms | all-reduce ms | update ms | comm share | with wait |")

@@ -36,11 +36,10 @@ def _class_targets(Y: Any, m: int) -> Optional[Any]:
     """Class index per row when Y holds classes (labels, one-hot rows, or 0/1 for one output)."""
     if Y.ndim == 1:
         return Y
-    xp_sum = Y.sum(axis=1)
     if m == 1:
         col = Y[:, 0]
         return col.astype("int64") if bool(((col == 0) | (col == 1)).all()) else None
-    if bool(((Y == 0) | (Y == 1)).all()) and bool((xp_sum == 1).all()):
+    if bool(((Y == 0) | (Y == 1)).all()) and bool((Y.sum(axis=1) == 1).all()):
         return Y.argmax(axis=1)
     return None
 
