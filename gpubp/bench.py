@@ -9,7 +9,8 @@ bytes moved), built by one of the ``*_case`` functions for one backend:
   (:func:`gpubp.reference.average_outer_products`), NumPy, small sizes only;
 * ``numpy``: the library on NumPy (BLAS);
 * ``gemm``: the bound the NumPy path is held to: one bare GEMM of the same shape for the hot
-  path, the step's own matrix products (nothing else) for a training step;
+  path, the step's own matrix products (nothing else) for a training step, both in the BLAS
+  the NumPy backend calls (:mod:`gpubp.ops._blas`: MKL or NumPy's OpenBLAS);
 * ``cupy``: the library on CuPy (cuBLAS and custom kernels), timed with CUDA events after
   warm-up, when a GPU is visible;
 * ``torch``: PyTorch eager on the CPU, the peer everyone knows, when it is installed (never a
@@ -164,6 +165,16 @@ def _ops(backend: str) -> Any:
     return NumpyOps()
 
 
+def _bare_gemm() -> Callable[[np.ndarray, np.ndarray, np.ndarray], Any]:
+    """out = Delta^T A in one call to the BLAS the NumPy backend uses (the bound it is held to)."""
+    from .ops import _blas
+
+    blas = _blas.DEFAULT
+    if blas is None:
+        return lambda Delta, A, out: np.matmul(Delta.T, A, out=out)
+    return lambda Delta, A, out: blas.gemm(1.0, Delta, A, 0.0, out, trans_a=True)
+
+
 def _warm(case: Case, calls: int = 2) -> Case:
     """Run the case before timing: allocations, BLAS thread start-up, CUDA kernel compilation."""
     for _ in range(calls):
@@ -190,8 +201,10 @@ def hot_path_case(backend: str, n: int, width: int, dtype: str = "float32") -> C
             dW[...] = average_outer_products(Delta, A_prev)
             db[...] = average_rows(Delta)
     elif backend == "gemm":
+        gemm = _bare_gemm()
+
         def fn() -> None:
-            np.matmul(Delta.T, A_prev, out=dW)
+            gemm(Delta, A_prev, dW)
     elif backend == "torch":
         torch = _torch()
 
@@ -309,15 +322,17 @@ def train_step_case(backend: str, n: int, optimizer: str = "sgd", dtype: str = "
         L = net.L
         net._loss_and_grads(X, y)  # realistic values in the buffers
 
+        ops = net.backend.ops  # the same BLAS calls as the step's, and nothing else
+
         def fn() -> None:
             A_prev = X
             for l in range(1, L + 1):
-                np.matmul(A_prev, layers[l].W.T, out=ws.Z[l])
+                ops.linear(A_prev, layers[l].W, out=ws.Z[l])
                 A_prev = ws.A[l]
             for l in range(L, 0, -1):
-                np.matmul(ws.Delta[l].T, ws.A[l - 1] if l > 1 else X, out=layers[l].dW)
+                ops.grad_weights(ws.Delta[l], ws.A[l - 1] if l > 1 else X, out=layers[l].dW)
                 if l > 1:
-                    np.matmul(ws.Delta[l], layers[l].W, out=ws.Delta[l - 1])
+                    ops.backprop_linear(ws.Delta[l], layers[l].W, out=ws.Delta[l - 1])
 
         case = Case(group, backend, f"n={n}", dtype, fn, flops=flops)
     else:
@@ -462,6 +477,9 @@ def machine_info() -> Dict[str, Any]:
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
     }
+    from .ops import _blas
+
+    info["gpubp_blas"] = _blas.describe()
     try:
         import threadpoolctl
 
@@ -566,6 +584,8 @@ def format_machine(info: Dict[str, Any]) -> str:
         blas = "; ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
                          f"{b.get('num_threads')} threads)" for b in blas) or "none found"
     parts = [f"cpu: {info.get('cpu')} ({info.get('logical_cpus')} logical cpus)", f"numpy {info.get('numpy')}, blas: {blas}"]
+    if info.get("gpubp_blas"):
+        parts.append(f"the numpy backend's products: {info['gpubp_blas']}")
     if info.get("torch"):
         parts.append(f"torch {info['torch']} ({info.get('torch_threads')} threads)")
     parts.append(f"gpu: {info.get('gpu') or 'none visible'}")

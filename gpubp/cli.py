@@ -137,6 +137,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"gpubp {_version()}")
     print(f"python {platform.python_version()} ({platform.machine()}, {platform.system()})")
     print(f"numpy {np.__version__}")
+    from .ops import _blas
+
+    print(f"GPUBP_BLAS={_blas.SELECTED}: the numpy backend's products go to {_blas.describe()}")
     cp = _optional.cupy
     print(f"cupy {cp.__version__ if cp is not None else 'not installed'}")
     problem = backend_mod.cupy_problem()

@@ -201,8 +201,7 @@ class MLP:
         A_prev = X
         for l in range(1, self.L + 1):
             layer = self.layers[l]
-            ops.linear(A_prev, layer.W, out=ws.Z[l])
-            ops.bias_activation(ws.Z[l], layer.b, layer.activation, ws.A[l])
+            ops.layer_forward(A_prev, layer.W, layer.b, layer.activation, ws.Z[l], ws.A[l])
             A_prev = ws.A[l]
         return A_prev
 

@@ -64,4 +64,4 @@ def test_errors_print_one_line_and_exit_nonzero(tmp_path):
 def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    assert f"numpy {np.__version__}" in out and "active backend:" in out and "GPUBP_BACKEND=" in out
+    assert f"numpy {np.__version__}" in out and "active backend:" in out and "GPUBP_BACKEND=" in out and "GPUBP_BLAS=" in out

@@ -7,9 +7,12 @@ import pytest
 import gpubp
 from gpubp.activations import ACTIVATIONS, ELEMENTWISE
 from gpubp.ops.base import Ops
+from gpubp.ops import _blas
 from gpubp.ops.numpy_ops import BLOCK, NumpyOps
 
 DTYPES = ["float32", "float64"]
+# NumPy alone, and every BLAS that loads here (MKL where the extra is installed, NumPy's OpenBLAS)
+BLAS_CHOICES = [None, *_blas.available()]
 
 
 SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 80.0, -80.0, 1e-30, -1e-30, 1e-40, -1e-300]
@@ -34,15 +37,15 @@ def _assert_same(x, y):
     assert np.array_equal(np.signbit(x[numbers]), np.signbit(y[numbers])), "a zero of another sign"
 
 
-@pytest.mark.parametrize("use_blas", [True, False])
+@pytest.mark.parametrize("blas", BLAS_CHOICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,n_l,n_prev", [(3, 5, 7), (40, 5, 7), (9, 40, 7), (9, 5, 40)])
-def test_grad_weights_and_bias_average_over_n(dtype, n, n_l, n_prev, use_blas):
+def test_grad_weights_and_bias_average_over_n(dtype, n, n_l, n_prev, blas):
     # the three shapes put the 1/n on dC/dW, on Delta and on A in turn
     rng = np.random.default_rng(n * n_l * n_prev)
     Delta = rng.normal(size=(n, n_l)).astype(dtype)
     A_prev = rng.normal(size=(n, n_prev)).astype(dtype)
-    ops = NumpyOps(use_blas=use_blas)
+    ops = NumpyOps(blas=blas)
     dW = ops.grad_weights(Delta, A_prev, out=np.empty((n_l, n_prev), dtype))
     db = ops.grad_bias(Delta, out=np.empty(n_l, dtype))
     D64, A64 = Delta.astype(np.float64), A_prev.astype(np.float64)
@@ -130,7 +133,7 @@ def test_blocked_sgd_update_is_the_reference_update(dtype, momentum, nesterov, w
     v1 = None if velocity is None else velocity.copy()
     v2 = None if velocity is None else velocity.copy()
     for _ in range(2):
-        NumpyOps(use_blas=False).sgd_update(p1, grads, v1, 0.05, momentum, nesterov, weight_decay)
+        NumpyOps(blas=None).sgd_update(p1, grads, v1, 0.05, momentum, nesterov, weight_decay)
         Ops(np).sgd_update(p2, grads, v2, 0.05, momentum, nesterov, weight_decay)
     np.testing.assert_array_equal(p1, p2)
     if velocity is not None:
@@ -186,20 +189,27 @@ def test_float32_step_stays_float32(opt, loss, output):
     assert [a.dtype for a in arrays] == [np.dtype(np.float32)] * len(arrays)
 
 
-def test_blas_refuses_sizes_beyond_its_index_type(monkeypatch):
-    """A BLAS with 32-bit indices must not be handed sizes it would wrap around."""
-    from gpubp.ops import _blas
-
-    if not _blas.AVAILABLE:
-        pytest.skip("NumPy's own BLAS could not be loaded; the NumPy fallback is used")
-    Delta, A = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
-    out = np.zeros((3, 2), np.float32)
-    assert _blas.gemm_tn(0.25, Delta, A, out)
-    np.testing.assert_array_equal(out, np.ones((3, 2)))
-    monkeypatch.setattr(_blas, "_INDEX_MAX", 11)  # as if the index type held sizes up to 11
-    out[...] = 0
-    assert not _blas.gemm_tn(0.25, Delta, A, out) and not out.any()
-    assert not _blas.axpy(1.0, np.ones(12, np.float32), np.ones(12, np.float32))
+@pytest.mark.parametrize("blas", BLAS_CHOICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_forward_and_backprop_linear_against_numpy(blas, dtype, bias):
+    """Z = A W^T + b (the bias as GEMM's beta on a broadcast copy of b), A = g(Z), and Delta W."""
+    rng = np.random.default_rng(7)
+    n, n_prev, n_l = 33, 20, 12
+    A_prev = rng.normal(size=(n, n_prev)).astype(dtype)
+    W = rng.normal(size=(n_l, n_prev)).astype(dtype)
+    b = rng.normal(size=n_l).astype(dtype) if bias else None
+    Z, A = np.empty((n, n_l), dtype), np.empty((n, n_l), dtype)
+    ops = NumpyOps(blas=blas)
+    ops.layer_forward(A_prev, W, b, ACTIVATIONS["tanh"], Z, A)
+    Z64 = A_prev.astype(np.float64) @ W.astype(np.float64).T + (0.0 if b is None else b.astype(np.float64))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(Z, Z64, rtol=tol, atol=tol)
+    np.testing.assert_allclose(A, np.tanh(Z64), rtol=tol, atol=tol)
+    Delta = rng.normal(size=(n, n_l)).astype(dtype)
+    out = ops.backprop_linear(Delta, W, out=np.empty((n, n_prev), dtype))
+    np.testing.assert_allclose(out, Delta.astype(np.float64) @ W.astype(np.float64), rtol=tol, atol=tol)
+    assert Z.dtype == A.dtype == out.dtype == np.dtype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,89 +1,271 @@
-"""Direct calls into the BLAS that NumPy itself ships, where it ships one (the scipy-openblas wheels).
+"""Direct calls into a BLAS for the NumPy backend: Intel MKL where the ``mkl`` extra is installed,
+else the OpenBLAS NumPy itself ships.
 
-NumPy's ``matmul`` cannot scale a product (GEMM's alpha) and NumPy has no fused ``y += a x``
-(AXPY); both are one BLAS call. The NumPy wheels bundle OpenBLAS with ``scipy_``-prefixed
-symbols; this module finds that library (the copy NumPy already loaded, so its thread pool is
-shared), and offers :func:`gemm_tn` and :func:`axpy` for contiguous float32/float64 arrays.
-Where no such library is found, :data:`AVAILABLE` is False and the callers use NumPy alone.
+NumPy's ``matmul`` cannot scale a product or add it to an array (GEMM's alpha and beta), and
+NumPy has no fused ``y += a x`` (AXPY); each is one BLAS call. Every matrix product of a NumPy
+training step goes through the one library chosen here, so that only one thread pool is busy
+(two pools on the same cores, OpenBLAS's and MKL's, slow each other down several times).
+
+The library is chosen once, at import, by ``GPUBP_BLAS``:
+
+* ``auto`` (default): MKL (``libmkl_rt`` of the ``mkl`` wheel, its 64-bit-index ``*_64``
+  entry points) where it is installed, else NumPy's OpenBLAS (the ``scipy_``-prefixed symbols
+  of the NumPy wheels, the copy NumPy already loaded, so its threads are NumPy's), else none;
+* ``mkl`` or ``openblas``: that library, or :class:`BlasUnavailableError` saying why not;
+* ``numpy``: no direct calls; NumPy's own ``matmul`` does the products.
+
+A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t` and :meth:`~Blas.axpy` on
+float32/float64 arrays whose rows are contiguous (C-ordered arrays, their transposes and
+row-strided views such as ``W[:, :k]``); each returns False and does nothing where the arrays
+do not allow the call, and the caller falls back to NumPy.
 """
 from __future__ import annotations
 
 import ctypes
 import glob
 import os
-from typing import Any, Optional, Tuple
+import site
+import sys
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import GpubpError
+
+CHOICES = ("auto", "mkl", "openblas", "numpy")
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-# (symbol pattern, integer type): the 64-bit-index scipy-openblas of NumPy >= 2, then the 32-bit one
-_SYMBOLS = (("scipy_cblas_{}64_", ctypes.c_int64), ("scipy_cblas_{}", ctypes.c_int32))
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
-def _candidate_libraries() -> list:
+class BlasUnavailableError(GpubpError, ImportError):
+    """``GPUBP_BLAS`` (or ``NumpyOps(blas=...)``) named a library that cannot be loaded here."""
+
+
+def _mkl_paths() -> List[str]:
+    """libmkl_rt where the ``mkl`` wheel puts it (the environment's lib/), then the loader's search."""
+    roots = [sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None) or ""]
+    found: List[str] = []
+    for root in dict.fromkeys(r for r in roots if r):
+        for pattern in ("lib/libmkl_rt.so*", "lib/libmkl_rt*.dylib", "Library/bin/mkl_rt*.dll"):
+            found.extend(sorted(glob.glob(os.path.join(root, pattern)), reverse=True))
+    import ctypes.util
+
+    system = ctypes.util.find_library("mkl_rt")
+    return found + ([system] if system else [])
+
+
+def _openblas_paths() -> List[str]:
+    """The OpenBLAS bundled with the NumPy wheel (the copy NumPy has loaded)."""
     root = os.path.dirname(np.__file__)
-    patterns = [os.path.join(root + ".libs", "*openblas*"), os.path.join(root, ".dylibs", "*openblas*"),
-                os.path.join(root + ".libs", "*openblas*.dll")]
-    found = []
-    for pattern in patterns:
+    found: List[str] = []
+    for pattern in (os.path.join(root + ".libs", "*openblas*"), os.path.join(root, ".dylibs", "*openblas*")):
         found.extend(sorted(glob.glob(pattern)))
     return found
 
 
-def _load() -> Optional[Tuple[Any, Any, Any, Any, Any, int]]:
-    for path in _candidate_libraries():
+# One table for every library and precision: where to look, how its C BLAS symbols are named
+# (``{}`` is sgemm, dgemm, ...) and the integer type of its sizes. 64-bit indices first: a
+# 32-bit BLAS is used only where no 64-bit one is found, and is refused sizes beyond 2^31 - 1.
+LIBRARIES: Dict[str, Tuple[Callable[[], List[str]], Tuple[Tuple[str, Any], ...]]] = {
+    "mkl": (_mkl_paths, (("cblas_{}_64", ctypes.c_int64),)),
+    "openblas": (_openblas_paths, (("scipy_cblas_{}64_", ctypes.c_int64), ("scipy_cblas_{}", ctypes.c_int32))),
+}
+_ROUTINES = ("gemm", "gemv", "axpy")
+
+
+def _signature(routine: str, index: Any, real: Any) -> List[Any]:
+    layout = ctypes.c_int
+    if routine == "gemm":  # layout, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc
+        return [layout, layout, layout, index, index, index, real, ctypes.c_void_p, index, ctypes.c_void_p, index,
+                real, ctypes.c_void_p, index]
+    if routine == "gemv":  # layout, trans, m, n, alpha, A, lda, x, incx, beta, y, incy
+        return [layout, layout, index, index, real, ctypes.c_void_p, index, ctypes.c_void_p, index, real,
+                ctypes.c_void_p, index]
+    return [index, real, ctypes.c_void_p, index, ctypes.c_void_p, index]  # axpy: n, alpha, x, incx, y, incy
+
+
+def _version(name: str, lib: Any) -> str:
+    try:
+        if name == "mkl":
+            buf = ctypes.create_string_buffer(256)
+            lib.mkl_get_version_string(buf, len(buf))
+            return buf.value.decode(errors="replace").strip()
+        fn = lib.scipy_openblas_get_config64_ if hasattr(lib, "scipy_openblas_get_config64_") else lib.scipy_openblas_get_config
+        fn.restype = ctypes.c_char_p
+        return fn().decode(errors="replace").strip()
+    except (AttributeError, OSError):
+        return name
+
+
+# Data addresses of the arrays last handed to the BLAS. Reading ``a.ctypes.data`` costs about a
+# microsecond, as much as a small GEMM's own arithmetic; the arrays of a training step (the
+# parameters, the workspace) are the same objects call after call. An entry is used only
+# while its array is alive and has the same shape and strides.
+_ADDRESSES: Dict[int, Tuple[Any, Tuple[int, ...], Tuple[int, ...], int]] = {}
+_MAX_ADDRESSES = 256
+
+
+def _address(a: np.ndarray) -> int:
+    entry = _ADDRESSES.get(id(a))
+    if entry is not None and entry[0]() is a and entry[1] == a.shape and entry[2] == a.strides:
+        return entry[3]
+    ptr = a.ctypes.data
+    if len(_ADDRESSES) >= _MAX_ADDRESSES:
+        _ADDRESSES.clear()
+    _ADDRESSES[id(a)] = (weakref.ref(a), a.shape, a.strides, ptr)
+    return ptr
+
+
+class Blas:
+    """GEMM, GEMV and AXPY of one loaded BLAS library, float32 and float64 (MATH.md's products)."""
+
+    def __init__(self, name: str, path: str, lib: Any, symbol: str, index: Any) -> None:
+        self.name = name
+        self.path = path
+        self.version = _version(name, lib)
+        # the largest size or leading dimension the library's index type holds
+        self.index_max = 2 ** (8 * ctypes.sizeof(index) - 1) - 1
+        self._fns: Dict[Tuple[str, np.dtype], Any] = {}
+        for routine in _ROUTINES:
+            for dtype, prefix, real in ((_F32, "s", ctypes.c_float), (_F64, "d", ctypes.c_double)):
+                fn = getattr(lib, symbol.format(prefix + routine))
+                fn.restype = None
+                fn.argtypes = _signature(routine, index, real)
+                self._fns[(routine, dtype)] = fn
+
+    def __repr__(self) -> str:
+        return f"Blas({self.name!r}, {self.version!r})"
+
+    def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
+        """(transposed, leading dimension) of a 2-D ``a`` stored by rows or by columns; None otherwise."""
+        if dtype not in (_F32, _F64) or a.ndim != 2 or a.dtype != dtype or a.size > self.index_max:
+            return None
+        item = dtype.itemsize
+        rows, cols = a.shape
+        s0, s1 = a.strides
+        if (s1 == item or cols <= 1) and s0 % item == 0 and s0 // item >= max(1, cols):
+            return False, s0 // item
+        if (s0 == item or rows <= 1) and s1 % item == 0 and s1 // item >= max(1, rows):
+            return True, s1 // item  # a transposed view: stored by columns
+        if rows <= 1 or cols <= 1:
+            return False, max(1, cols)
+        return None
+
+    def gemm(self, alpha: float, A: np.ndarray, B: np.ndarray, beta: float, C: np.ndarray,
+             trans_a: bool = False, trans_b: bool = False) -> bool:
+        """C = alpha op(A) op(B) + beta C in one call; op(X) is X, or X^T where ``trans_x``.
+
+        C is stored by rows; A and B by rows or by columns (a transposed view is passed as it is).
+        """
+        dtype = C.dtype
+        a, b, c = self._rows(A, dtype), self._rows(B, dtype), self._rows(C, dtype)
+        if a is None or b is None or c is None or c[0]:
+            return False
+        m, k = A.shape[::-1] if trans_a else A.shape
+        k2, n = B.shape[::-1] if trans_b else B.shape
+        if k != k2 or C.shape != (m, n) or max(m, n, k, a[1], b[1], c[1]) > self.index_max:
+            return False
+        if m == 0 or n == 0:
+            return True
+        if k == 0:
+            C *= beta
+            return True
+        self._fns[("gemm", dtype)](_ROW_MAJOR, _TRANS if a[0] != trans_a else _NO_TRANS,
+                                   _TRANS if b[0] != trans_b else _NO_TRANS, m, n, k, alpha, _address(A), a[1],
+                                   _address(B), b[1], beta, _address(C), c[1])
+        return True
+
+    def gemv_t(self, alpha: float, A: np.ndarray, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
+        """y = alpha A^T x + beta y in one call (A stored by rows; x and y contiguous vectors)."""
+        dtype = y.dtype
+        a = self._rows(A, dtype)
+        if (a is None or a[0] or x.dtype != dtype or x.ndim != 1 or y.ndim != 1 or x.strides[0] != dtype.itemsize
+                or y.strides[0] != dtype.itemsize or (x.size, y.size) != A.shape):
+            return False
+        m, n = A.shape
+        if m == 0 or n == 0:
+            y *= beta
+            return True
+        self._fns[("gemv", dtype)](_ROW_MAJOR, _TRANS, m, n, alpha, _address(A), a[1], _address(x), 1, beta,
+                                   _address(y), 1)
+        return True
+
+    def axpy(self, alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
+        """y += alpha x in one pass (contiguous arrays of one dtype and size)."""
+        dtype = y.dtype
+        if (dtype not in (_F32, _F64) or x.dtype != dtype or x.size != y.size or x.size > self.index_max
+                or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+            return False
+        self._fns[("axpy", dtype)](x.size, alpha, _address(x), 1, _address(y), 1)
+        return True
+
+
+_LOADED: Dict[str, Any] = {}
+
+
+def load(name: str) -> Blas:
+    """The library ``name`` (``mkl`` or ``openblas``), loaded once; BlasUnavailableError if it cannot be."""
+    if name not in LIBRARIES:
+        raise ValueError(f"unknown BLAS {name!r}: expected one of {', '.join(LIBRARIES)}")
+    if name in _LOADED:
+        result = _LOADED[name]
+        if isinstance(result, Exception):
+            raise result
+        return result
+    find, symbols = LIBRARIES[name]
+    tried: List[str] = []
+    for path in find():
         try:
             lib = ctypes.CDLL(path)
-        except OSError:
+        except OSError as exc:
+            tried.append(f"{path}: {exc}")
             continue
-        for pattern, index in _SYMBOLS:
-            try:
-                fns = [getattr(lib, pattern.format(name)) for name in ("sgemm", "dgemm", "saxpy", "daxpy")]
-            except AttributeError:
-                continue
-            for fn, real in zip(fns[:2], (ctypes.c_float, ctypes.c_double)):
-                fn.restype = None
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, index, index, index, real, ctypes.c_void_p,
-                               index, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
-            for fn, real in zip(fns[2:], (ctypes.c_float, ctypes.c_double)):
-                fn.restype = None
-                fn.argtypes = [index, real, ctypes.c_void_p, index, ctypes.c_void_p, index]
-            # the largest size or dimension the library's index type holds
-            index_max = 2 ** (8 * ctypes.sizeof(index) - 1) - 1
-            return fns[0], fns[1], fns[2], fns[3], path, index_max
+        for symbol, index in symbols:
+            if all(hasattr(lib, symbol.format(p + r)) for p in "sd" for r in _ROUTINES):
+                _LOADED[name] = blas = Blas(name, path, lib, symbol, index)
+                return blas
+        tried.append(f"{path}: no {symbols[0][0].format('sgemm')} entry point")
+    hint = "install the 'mkl' extra (pip install gpubp[mkl])" if name == "mkl" else "NumPy's wheel bundles it"
+    err = BlasUnavailableError(f"BLAS {name!r} cannot be loaded ({hint}); "
+                               + ("tried " + "; ".join(tried) if tried else "no library file found"))
+    _LOADED[name] = err
+    raise err
+
+
+def available() -> Tuple[str, ...]:
+    """The names of the libraries that load here, in the order ``auto`` prefers them."""
+    names = []
+    for name in LIBRARIES:
+        try:
+            load(name)
+        except BlasUnavailableError:
+            continue
+        names.append(name)
+    return tuple(names)
+
+
+def select(choice: str) -> Optional[Blas]:
+    """The library for ``choice`` (one of CHOICES); None for ``numpy``, or ``auto`` with none found."""
+    if choice not in CHOICES:
+        raise ValueError(f"GPUBP_BLAS must be one of {', '.join(CHOICES)}; got {choice!r}")
+    if choice == "numpy":
+        return None
+    if choice != "auto":
+        return load(choice)
+    for name in LIBRARIES:
+        try:
+            return load(name)
+        except BlasUnavailableError:
+            continue
     return None
 
 
-_FUNCS = None if os.environ.get("GPUBP_NUMPY_BLAS", "1") == "0" else _load()
-AVAILABLE = _FUNCS is not None
-LIBRARY = _FUNCS[4] if _FUNCS is not None else None
-_INDEX_MAX = _FUNCS[5] if _FUNCS is not None else 0
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+SELECTED = os.environ.get("GPUBP_BLAS", "auto").strip().lower() or "auto"
+DEFAULT: Optional[Blas] = select(SELECTED)
 
 
-def _ok(*arrays: Any) -> bool:
-    """Same float dtype, C-contiguous, and every size within the BLAS's index type (a 32-bit
-    BLAS would otherwise see wrapped-around sizes)."""
-    dtype = arrays[0].dtype
-    return dtype in (_F32, _F64) and all(
-        a.dtype == dtype and a.flags.c_contiguous and a.size <= _INDEX_MAX for a in arrays)
+def describe(blas: Optional[Blas] = DEFAULT) -> str:
+    """One line naming the library the NumPy backend's products go to."""
+    return "NumPy's matmul (no direct BLAS calls)" if blas is None else f"{blas.name}: {blas.version} ({blas.path})"
 
-
-def gemm_tn(alpha: float, Delta: np.ndarray, A_prev: np.ndarray, out: np.ndarray) -> bool:
-    """out = alpha Delta^T A_prev in one GEMM; False (nothing done) where the arrays do not allow it."""
-    if _FUNCS is None or not _ok(Delta, A_prev, out):
-        return False
-    n, m = Delta.shape
-    k = A_prev.shape[1]
-    gemm = _FUNCS[0] if Delta.dtype == _F32 else _FUNCS[1]
-    gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, m, k, n, alpha, Delta.ctypes.data, m, A_prev.ctypes.data, k, 0.0,
-         out.ctypes.data, k)
-    return True
-
-
-def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
-    """y += alpha x in one pass; False (nothing done) where the arrays do not allow it."""
-    if _FUNCS is None or not _ok(x, y) or x.size != y.size:
-        return False
-    (_FUNCS[2] if x.dtype == _F32 else _FUNCS[3])(x.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
-    return True

@@ -28,6 +28,11 @@ class Ops:
         """Z^(l) = A^(l-1) W^(l)T (the bias is added by :meth:`bias_activation`)."""
         return self.xp.matmul(A_prev, W.T, out=out)
 
+    def layer_forward(self, A_prev: Any, W: Any, b: Optional[Any], act: Activation, Z: Any, A: Any) -> Any:
+        """One layer forward: Z^(l) = A^(l-1) W^(l)T + b^(l) into ``Z``, A^(l) = g^(l)(Z^(l)) into ``A``."""
+        self.linear(A_prev, W, out=Z)
+        return self.bias_activation(Z, b, act, A)
+
     def backprop_linear(self, Delta: Any, W: Any, out: Any) -> Any:
         """dC_0/dA^(l-1) = Delta^(l) W^(l): the sum over j of delta_j w_jk (MATH.md, hidden layer)."""
         return self.xp.matmul(Delta, W, out=out)

@@ -8,11 +8,15 @@ nothing once its buffers exist and touches memory as few times as possible:
 * the activations (the table's ``forward_into`` / ``grad_into``, several passes each) run over
   blocks of rows small enough that the blocks they touch and their scratch stay in cache, with
   the bias added and dA multiplied in on the same block: each array crosses memory once;
-* the 1/n of dC/dW = (1/n) Delta^T A is GEMM's alpha where NumPy's own BLAS can be called
-  directly (:mod:`gpubp.ops._blas`); otherwise it is applied to the smallest of the three
-  arrays of the product (Delta, A or dC/dW itself), so the averaging costs a pass over n x n_l
-  numbers at small n instead of a pass over the n_l x n_{l-1} result; dC/db = (1/n) sum_rows
-  Delta is one matrix-vector product with the constant vector (1/n, ..., 1/n);
+* every matrix product goes to one BLAS library called directly (:mod:`gpubp.ops._blas`:
+  MKL where the ``mkl`` extra is installed, else NumPy's OpenBLAS), so that one thread pool
+  does all of a step's products and the scalings ride along in the calls: the bias is GEMM's
+  beta (Z^(l) starts as b^(l) broadcast over the rows, the product is added to it), the 1/n of
+  dC/dW = (1/n) Delta^T A is GEMM's alpha, dC/db = (1/n) sum_rows Delta is one matrix-vector
+  product with alpha = 1/n;
+* without a direct BLAS (``GPUBP_BLAS=numpy``) the 1/n is applied to the smallest of the
+  three arrays of the product (Delta, A or dC/dW itself), so the averaging costs a pass over
+  n x n_l numbers at small n instead of a pass over the n_l x n_{l-1} result;
 * the plain SGD update w <- w - eta dC/dw is one AXPY of that BLAS (one pass, its threads);
 * the optimizer updates walk the flat parameter buffer in cache-sized blocks, so the several
   passes of an update (momentum, Adam's moments) read each block from cache, not from memory;
@@ -43,16 +47,22 @@ _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 class NumpyOps(Ops):
     """The reference ops on NumPy, with in-place, temporary-free overrides of the hot paths.
 
-    ``use_blas=False`` keeps to NumPy calls only (the same numbers as :class:`Ops`, bit for bit);
-    the direct BLAS calls fuse a scaling into a product or an update (GEMM's alpha, AXPY), which
-    rounds once where NumPy rounds twice.
+    ``blas`` is the library the products go to: ``"default"`` (the one ``GPUBP_BLAS`` chose,
+    see :mod:`gpubp.ops._blas`), ``"mkl"``, ``"openblas"``, a loaded :class:`~gpubp.ops._blas.Blas`,
+    or ``None`` for NumPy calls only (the same numbers as :class:`Ops`, bit for bit); the direct
+    BLAS calls fuse a scaling or a sum into a product or an update (GEMM's alpha and beta,
+    AXPY), which rounds once where NumPy rounds twice.
     """
 
     name = "numpy"
 
-    def __init__(self, use_blas: bool = True) -> None:
+    def __init__(self, blas: Any = "default") -> None:
         super().__init__(np)
-        self._blas = _blas if use_blas and _blas.AVAILABLE else None
+        if isinstance(blas, str):
+            blas = _blas.DEFAULT if blas == "default" else _blas.load(blas)
+        if blas is not None and not isinstance(blas, _blas.Blas):
+            raise TypeError(f"blas must be 'default', 'mkl', 'openblas', a Blas or None; got {blas!r}")
+        self._blas: Optional[_blas.Blas] = blas
         self._scratch_buffers: Dict[Tuple[str, Tuple[int, ...], np.dtype], np.ndarray] = {}
         self._row_indices: Dict[int, np.ndarray] = {}
 
@@ -67,6 +77,15 @@ class NumpyOps(Ops):
             buf = self._scratch_buffers[key] = np.empty(shape, dtype=dtype)
         return buf
 
+    def _ones(self, n: int, dtype: Any) -> np.ndarray:
+        """The vector (1, ..., 1) of length n: a sum over rows as a product."""
+        key = ("ones", (n,), np.dtype(dtype))
+        w = self._scratch_buffers.get(key)
+        if w is None:
+            w = self._scratch("ones", (n,), dtype)
+            w.fill(1.0)
+        return w
+
     def _mean_weights(self, n: int, dtype: Any) -> np.ndarray:
         """The vector (1/n, ..., 1/n) of length n: averaging over rows as a product."""
         key = ("mean", (n,), np.dtype(dtype))
@@ -76,12 +95,35 @@ class NumpyOps(Ops):
             w.fill(1.0 / n)
         return w
 
+    # ---- matrix products -----------------------------------------------------------------
+    def linear(self, A_prev: Any, W: Any, out: Any) -> Any:
+        """Z^(l) = A^(l-1) W^(l)T (the bias is added by :meth:`bias_activation`)."""
+        if self._blas is not None and self._blas.gemm(1.0, A_prev, W, 0.0, out, trans_b=True):
+            return out
+        return np.matmul(A_prev, W.T, out=out)
+
+    def layer_forward(self, A_prev: Any, W: Any, b: Optional[Any], act: Activation, Z: Any, A: Any) -> Any:
+        """Z^(l) = A^(l-1) W^(l)T + b^(l) as one GEMM with beta = 1 on Z^(l) = b^(l) (no pass adding
+        the bias afterwards), then A^(l) = g^(l)(Z^(l)) as :meth:`bias_activation`."""
+        if b is not None and self._blas is not None:
+            np.copyto(Z, b)
+            if self._blas.gemm(1.0, A_prev, W, 1.0, Z, trans_b=True):
+                return self.bias_activation(Z, None, act, A)
+        self.linear(A_prev, W, out=Z)
+        return self.bias_activation(Z, b, act, A)
+
+    def backprop_linear(self, Delta: Any, W: Any, out: Any) -> Any:
+        """dC_0/dA^(l-1) = Delta^(l) W^(l) (MATH.md, hidden layer)."""
+        if self._blas is not None and self._blas.gemm(1.0, Delta, W, 0.0, out):
+            return out
+        return np.matmul(Delta, W, out=out)
+
     # ---- the gradient-averaging hot path ---------------------------------------------
     def grad_weights(self, Delta: Any, A_prev: Any, out: Any) -> Any:
         """dC/dW^(l) = (1/n) Delta^(l)T A^(l-1): 1/n as GEMM's alpha, or on the smallest operand."""
         n = Delta.shape[0]
         scale = 1.0 / n
-        if self._blas is not None and self._blas.gemm_tn(scale, Delta, A_prev, out):
+        if self._blas is not None and self._blas.gemm(scale, Delta, A_prev, 0.0, out, trans_a=True):
             return out
         d, a, o = Delta.size, A_prev.size, out.size
         if o <= d and o <= a:
@@ -98,8 +140,11 @@ class NumpyOps(Ops):
         return out
 
     def grad_bias(self, Delta: Any, out: Any) -> Any:
-        """dC/db^(l) = (1/n) sum over rows of Delta^(l), as the product (1/n, ..., 1/n) Delta^(l)."""
-        return np.matmul(self._mean_weights(Delta.shape[0], Delta.dtype), Delta, out=out)
+        """dC/db^(l) = (1/n) sum over rows of Delta^(l): the product (1/n) Delta^(l)T (1, ..., 1)."""
+        n = Delta.shape[0]
+        if self._blas is not None and self._blas.gemv_t(1.0 / n, Delta, self._ones(n, Delta.dtype), 0.0, out):
+            return out
+        return np.matmul(self._mean_weights(n, Delta.dtype), Delta, out=out)
 
     # ---- elementwise work --------------------------------------------------------------
     def _row_blocks(self, Z: Any) -> Iterator[slice]:

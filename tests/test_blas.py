@@ -1,0 +1,165 @@
+"""The direct BLAS calls of the NumPy backend (gpubp.ops._blas), for every library that loads here."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gpubp.ops import _blas
+
+LIBRARIES = _blas.available()
+DTYPES = ["float32", "float64"]
+pytestmark = pytest.mark.skipif(not LIBRARIES, reason="no BLAS library could be loaded; NumPy's matmul is used")
+
+
+def _tol(dtype):
+    return 1e-5 if dtype == "float32" else 1e-13
+
+
+@pytest.fixture(params=LIBRARIES or ["none"])
+def blas(request):
+    return _blas.load(request.param)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("stored_transposed", [False, True])
+def test_gemm_every_layout_against_numpy(blas, dtype, trans_a, trans_b, stored_transposed):
+    """C = alpha op(A) op(B) + beta C, with A and B passed by rows, by columns (a .T view) or as
+    row-strided slices of a wider array, C a row-strided slice too."""
+    rng = np.random.default_rng(1)
+    m, k, n = 7, 5, 6
+    shape_a = (k, m) if trans_a else (m, k)
+    shape_b = (n, k) if trans_b else (k, n)
+    if stored_transposed:  # the same logical matrices, held as transposed views
+        A = np.ascontiguousarray(rng.normal(size=shape_a[::-1]).astype(dtype)).T
+        B = np.ascontiguousarray(rng.normal(size=shape_b[::-1]).astype(dtype)).T
+    else:  # row-strided slices: every other row of a wider array is skipped by its leading dimension
+        A = rng.normal(size=(shape_a[0], shape_a[1] + 3)).astype(dtype)[:, : shape_a[1]]
+        B = rng.normal(size=(shape_b[0], shape_b[1] + 2)).astype(dtype)[:, : shape_b[1]]
+    wide = rng.normal(size=(m, n + 4)).astype(dtype)
+    C = wide[:, 1 : n + 1]
+    before = wide.copy()
+    expected = 0.5 * (A.T if trans_a else A).astype(np.float64) @ (B.T if trans_b else B).astype(np.float64) \
+        - 2.0 * C.astype(np.float64)
+    assert blas.gemm(0.5, A, B, -2.0, C, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_allclose(C, expected, rtol=_tol(dtype), atol=_tol(dtype))
+    # the columns of the wide array outside the slice are untouched
+    np.testing.assert_array_equal(wide[:, 0], before[:, 0])
+    np.testing.assert_array_equal(wide[:, n + 1 :], before[:, n + 1 :])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemv_t_and_axpy_against_numpy(blas, dtype):
+    rng = np.random.default_rng(2)
+    A = rng.normal(size=(9, 4)).astype(dtype)
+    x, y = rng.normal(size=9).astype(dtype), rng.normal(size=4).astype(dtype)
+    expected = 0.25 * A.T.astype(np.float64) @ x + 3.0 * y
+    assert blas.gemv_t(0.25, A, x, 3.0, y)
+    np.testing.assert_allclose(y, expected, rtol=_tol(dtype), atol=_tol(dtype))
+    u, v = rng.normal(size=1000).astype(dtype), rng.normal(size=1000).astype(dtype)
+    expected = v.astype(np.float64) - 0.1 * u
+    assert blas.axpy(-0.1, u, v)
+    np.testing.assert_allclose(v, expected, rtol=_tol(dtype), atol=_tol(dtype))
+
+
+def test_refuses_what_it_cannot_do_and_touches_nothing(blas):
+    f32, f64 = np.ones((3, 3), np.float32), np.ones((3, 3), np.float64)
+    out = np.zeros((3, 3), np.float32)
+    assert not blas.gemm(1.0, f32, f64, 0.0, out)  # mixed dtypes
+    assert not blas.gemm(1.0, f32.astype(np.int32), f32, 0.0, out)  # not a float type
+    assert not blas.gemm(1.0, np.ones((3, 6), np.float32)[:, ::2], f32, 0.0, out)  # no unit stride
+    assert not blas.gemm(1.0, f32, np.ones((4, 3), np.float32), 0.0, out)  # inner sizes differ
+    assert not blas.gemm(1.0, f32, f32, 0.0, np.zeros((3, 3), np.float32).T)  # C stored by columns
+    assert not blas.axpy(1.0, np.ones(4, np.float32), np.ones(5, np.float32))
+    assert not out.any()
+
+
+def test_refuses_sizes_beyond_its_index_type(blas, monkeypatch):
+    """A BLAS with 32-bit indices must not be handed sizes it would wrap around."""
+    Delta, A = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
+    out = np.zeros((3, 2), np.float32)
+    assert blas.gemm(0.25, Delta, A, 0.0, out, trans_a=True)
+    np.testing.assert_array_equal(out, np.ones((3, 2)))
+    monkeypatch.setattr(blas, "index_max", 11)  # as if the index type held sizes up to 11
+    out[...] = 0
+    assert not blas.gemm(0.25, Delta, A, 0.0, out, trans_a=True) and not out.any()
+    assert not blas.axpy(1.0, np.ones(12, np.float32), np.ones(12, np.float32))
+
+
+def test_empty_products(blas):
+    C = np.full((2, 3), 4.0, np.float32)
+    assert blas.gemm(1.0, np.ones((2, 0), np.float32), np.ones((0, 3), np.float32), 0.5, C)
+    np.testing.assert_array_equal(C, np.full((2, 3), 2.0))  # k = 0: C = beta C
+    assert blas.gemm(1.0, np.ones((0, 4), np.float32), np.ones((4, 3), np.float32), 0.0, np.ones((0, 3), np.float32))
+
+
+def test_a_reused_array_address_follows_the_array(blas):
+    """The address cache must not hand out the data of an array that has died (ids are reused)."""
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        A = rng.normal(size=(4, 4)).astype(np.float32)
+        C = np.empty((4, 4), np.float32)
+        assert blas.gemm(1.0, A, np.eye(4, dtype=np.float32), 0.0, C)
+        np.testing.assert_array_equal(C, A)
+        del A, C
+
+
+def test_load_and_select_errors():
+    with pytest.raises(ValueError, match="unknown BLAS 'atlas'"):
+        _blas.load("atlas")
+    with pytest.raises(ValueError, match="GPUBP_BLAS must be one of auto, mkl, openblas, numpy; got 'fast'"):
+        _blas.select("fast")
+    assert _blas.select("numpy") is None
+    assert _blas.select("auto").name == LIBRARIES[0]
+
+
+def _import_with(env_value):
+    env = dict(os.environ, GPUBP_BLAS=env_value)
+    code = "from gpubp.ops import _blas; print(_blas.DEFAULT.name if _blas.DEFAULT else 'numpy')"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_gpubp_blas_environment_variable():
+    for name in (*LIBRARIES, "numpy"):
+        proc = _import_with(name)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == name
+    proc = _import_with("fastest")
+    assert proc.returncode != 0 and "GPUBP_BLAS must be one of auto, mkl, openblas, numpy; got 'fastest'" in proc.stderr
+    if "mkl" not in LIBRARIES:
+        proc = _import_with("mkl")
+        assert proc.returncode != 0 and "install the 'mkl' extra" in proc.stderr
+
+
+@pytest.mark.skipif(len(LIBRARIES) < 2, reason="only one BLAS library loads here")
+def test_libraries_train_alike():
+    """Three training steps through each library give the same network (to float32 rounding)."""
+    import dataclasses
+
+    import gpubp
+    from gpubp.ops.numpy_ops import NumpyOps
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(64, 30)).astype(np.float32)
+    y = rng.integers(0, 5, 64)
+    results = []
+
+    def make():
+        with gpubp.use_backend("numpy"):
+            return gpubp.MLP([30, 40, 20, 5], activation="relu", loss="cross_entropy", seed=0)
+
+    for name in LIBRARIES:
+        net = make()
+        net.backend = dataclasses.replace(net.backend, ops=NumpyOps(blas=name))
+        opt = gpubp.SGD(lr=0.1)
+        for _ in range(3):
+            net.train_step(X, y, opt)
+        results.append(np.array(net.params))
+    assert not np.allclose(results[0], np.array(make().params), rtol=1e-3, atol=1e-3)  # it trained
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-4, atol=1e-5)
