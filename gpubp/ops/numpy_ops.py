@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ..activations import Activation, Scratch
+from ..activations import Activation, Scratch, smallest_normal
 from ..losses import Loss
 from . import _blas
 from .base import Ops
@@ -177,7 +177,11 @@ class NumpyOps(Ops):
         np.multiply(dA, G, out=out)
 
     def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
-        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block."""
+        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block.
+
+        Blocks are whole rows: right for the elementwise activations and for softmax, which
+        works row by row.
+        """
         if act.forward_into is None:
             if b is not None:
                 np.add(Z, b, out=Z)
@@ -206,8 +210,13 @@ class NumpyOps(Ops):
 
         sse / mse: D = A - Y once, into ``Delta``; C = (scale / n) sum D^2 with the scale of the
         loss (1, or 1/m for mse); Delta = 2 scale D * g'(Z) in place. cross_entropy with integer
-        labels: Delta = A with 1 taken off each row's label column, C = mean(logsumexp(z) - z_y)
-        with the exponentials in a reused buffer. Other heads use the reference formulas.
+        labels and softmax output: Delta = A with 1 taken off each row's label column, and
+        C_0 = -log a_y from the probabilities the forward pass left in ``A`` (one gather and n
+        logarithms instead of a second pass of max, exp and sum over Z); where some a_y lies below
+        the smallest normal number (flushed to 0 by softmax, a loss above ~87 in float32 or ~708
+        in float64, or a label at z = -inf) or is NaN, the whole batch takes C_0 = logsumexp(z) -
+        z_y, which stays exact (and finite for finite z) there. Other heads use the reference
+        formulas.
         """
         n, m = Z.shape
         if loss.name in ("sse", "mse"):
@@ -218,18 +227,28 @@ class NumpyOps(Ops):
             Delta *= 2.0 * scale  # dC_0/dA = 2 (A - Y), the tutorial's factor 2 (/ m for mse)
             self.activation_backward(Delta, Z, A, act, out=Delta)
             return C
-        if loss.name == "cross_entropy" and Y.ndim == 1:
+        if loss.name == "cross_entropy" and Y.ndim == 1 and act.name == "softmax":
             rows = self._row_index(n)
-            E = self._scratch("loss_exp", (n, m), Z.dtype)
-            zmax = Z.max(axis=1, keepdims=True)
-            np.subtract(Z, zmax, out=E)
-            picked = E[rows, Y]  # z_y - max, for C_0 = logsumexp(z) - z_y
-            np.exp(E, out=E)
-            C0 = np.log(E.sum(axis=1)) - picked
+            picked = A[rows, Y]  # a_y
             np.copyto(Delta, A)
-            Delta[rows, Y] -= 1.0  # dC_0/dZ = A - Y, Y one-hot, without building it
-            return np.asarray(C0.mean(dtype=Z.dtype))
+            Delta[rows, Y] = picked - 1.0  # dC_0/dZ = A - Y, Y one-hot, without building it
+            # not (min >= tiny): a flushed or denormal a_y, or NaN (a NaN row, which the logits
+            # formula gives as NaN too)
+            if n and not picked.min() >= smallest_normal(np, Z.dtype):
+                return np.asarray(self._cross_entropy_from_logits(Z, Y, rows).mean(dtype=Z.dtype))
+            np.log(picked, out=picked)
+            # C = (1/n) sum_i -log a_y: the sum and division of ndarray.mean without its overhead
+            return np.asarray(np.add.reduce(picked) / -n, dtype=Z.dtype)
         return super().loss_head(loss, act, Z, A, Y, Delta)
+
+    def _cross_entropy_from_logits(self, Z: Any, Y: Any, rows: np.ndarray) -> np.ndarray:
+        """C_0 = logsumexp(z) - z_y per row, the exponentials in a reused buffer."""
+        E = self._scratch("loss_exp", Z.shape, Z.dtype)
+        zmax = Z.max(axis=1, keepdims=True)
+        np.subtract(Z, zmax, out=E)
+        picked = E[rows, Y]  # z_y - max
+        np.exp(E, out=E)
+        return np.log(E.sum(axis=1)) - picked
 
     def _row_index(self, n: int) -> np.ndarray:
         """0, 1, ..., n-1 (reused: the row index of a batch's label lookups)."""
