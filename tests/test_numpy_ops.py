@@ -8,7 +8,7 @@ import gpubp
 from gpubp.activations import ACTIVATIONS, ELEMENTWISE, SOFTMAX_TRANSPOSED_MAX_COLS
 from gpubp.ops.base import Ops
 from gpubp.ops import _blas
-from gpubp.ops.numpy_ops import BLOCK, NumpyOps
+from gpubp.ops.numpy_ops import BLOCK, SMALL_PRODUCT, NumpyOps
 
 DTYPES = ["float32", "float64"]
 # NumPy alone, and every BLAS that loads here (MKL where the extra is installed, NumPy's OpenBLAS)
@@ -39,7 +39,9 @@ def _assert_same(x, y):
 
 @pytest.mark.parametrize("blas", BLAS_CHOICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,n_l,n_prev", [(3, 5, 7), (40, 5, 7), (9, 40, 7), (9, 5, 40)])
+# the first four are small products (NumPy's matmul); the last is above SMALL_PRODUCT and
+# SMALL_PRODUCT_VECTOR (the direct BLAS calls)
+@pytest.mark.parametrize("n,n_l,n_prev", [(3, 5, 7), (40, 5, 7), (9, 40, 7), (9, 5, 40), (80, 130, 60)])
 def test_grad_weights_and_bias_average_over_n(dtype, n, n_l, n_prev, blas):
     # the three shapes put the 1/n on dC/dW, on Delta and on A in turn
     rng = np.random.default_rng(n * n_l * n_prev)
@@ -192,10 +194,10 @@ def test_float32_step_stays_float32(opt, loss, output):
 @pytest.mark.parametrize("blas", BLAS_CHOICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
-def test_layer_forward_and_backprop_linear_against_numpy(blas, dtype, bias):
+@pytest.mark.parametrize("n,n_prev,n_l", [(33, 20, 12), (70, 64, 72)])  # a small product; one for the direct call
+def test_layer_forward_and_backprop_linear_against_numpy(blas, dtype, bias, n, n_prev, n_l):
     """Z = A W^T + b (the bias as GEMM's beta on a broadcast copy of b), A = g(Z), and Delta W."""
     rng = np.random.default_rng(7)
-    n, n_prev, n_l = 33, 20, 12
     A_prev = rng.normal(size=(n, n_prev)).astype(dtype)
     W = rng.normal(size=(n_l, n_prev)).astype(dtype)
     b = rng.normal(size=n_l).astype(dtype) if bias else None
@@ -208,6 +210,7 @@ def test_layer_forward_and_backprop_linear_against_numpy(blas, dtype, bias):
     np.testing.assert_allclose(A, np.tanh(Z64), rtol=tol, atol=tol)
     Delta = rng.normal(size=(n, n_l)).astype(dtype)
     out = ops.backprop_linear(Delta, W, out=np.empty((n, n_prev), dtype))
+    assert (n * n_prev * n_l > SMALL_PRODUCT) == (n > 50)  # the cases cover both paths
     np.testing.assert_allclose(out, Delta.astype(np.float64) @ W.astype(np.float64), rtol=tol, atol=tol)
     assert Z.dtype == A.dtype == out.dtype == np.dtype(dtype)
 

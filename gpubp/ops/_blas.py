@@ -139,10 +139,12 @@ class Blas:
 
     def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
         """(transposed, leading dimension) of a 2-D ``a`` stored by rows or by columns; None otherwise."""
-        if dtype not in (_F32, _F64) or a.ndim != 2 or a.dtype != dtype or a.size > self.index_max:
+        if a.dtype != dtype or a.ndim != 2 or dtype not in (_F32, _F64) or a.size > self.index_max:
             return None
-        item = dtype.itemsize
         rows, cols = a.shape
+        if a.flags.c_contiguous:
+            return False, max(1, cols)
+        item = dtype.itemsize
         s0, s1 = a.strides
         if (s1 == item or cols <= 1) and s0 % item == 0 and s0 // item >= max(1, cols):
             return False, s0 // item

@@ -40,6 +40,13 @@ BLOCK = 1 << 16
 # Bytes per array of a block of the activation work: Z, A, dA, Delta and up to four scratch
 # blocks of 256 KiB (2 MiB) stay in a core's L2 cache across the passes of one activation.
 ACTIVATION_BLOCK_BYTES = 1 << 18
+# Products of at most this many multiply-adds (m n k), and matrix-vector products of at most
+# SMALL_PRODUCT_VECTOR elements, go to NumPy's matmul instead of the direct BLAS call: NumPy's
+# call costs about a microsecond where the ctypes call costs four, and at these sizes NumPy's
+# OpenBLAS runs on the calling thread alone (its threads start above 2^18 multiply-adds for a
+# GEMM and 9216 elements for a GEMV), so no second thread pool wakes beside MKL's.
+SMALL_PRODUCT = 1 << 18
+SMALL_PRODUCT_VECTOR = 9215
 _MAX_SCRATCH = 32
 _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
@@ -96,9 +103,20 @@ class NumpyOps(Ops):
         return w
 
     # ---- matrix products -----------------------------------------------------------------
+    def _direct(self, alpha: float, A: Any, B: Any, beta: float, C: Any, trans_a: bool = False,
+                trans_b: bool = False) -> bool:
+        """C = alpha op(A) op(B) + beta C as one direct BLAS call; False (nothing done) where NumPy
+        does the product instead: no direct BLAS, arrays it cannot take, or a small product."""
+        if self._blas is None:
+            return False
+        m = A.shape[1] if trans_a else A.shape[0]
+        if m * C.shape[1] * (A.shape[0] if trans_a else A.shape[1]) <= SMALL_PRODUCT:
+            return False
+        return self._blas.gemm(alpha, A, B, beta, C, trans_a, trans_b)
+
     def linear(self, A_prev: Any, W: Any, out: Any) -> Any:
         """Z^(l) = A^(l-1) W^(l)T (the bias is added by :meth:`bias_activation`)."""
-        if self._blas is not None and self._blas.gemm(1.0, A_prev, W, 0.0, out, trans_b=True):
+        if self._direct(1.0, A_prev, W, 0.0, out, trans_b=True):
             return out
         return np.matmul(A_prev, W.T, out=out)
 
@@ -107,14 +125,14 @@ class NumpyOps(Ops):
         the bias afterwards), then A^(l) = g^(l)(Z^(l)) as :meth:`bias_activation`."""
         if b is not None and self._blas is not None:
             np.copyto(Z, b)
-            if self._blas.gemm(1.0, A_prev, W, 1.0, Z, trans_b=True):
+            if self._direct(1.0, A_prev, W, 1.0, Z, trans_b=True):
                 return self.bias_activation(Z, None, act, A)
         self.linear(A_prev, W, out=Z)
         return self.bias_activation(Z, b, act, A)
 
     def backprop_linear(self, Delta: Any, W: Any, out: Any) -> Any:
         """dC_0/dA^(l-1) = Delta^(l) W^(l) (MATH.md, hidden layer)."""
-        if self._blas is not None and self._blas.gemm(1.0, Delta, W, 0.0, out):
+        if self._direct(1.0, Delta, W, 0.0, out):
             return out
         return np.matmul(Delta, W, out=out)
 
@@ -123,7 +141,7 @@ class NumpyOps(Ops):
         """dC/dW^(l) = (1/n) Delta^(l)T A^(l-1): 1/n as GEMM's alpha, or on the smallest operand."""
         n = Delta.shape[0]
         scale = 1.0 / n
-        if self._blas is not None and self._blas.gemm(scale, Delta, A_prev, 0.0, out, trans_a=True):
+        if self._direct(scale, Delta, A_prev, 0.0, out, trans_a=True):
             return out
         d, a, o = Delta.size, A_prev.size, out.size
         if o <= d and o <= a:
@@ -142,7 +160,8 @@ class NumpyOps(Ops):
     def grad_bias(self, Delta: Any, out: Any) -> Any:
         """dC/db^(l) = (1/n) sum over rows of Delta^(l): the product (1/n) Delta^(l)T (1, ..., 1)."""
         n = Delta.shape[0]
-        if self._blas is not None and self._blas.gemv_t(1.0 / n, Delta, self._ones(n, Delta.dtype), 0.0, out):
+        if (self._blas is not None and Delta.size > SMALL_PRODUCT_VECTOR
+                and self._blas.gemv_t(1.0 / n, Delta, self._ones(n, Delta.dtype), 0.0, out)):
             return out
         return np.matmul(self._mean_weights(n, Delta.dtype), Delta, out=out)
 
