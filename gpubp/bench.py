@@ -166,13 +166,17 @@ def _ops(backend: str) -> Any:
 
 
 def _bare_gemm() -> Callable[[np.ndarray, np.ndarray, np.ndarray], Any]:
-    """out = Delta^T A in one call to the BLAS the NumPy backend uses (the bound it is held to)."""
-    from .ops import _blas
+    """out = Delta^T A as the NumPy backend computes a product (its direct BLAS call, or NumPy's
+    matmul for a small one), with nothing else: the bound the hot path is held to."""
+    from .ops.numpy_ops import NumpyOps
 
-    blas = _blas.DEFAULT
-    if blas is None:
-        return lambda Delta, A, out: np.matmul(Delta.T, A, out=out)
-    return lambda Delta, A, out: blas.gemm(1.0, Delta, A, 0.0, out, trans_a=True)
+    direct = NumpyOps()._direct
+
+    def gemm(Delta: np.ndarray, A: np.ndarray, out: np.ndarray) -> None:
+        if not direct(1.0, Delta, A, 0.0, out, trans_a=True):
+            np.matmul(Delta.T, A, out=out)
+
+    return gemm
 
 
 def _warm(case: Case, calls: int = 2) -> Case:
