@@ -43,10 +43,11 @@ ACTIVATION_BLOCK_BYTES = 1 << 18
 # Products of at most this many multiply-adds (m n k), and matrix-vector products of at most
 # SMALL_PRODUCT_VECTOR elements, go to NumPy's matmul instead of the direct BLAS call: NumPy's
 # call costs about a microsecond where the ctypes call costs four, and at these sizes NumPy's
-# OpenBLAS runs on the calling thread alone (its threads start above 2^18 multiply-adds for a
-# GEMM and 9216 elements for a GEMV), so no second thread pool wakes beside MKL's.
+# OpenBLAS runs on the calling thread alone (measured: its threads start above 2^18
+# multiply-adds for a GEMM and above 4 * 10^5 elements for a GEMV), so no second thread pool
+# wakes beside MKL's.
 SMALL_PRODUCT = 1 << 18
-SMALL_PRODUCT_VECTOR = 9215
+SMALL_PRODUCT_VECTOR = 1 << 18
 _MAX_SCRATCH = 32
 _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
