@@ -139,7 +139,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"numpy {np.__version__}")
     from .ops import _blas
 
-    print(f"GPUBP_BLAS={_blas.SELECTED}: the numpy backend's products go to {_blas.describe()}")
+    print(f"GPUBP_BLAS={_blas.SELECTED}: the numpy backend's products go to {_blas.describe(path=True)}")
     cp = _optional.cupy
     print(f"cupy {cp.__version__ if cp is not None else 'not installed'}")
     problem = backend_mod.cupy_problem()

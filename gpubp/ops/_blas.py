@@ -267,7 +267,9 @@ SELECTED = os.environ.get("GPUBP_BLAS", "auto").strip().lower() or "auto"
 DEFAULT: Optional[Blas] = select(SELECTED)
 
 
-def describe(blas: Optional[Blas] = DEFAULT) -> str:
-    """One line naming the library the NumPy backend's products go to."""
-    return "NumPy's matmul (no direct BLAS calls)" if blas is None else f"{blas.name}: {blas.version} ({blas.path})"
+def describe(blas: Optional[Blas] = DEFAULT, path: bool = False) -> str:
+    """One line naming the library the NumPy backend's products go to (and its file, with ``path``)."""
+    if blas is None:
+        return "NumPy's matmul (no direct BLAS calls)"
+    return f"{blas.name}: {blas.version}" + (f" ({blas.path})" if path else "")
 
