@@ -136,30 +136,54 @@ def test_gpubp_blas_environment_variable():
         assert proc.returncode != 0 and "install the 'mkl' extra" in proc.stderr
 
 
-@pytest.mark.skipif(len(LIBRARIES) < 2, reason="only one BLAS library loads here")
-def test_libraries_train_alike():
-    """Three training steps through each library give the same network (to float32 rounding)."""
+def _net_on(blas, dtype="float32"):
+    """A network big enough that its products go through the direct call (above SMALL_PRODUCT
+    at n = 64), its ops bound to ``blas`` (a library name, or None for NumPy alone)."""
     import dataclasses
 
     import gpubp
     from gpubp.ops.numpy_ops import NumpyOps
 
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(64, 30)).astype(np.float32)
+    with gpubp.use_backend("numpy"):
+        net = gpubp.MLP([300, 200, 100, 5], activation="relu", loss="cross_entropy", dtype=dtype, seed=0)
+    net.backend = dataclasses.replace(net.backend, ops=NumpyOps(blas=blas))
+    return net
+
+
+def test_direct_products_give_numpys_gradients():
+    """loss_and_grads through each library equals NumPy's own products (float64, to rounding);
+    NumPy's path is checked against the tutorial-literal reference in test_gradients."""
+    from gpubp.ops.numpy_ops import SMALL_PRODUCT
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(64, 300))
     y = rng.integers(0, 5, 64)
-    results = []
-
-    def make():
-        with gpubp.use_backend("numpy"):
-            return gpubp.MLP([30, 40, 20, 5], activation="relu", loss="cross_entropy", seed=0)
-
+    assert 64 * 300 * 200 > SMALL_PRODUCT and 64 * 200 * 100 > SMALL_PRODUCT
+    C0, grads0 = _net_on(None, "float64").loss_and_grads(X, y)
     for name in LIBRARIES:
-        net = make()
-        net.backend = dataclasses.replace(net.backend, ops=NumpyOps(blas=name))
+        C, grads = _net_on(name, "float64").loss_and_grads(X, y)
+        assert C == pytest.approx(C0, rel=1e-13)
+        for (dW, db), (dW0, db0) in zip(grads, grads0):
+            np.testing.assert_allclose(dW, dW0, rtol=1e-11, atol=1e-14)
+            np.testing.assert_allclose(db, db0, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.skipif(len(LIBRARIES) < 2, reason="only one BLAS library loads here")
+def test_libraries_train_alike():
+    """Three training steps through each library give the same network (to float32 rounding)."""
+    import gpubp
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(64, 300)).astype(np.float32)
+    y = rng.integers(0, 5, 64)
+    start = np.array(_net_on(None).params)
+    results = []
+    for name in LIBRARIES:
+        net = _net_on(name)
         opt = gpubp.SGD(lr=0.1)
         for _ in range(3):
             net.train_step(X, y, opt)
         results.append(np.array(net.params))
-    assert not np.allclose(results[0], np.array(make().params), rtol=1e-3, atol=1e-3)  # it trained
+    assert not np.allclose(results[0], start, rtol=1e-3, atol=1e-3)  # it trained
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], rtol=1e-4, atol=1e-5)
