@@ -65,6 +65,11 @@ def test_gemv_t_and_axpy_against_numpy(blas, dtype):
     expected = v.astype(np.float64) - 0.1 * u
     assert blas.axpy(-0.1, u, v)
     np.testing.assert_allclose(v, expected, rtol=_tol(dtype), atol=_tol(dtype))
+    assert blas.has("axpby", dtype)
+    expected = 0.3 * u.astype(np.float64) + 0.9 * v
+    assert blas.axpby(0.3, u, 0.9, v)
+    np.testing.assert_allclose(v, expected, rtol=_tol(dtype), atol=_tol(dtype))
+    assert not blas.axpby(0.3, u[::2], 0.9, v[:500])  # not contiguous
 
 
 def test_refuses_what_it_cannot_do_and_touches_nothing(blas):

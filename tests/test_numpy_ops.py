@@ -168,11 +168,43 @@ def test_blocked_adam_update_is_the_reference_update(dtype, weight_decay):
     state_ref = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
     for t in range(1, 4):
         grads = rng.normal(size=size).astype(dtype)
-        NumpyOps().adam_update(state[0], grads, state[1], state[2], t, 1e-3, (0.9, 0.999), 1e-8, weight_decay)
+        NumpyOps(blas=None).adam_update(state[0], grads, state[1], state[2], t, 1e-3, (0.9, 0.999), 1e-8,
+                                        weight_decay)
         Ops(np).adam_update(state_ref[0], grads, state_ref[1], state_ref[2], t, 1e-3, (0.9, 0.999), 1e-8, weight_decay)
     for a, b in zip(state, state_ref):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("blas", BLAS_CHOICES[1:] or [pytest.param(None, marks=pytest.mark.skip("no BLAS loads"))])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_through_blas_is_the_reference_to_rounding(blas, dtype):
+    """The BLAS form (AXPBY moments, an AXPY step, eps and the bias correction moved out of the
+    square root's quotient) against the reference formulas, over several blocks."""
+    from gpubp.ops.numpy_ops import ADAM_BLAS_BLOCK_BYTES
+
+    rng = np.random.default_rng(3)
+    size = 2 * ADAM_BLAS_BLOCK_BYTES // np.dtype(dtype).itemsize + 7  # two blocks and a ragged end
+    params = rng.normal(size=size).astype(dtype)
+    state = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
+    state_ref = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
+    lr = 1e-3
+    m_scale = np.zeros(size)  # the moment recurrence on |g|: the size of the terms m is summed from
+    for t in range(1, 4):
+        grads = (rng.normal(size=size) * 0.01).astype(dtype)
+        NumpyOps(blas=blas).adam_update(state[0], grads, state[1], state[2], t, lr, (0.9, 0.999), 1e-8, 0.0)
+        Ops(np).adam_update(state_ref[0], grads, state_ref[1], state_ref[2], t, lr, (0.9, 0.999), 1e-8, 0.0)
+        m_scale = 0.9 * m_scale + 0.1 * np.abs(grads)
+    eps = np.finfo(dtype).eps
+    # the moments: one fused rounding against two, a few units in the last place of their terms
+    # (m's terms can cancel, so its error is measured against the terms, not against m)
+    assert np.all(np.abs(state[1] - state_ref[1]) <= 8 * eps * m_scale)
+    np.testing.assert_allclose(state[2], state_ref[2], rtol=8 * eps, atol=0)
+    # the weights: a few units in the last place of the larger of |w| and the step's scale lr
+    p, p_ref = state[0], state_ref[0]
+    assert np.all(np.abs(p - p_ref) <= 8 * np.spacing(np.maximum(np.abs(p_ref), lr).astype(dtype)))
+    assert not np.array_equal(p, params)
+    assert all(a.dtype == np.dtype(dtype) for a in state)
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])

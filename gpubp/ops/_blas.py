@@ -14,7 +14,8 @@ The library is chosen once, at import, by ``GPUBP_BLAS``:
 * ``mkl`` or ``openblas``: that library, or :class:`BlasUnavailableError` saying why not;
 * ``numpy``: no direct calls; NumPy's own ``matmul`` does the products.
 
-A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t` and :meth:`~Blas.axpy` on
+A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t`, :meth:`~Blas.axpy` and
+:meth:`~Blas.axpby` on
 float32/float64 arrays whose rows are contiguous (C-ordered arrays, their transposes and
 row-strided views such as ``W[:, :k]``); each returns False and does nothing where the arrays
 do not allow the call, and the caller falls back to NumPy.
@@ -72,6 +73,7 @@ LIBRARIES: Dict[str, Tuple[Callable[[], List[str]], Tuple[Tuple[str, Any], ...]]
     "openblas": (_openblas_paths, (("scipy_cblas_{}64_", ctypes.c_int64), ("scipy_cblas_{}", ctypes.c_int32))),
 }
 _ROUTINES = ("gemm", "gemv", "axpy")
+_OPTIONAL_ROUTINES = ("axpby",)  # y = alpha x + beta y: an extension both libraries have
 
 
 def _signature(routine: str, index: Any, real: Any) -> List[Any]:
@@ -82,6 +84,8 @@ def _signature(routine: str, index: Any, real: Any) -> List[Any]:
     if routine == "gemv":  # layout, trans, m, n, alpha, A, lda, x, incx, beta, y, incy
         return [layout, layout, index, index, real, ctypes.c_void_p, index, ctypes.c_void_p, index, real,
                 ctypes.c_void_p, index]
+    if routine == "axpby":  # n, alpha, x, incx, beta, y, incy
+        return [index, real, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
     return [index, real, ctypes.c_void_p, index, ctypes.c_void_p, index]  # axpy: n, alpha, x, incx, y, incy
 
 
@@ -118,7 +122,7 @@ def _address(a: np.ndarray) -> int:
 
 
 class Blas:
-    """GEMM, GEMV and AXPY of one loaded BLAS library, float32 and float64 (MATH.md's products)."""
+    """GEMM, GEMV, AXPY and AXPBY of one loaded BLAS library, float32 and float64."""
 
     def __init__(self, name: str, path: str, lib: Any, symbol: str, index: Any) -> None:
         self.name = name
@@ -127,15 +131,21 @@ class Blas:
         # the largest size or leading dimension the library's index type holds
         self.index_max = 2 ** (8 * ctypes.sizeof(index) - 1) - 1
         self._fns: Dict[Tuple[str, np.dtype], Any] = {}
-        for routine in _ROUTINES:
+        for routine in _ROUTINES + _OPTIONAL_ROUTINES:
             for dtype, prefix, real in ((_F32, "s", ctypes.c_float), (_F64, "d", ctypes.c_double)):
-                fn = getattr(lib, symbol.format(prefix + routine))
+                fn = getattr(lib, symbol.format(prefix + routine), None)
+                if fn is None:  # only an optional routine can be missing (load checked the others)
+                    continue
                 fn.restype = None
                 fn.argtypes = _signature(routine, index, real)
                 self._fns[(routine, dtype)] = fn
 
     def __repr__(self) -> str:
         return f"Blas({self.name!r}, {self.version!r})"
+
+    def has(self, routine: str, dtype: Any) -> bool:
+        """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``) for ``dtype``."""
+        return (routine, np.dtype(dtype)) in self._fns
 
     def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
         """(transposed, leading dimension) of a 2-D ``a`` stored by rows or by columns; None otherwise."""
@@ -191,6 +201,16 @@ class Blas:
             return True
         self._fns[("gemv", dtype)](_ROW_MAJOR, _TRANS, m, n, alpha, _address(A), a[1], _address(x), 1, beta,
                                    _address(y), 1)
+        return True
+
+    def axpby(self, alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
+        """y = alpha x + beta y in one pass (contiguous arrays of one dtype and size)."""
+        dtype = y.dtype
+        fn = self._fns.get(("axpby", dtype))
+        if (fn is None or x.dtype != dtype or x.size != y.size or x.size > self.index_max
+                or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+            return False
+        fn(x.size, alpha, _address(x), 1, beta, _address(y), 1)
         return True
 
     def axpy(self, alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
