@@ -181,10 +181,11 @@ def test_blocked_adam_update_is_the_reference_update(dtype, weight_decay):
 def test_adam_update_through_blas_is_the_reference_to_rounding(blas, dtype):
     """The BLAS form (AXPBY moments, an AXPY step, eps and the bias correction moved out of the
     square root's quotient) against the reference formulas, over several blocks."""
-    from gpubp.ops.numpy_ops import ADAM_BLAS_BLOCK_BYTES
+    from gpubp.ops.numpy_ops import ADAM_BLAS_BLOCK_BYTES, ADAM_BLAS_MIN_SIZE
 
     rng = np.random.default_rng(3)
     size = 2 * ADAM_BLAS_BLOCK_BYTES // np.dtype(dtype).itemsize + 7  # two blocks and a ragged end
+    assert size >= ADAM_BLAS_MIN_SIZE
     params = rng.normal(size=size).astype(dtype)
     state = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
     state_ref = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
@@ -204,6 +205,7 @@ def test_adam_update_through_blas_is_the_reference_to_rounding(blas, dtype):
     p, p_ref = state[0], state_ref[0]
     assert np.all(np.abs(p - p_ref) <= 8 * np.spacing(np.maximum(np.abs(p_ref), lr).astype(dtype)))
     assert not np.array_equal(p, params)
+    assert not np.array_equal(p, p_ref)  # the BLAS form ran: it rounds differently somewhere
     assert all(a.dtype == np.dtype(dtype) for a in state)
 
 

@@ -51,6 +51,9 @@ SMALL_PRODUCT_VECTOR = 1 << 18
 # Bytes per array of a block of the BLAS form of Adam's update: large enough that the threaded
 # AXPBY/AXPY calls split well over the cores (measured best at 0.5-1 MiB on two cores).
 ADAM_BLAS_BLOCK_BYTES = 1 << 20
+# ... and the fewest parameters it is used for: below, the library's thread start-up costs more
+# than the passes it saves (measured even at 2^16-2^17 on two cores).
+ADAM_BLAS_MIN_SIZE = 1 << 17
 _MAX_SCRATCH = 32
 _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
@@ -378,12 +381,12 @@ class NumpyOps(Ops):
         w <- w - (step_size sqrt(1 - b2^t)) m / (sqrt(v) + eps sqrt(1 - b2^t)) (the same quotient,
         one pass fewer) with an AXPY: seven passes for :meth:`adam_update`'s thirteen, rounding
         within a few units in the last place of the reference. False (nothing done) where the
-        library lacks AXPBY or the arrays do not allow the calls.
+        library lacks AXPBY, the arrays do not allow the calls, or there are too few parameters.
         """
         blas = self._blas
         dtype = params.dtype
         arrays = (params, grads, m, v)
-        if blas is None or not blas.has("axpby", dtype) or not all(
+        if blas is None or params.size < ADAM_BLAS_MIN_SIZE or not blas.has("axpby", dtype) or not all(
                 isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.size == params.size
                 for a in arrays):
             return False
