@@ -203,23 +203,28 @@ class Blas:
                                    _address(y), 1)
         return True
 
+    def _vector_routine(self, routine: str, x: np.ndarray, y: np.ndarray) -> Any:
+        """``routine`` for the dtype of x and y where both are contiguous, of one dtype and size
+        within the index type; None otherwise (or where the library lacks it)."""
+        if (x.dtype != y.dtype or x.size != y.size or x.size > self.index_max
+                or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+            return None
+        return self._fns.get((routine, y.dtype))
+
     def axpby(self, alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
         """y = alpha x + beta y in one pass (contiguous arrays of one dtype and size)."""
-        dtype = y.dtype
-        fn = self._fns.get(("axpby", dtype))
-        if (fn is None or x.dtype != dtype or x.size != y.size or x.size > self.index_max
-                or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+        fn = self._vector_routine("axpby", x, y)
+        if fn is None:
             return False
         fn(x.size, alpha, _address(x), 1, beta, _address(y), 1)
         return True
 
     def axpy(self, alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
         """y += alpha x in one pass (contiguous arrays of one dtype and size)."""
-        dtype = y.dtype
-        if (dtype not in (_F32, _F64) or x.dtype != dtype or x.size != y.size or x.size > self.index_max
-                or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+        fn = self._vector_routine("axpy", x, y)
+        if fn is None:
             return False
-        self._fns[("axpy", dtype)](x.size, alpha, _address(x), 1, _address(y), 1)
+        fn(x.size, alpha, _address(x), 1, _address(y), 1)
         return True
 
 
@@ -275,12 +280,8 @@ def select(choice: str) -> Optional[Blas]:
         return None
     if choice != "auto":
         return load(choice)
-    for name in LIBRARIES:
-        try:
-            return load(name)
-        except BlasUnavailableError:
-            continue
-    return None
+    names = available()
+    return load(names[0]) if names else None
 
 
 SELECTED = os.environ.get("GPUBP_BLAS", "auto").strip().lower() or "auto"

@@ -13,7 +13,7 @@ nothing once its buffers exist and touches memory as few times as possible:
   does all of a step's products and the scalings ride along in the calls: the bias is GEMM's
   beta (Z^(l) starts as b^(l) broadcast over the rows, the product is added to it), the 1/n of
   dC/dW = (1/n) Delta^T A is GEMM's alpha, dC/db = (1/n) sum_rows Delta is one matrix-vector
-  product with alpha = 1/n;
+  product with the constant vector (1/n, ..., 1/n);
 * without a direct BLAS (``GPUBP_BLAS=numpy``) the 1/n is applied to the smallest of the
   three arrays of the product (Delta, A or dC/dW itself), so the averaging costs a pass over
   n x n_l numbers at small n instead of a pass over the n_l x n_{l-1} result;
@@ -91,15 +91,6 @@ class NumpyOps(Ops):
             buf = self._scratch_buffers[key] = np.empty(shape, dtype=dtype)
         return buf
 
-    def _ones(self, n: int, dtype: Any) -> np.ndarray:
-        """The vector (1, ..., 1) of length n: a sum over rows as a product."""
-        key = ("ones", (n,), np.dtype(dtype))
-        w = self._scratch_buffers.get(key)
-        if w is None:
-            w = self._scratch("ones", (n,), dtype)
-            w.fill(1.0)
-        return w
-
     def _mean_weights(self, n: int, dtype: Any) -> np.ndarray:
         """The vector (1/n, ..., 1/n) of length n: averaging over rows as a product."""
         key = ("mean", (n,), np.dtype(dtype))
@@ -110,16 +101,17 @@ class NumpyOps(Ops):
         return w
 
     # ---- matrix products -----------------------------------------------------------------
+    def _goes_direct(self, A: Any, C: Any, trans_a: bool = False) -> bool:
+        """Whether the product C = op(A) op(B) is one for the direct BLAS call: a library is bound
+        and the product is above SMALL_PRODUCT multiply-adds (m n k, k the inner size from op(A))."""
+        k = A.shape[0] if trans_a else A.shape[1]
+        return self._blas is not None and C.shape[0] * C.shape[1] * k > SMALL_PRODUCT
+
     def _direct(self, alpha: float, A: Any, B: Any, beta: float, C: Any, trans_a: bool = False,
                 trans_b: bool = False) -> bool:
         """C = alpha op(A) op(B) + beta C as one direct BLAS call; False (nothing done) where NumPy
-        does the product instead: no direct BLAS, arrays it cannot take, or a small product."""
-        if self._blas is None:
-            return False
-        m = A.shape[1] if trans_a else A.shape[0]
-        if m * C.shape[1] * (A.shape[0] if trans_a else A.shape[1]) <= SMALL_PRODUCT:
-            return False
-        return self._blas.gemm(alpha, A, B, beta, C, trans_a, trans_b)
+        does the product instead: no direct BLAS, a small product, or arrays it cannot take."""
+        return self._goes_direct(A, C, trans_a) and self._blas.gemm(alpha, A, B, beta, C, trans_a, trans_b)
 
     def linear(self, A_prev: Any, W: Any, out: Any) -> Any:
         """Z^(l) = A^(l-1) W^(l)T (the bias is added by :meth:`bias_activation`)."""
@@ -130,9 +122,9 @@ class NumpyOps(Ops):
     def layer_forward(self, A_prev: Any, W: Any, b: Optional[Any], act: Activation, Z: Any, A: Any) -> Any:
         """Z^(l) = A^(l-1) W^(l)T + b^(l) as one GEMM with beta = 1 on Z^(l) = b^(l) (no pass adding
         the bias afterwards), then A^(l) = g^(l)(Z^(l)) as :meth:`bias_activation`."""
-        if b is not None and self._blas is not None:
+        if b is not None and self._goes_direct(A_prev, Z):
             np.copyto(Z, b)
-            if self._direct(1.0, A_prev, W, 1.0, Z, trans_b=True):
+            if self._blas.gemm(1.0, A_prev, W, 1.0, Z, trans_b=True):
                 return self.bias_activation(Z, None, act, A)
         self.linear(A_prev, W, out=Z)
         return self.bias_activation(Z, b, act, A)
@@ -165,12 +157,11 @@ class NumpyOps(Ops):
         return out
 
     def grad_bias(self, Delta: Any, out: Any) -> Any:
-        """dC/db^(l) = (1/n) sum over rows of Delta^(l): the product (1/n) Delta^(l)T (1, ..., 1)."""
-        n = Delta.shape[0]
-        if (self._blas is not None and Delta.size > SMALL_PRODUCT_VECTOR
-                and self._blas.gemv_t(1.0 / n, Delta, self._ones(n, Delta.dtype), 0.0, out)):
+        """dC/db^(l) = (1/n) sum over rows of Delta^(l): the product Delta^(l)T (1/n, ..., 1/n)."""
+        w = self._mean_weights(Delta.shape[0], Delta.dtype)
+        if self._blas is not None and Delta.size > SMALL_PRODUCT_VECTOR and self._blas.gemv_t(1.0, Delta, w, 0.0, out):
             return out
-        return np.matmul(self._mean_weights(n, Delta.dtype), Delta, out=out)
+        return np.matmul(w, Delta, out=out)
 
     # ---- elementwise work --------------------------------------------------------------
     def _row_blocks(self, Z: Any) -> Iterator[slice]:
