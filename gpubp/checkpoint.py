@@ -175,6 +175,38 @@ def load(path: PathLike, optimizer: Any = None) -> "MLP":
     return net
 
 
+def network_state(net: Any) -> Dict[str, Any]:
+    """What rebuilds ``net`` anywhere, in plain Python and NumPy: its configuration, a host copy of
+    the parameter buffer, the shuffling generator's state, the epoch count and the backend's name
+    (what pickling a network keeps; :func:`network_from_state` reverses it)."""
+    return {"config": net.get_config(), "params": net.backend.to_numpy(net.params).copy(),
+            "rng": net._rng.bit_generator.state, "epoch": int(net.epoch), "backend": net.backend.name}
+
+
+def network_from_state(state: Dict[str, Any]) -> "MLP":
+    """The network :func:`network_state` described, on the backend it came from where that can run
+    here (a network from a GPU comes back to the GPU), else on the active backend."""
+    from .backend import cupy_problem, get_backend, use_backend
+    from .network import MLP
+
+    cfg = dict(state["config"])
+    hidden = cfg.pop("activation")
+    saved = state.get("backend")
+    move = saved is not None and saved != get_backend().name and (saved != "cupy" or cupy_problem() is None)
+    if move:
+        with use_backend(saved):
+            net = MLP(activation=hidden if hidden else "relu", **cfg)
+    else:
+        net = MLP(activation=hidden if hidden else "relu", **cfg)
+    params = np.asarray(state["params"])
+    if params.shape != (net.n_params,):
+        raise ValueError(f"network state: parameter buffer of shape {params.shape} does not fit {net!r}")
+    net._build(params)
+    net._rng.bit_generator.state = state["rng"]
+    net.epoch = int(state["epoch"])
+    return net
+
+
 def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np.ndarray], net: Any, path: PathLike,
                       dry_run: bool = False) -> None:
     """Load the saved optimizer state into ``optimizer`` (only check that it can with ``dry_run``)."""

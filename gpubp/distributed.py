@@ -330,6 +330,14 @@ def allreduce_gradients(net: Any, C: Any, n: int, comm: Communicator) -> Any:
     return buf[P].copy()
 
 
+def step_rows(net: Any, X: Any, comm: Any) -> Any:
+    """The rows this step's averages are over: X's own, or after an all-reduce every rank's (the
+    count :func:`allreduce_gradients` left in the buffer's last slot, a 0-d backend value)."""
+    if comm is None or comm.size == 1:
+        return X.shape[0]
+    return net._grad_buffer[-1]
+
+
 def global_rows(comm: Communicator, n: int, **settings: Any) -> Tuple[List[int], int]:
     """Every rank's row count and their sum, in one collective call.
 

@@ -1,5 +1,8 @@
 """Central finite differences against backprop.
 
+The function differentiated is the training objective: the loss C and, for a network with
+``l2`` > 0, the L2 penalty on the weights (MATH.md).
+
 For each parameter w, (C(w + eps) - C(w - eps)) / (2 eps) approximates dC/dw with an error
 of order eps^2; backprop's value must agree. The check runs on a float64 twin of the network
 (same weights, same backend) so rounding does not swamp the comparison.
@@ -37,15 +40,20 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
         twin = MLP(**cfg)
     twin._build(net.backend.to_numpy(net.params).astype(np.float64))
     X, Y = validation.check_XY(twin, X, Y)
-    twin._loss_and_grads(X, Y)
+    n = X.shape[0]
+    twin._add_l2(twin._loss_and_grads(X, Y), n)
     analytic = twin.backend.to_numpy(twin.grads).copy()
 
     ops = twin.backend.ops
-    ws = twin._workspace(X.shape[0])
+    ws = twin._workspace(n)
 
     def C() -> float:
+        """The training objective: the data's C, plus the L2 penalty (lambda/2n) sum_l ||W^(l)||^2."""
         A = twin._forward(X, ws)
-        return float(ops.loss_value(twin.loss, ws.Z[twin.L], A, Y))
+        c = float(ops.loss_value(twin.loss, ws.Z[twin.L], A, Y))
+        if twin.l2:
+            c += twin.l2 / (2.0 * n) * sum(float((layer.W * layer.W).sum()) for layer in twin.layers[1:])
+        return c
 
     P = twin.n_params
     if max_params is not None and max_params < P:

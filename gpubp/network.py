@@ -74,6 +74,10 @@ class MLP:
         seed: seeds the initialisation (He for ReLU-like layers, Glorot otherwise) and the
             shuffling of :meth:`fit`; the same seed gives the same numbers on every backend.
         bias: ``False`` drops every b^(l), reproducing the tutorial exactly.
+        l2: lambda >= 0 of the L2 penalty on the weights (not the biases) that training adds to
+            each batch's loss, C = (1/n) sum_i C_0^(i) + (lambda/2n) sum_l ||W^(l)||^2 (MATH.md,
+            L2 penalty; scikit-learn's ``alpha``); 0 (the default) leaves it out. It can be
+            changed between calls as ``net.l2``.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class MLP:
         dtype: Union[str, Any] = "float32",
         seed: Optional[int] = None,
         bias: bool = True,
+        l2: float = 0.0,
     ):
         self.sizes: Tuple[int, ...] = validation.check_sizes(sizes)
         L = len(self.sizes) - 1
@@ -105,6 +110,7 @@ class MLP:
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False; got {type(bias).__name__} {bias!r}")
         self.bias = bool(bias)
+        self.l2 = l2
         self.seed = validation.check_seed(seed)
         self.backend: Backend = get_backend()
         self._rng = np.random.default_rng(self.seed)
@@ -114,6 +120,15 @@ class MLP:
         self._build(self._initial_parameters())
 
     # ---- construction ----------------------------------------------------------------
+    @property
+    def l2(self) -> float:
+        """lambda of the L2 penalty on the weights (MATH.md, L2 penalty); 0 leaves it out."""
+        return self._l2
+
+    @l2.setter
+    def l2(self, value: float) -> None:
+        self._l2 = validation.check_positive_float(value, "l2", allow_zero=True)
+
     @property
     def L(self) -> int:
         """Number of layers with weights (layer 0 is the input)."""
@@ -183,7 +198,7 @@ class MLP:
         acts = ",".join(a.name for a in self.activations)
         return (
             f"MLP(sizes={list(self.sizes)}, activations=[{acts}], loss={self.loss.name!r}, "
-            f"dtype={self.dtype.name!r}, bias={self.bias}, backend={self.backend.name!r})"
+            f"dtype={self.dtype.name!r}, bias={self.bias}, l2={self.l2!r}, backend={self.backend.name!r})"
         )
 
     def to(self, backend: str) -> "MLP":
@@ -251,8 +266,21 @@ class MLP:
                 ops.activation_backward(ws.Delta[l - 1], ws.Z[l - 1], ws.A[l - 1], below.activation, out=ws.Delta[l - 1])
         return C
 
+    def _add_l2(self, C: Any, n: Any) -> Any:
+        """C + (lambda/2n) sum_l ||W^(l)||^2, and dC/dW^(l) += (lambda/n) W^(l) in the gradient buffer
+        (MATH.md, L2 penalty; biases are not penalised). ``n``: the rows the step averages over."""
+        if not self._l2:
+            return C
+        ops = self.backend.ops
+        scale = self._l2 / n
+        for layer in self.layers[1:]:
+            C = C + ops.l2_penalty(layer.W, layer.dW, scale)
+        return self.backend.xp.asarray(C)
+
     def loss_and_grads(self, X: Any, Y: Any, comm: Any = None) -> Tuple[float, List[Tuple[Any, Optional[Any]]]]:
         """C = (1/n) sum_i C_0^(i) and [(dC/dW^(l), dC/db^(l)) for l = 1..L], averaged over the n rows.
+
+        With ``l2`` > 0, C and dC/dW^(l) include the penalty on the weights (MATH.md, L2 penalty).
 
         The gradients are copies (backend arrays); ``db`` is ``None`` when ``bias=False``.
         With ``comm`` (from :func:`gpubp.distributed.init`) every rank passes its own rows and
@@ -266,8 +294,9 @@ class MLP:
         with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
             C = self._loss_and_grads(X, Y)
-        if comm is not None:
-            C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
+            if comm is not None:
+                C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
+            C = self._add_l2(C, distributed.step_rows(self, X, comm))
         grads = [
             (layer.dW.copy(), None if layer.db is None else layer.db.copy()) for layer in self.layers[1:]
         ]
@@ -302,6 +331,7 @@ class MLP:
             C = self._loss_and_grads(X, Y)
             if comm is not None:
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
+        C = self._add_l2(C, distributed.step_rows(self, X, comm))
         optimizer.step(self)
         return C
 
@@ -342,4 +372,13 @@ class MLP:
             "dtype": self.dtype.name,
             "seed": self.seed,
             "bias": self.bias,
+            "l2": self.l2,
         }
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]:
+        """Pickle as a NumPy snapshot: configuration, weights, shuffling generator and epoch (GPU arrays
+        go to the host); unpickled on the backend it was pickled from where that can run, else on
+        the active one (:func:`gpubp.checkpoint.network_state`)."""
+        from .checkpoint import network_from_state, network_state
+
+        return network_from_state, (network_state(self),)

@@ -122,7 +122,10 @@ class _Data:
 
 
 def evaluate(net: Any, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
-    """(C, accuracy) of ``net`` on X, Y: C = (1/n) sum_i C_0^(i) over all rows, in batches."""
+    """(C, accuracy) of ``net`` on X, Y: C = (1/n) sum_i C_0^(i) over all rows, in batches.
+
+    C is the data's loss alone: the L2 penalty on the weights (``net.l2``) belongs to training.
+    """
     batch_size = validation.check_int(batch_size, "batch_size", 1)
     return _evaluate(net, _Data(net, X, Y), batch_size)
 
@@ -324,7 +327,9 @@ def fit(
             the message suggests a smaller batch. A ``KeyboardInterrupt`` restores them the
             same way, so an interrupted update never leaves them half-written.
 
-    Returns the :class:`History` of loss and accuracy per epoch.
+    Returns the :class:`History` of loss and accuracy per epoch; an epoch's loss is the mean of
+    its batches' C weighted by their rows, so it includes the L2 penalty (``net.l2``) of every
+    batch, as scikit-learn's ``loss_curve_`` does.
     """
     from .optim import Adam
 
@@ -364,7 +369,8 @@ def fit(
         counts, n_total = distributed.global_rows(
             comm, n, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=shuffle,
             validation=val is not None, optimizer=type(optimizer).__name__,
-            network=(cfg["sizes"], cfg["activation"], cfg["output_activation"], cfg["loss"], cfg["dtype"], cfg["bias"]))
+            network=(cfg["sizes"], cfg["activation"], cfg["output_activation"], cfg["loss"], cfg["dtype"], cfg["bias"],
+                     cfg["l2"]))
         distributed.broadcast_parameters(net, comm, optimizer)
         n_batches = max(-(-c // batch_size) for c in counts)
         # rows of all ranks in step k (a rank whose shard has run out adds none)

@@ -43,8 +43,8 @@ def data(loss: str, rows: int, seed: int):
     return X, Y
 
 
-def make_net(loss: str, activation: str, perturb: float = 0.0):
-    net = gpubp.MLP(SIZES, activation=activation, loss=loss, dtype="float64", seed=7)
+def make_net(loss: str, activation: str, perturb: float = 0.0, l2: float = 0.0):
+    net = gpubp.MLP(SIZES, activation=activation, loss=loss, dtype="float64", seed=7, l2=l2)
     if perturb:  # a replica that differs from rank 0: the first collective call must fix it
         net.params += perturb
     return net
@@ -61,15 +61,16 @@ def check(comm, backend: str) -> dict:
     mine = slice(int(bounds[r]), int(bounds[r + 1]))
     errs = {"grad": 0.0, "loss": 0.0, "step": 0.0, "step_loss": 0.0, "fit": 0.0, "fit_loss": 0.0,
             "val_loss": 0.0, "replica_diff": 0.0}
-    cases = [("sse", "sigmoid", gpubp.SGD(0.3, momentum=0.9), gpubp.SGD(0.3, momentum=0.9)),
-             ("cross_entropy", "tanh", gpubp.Adam(0.05), gpubp.Adam(0.05))]
-    for loss, act, opt_dist, opt_ref in cases:
+    # the second case adds the L2 penalty on the weights: once per step, over all ranks' rows
+    cases = [("sse", "sigmoid", gpubp.SGD(0.3, momentum=0.9), gpubp.SGD(0.3, momentum=0.9), 0.0),
+             ("cross_entropy", "tanh", gpubp.Adam(0.05), gpubp.Adam(0.05), 0.4)]
+    for loss, act, opt_dist, opt_ref, l2 in cases:
         X, Y = data(loss, int(bounds[-1]), seed=11)
         Xv, Yv = data(loss, 9, seed=12)
 
         # loss_and_grads: distributed on the shards == one process on all rows
-        net = make_net(loss, act, perturb=0.5 * r)
-        ref = make_net(loss, act)
+        net = make_net(loss, act, perturb=0.5 * r, l2=l2)
+        ref = make_net(loss, act, l2=l2)
         C, grads = net.loss_and_grads(X[mine], Y[mine], comm=comm)
         C_ref, grads_ref = ref.loss_and_grads(X, Y)
         errs["loss"] = max(errs["loss"], rel_err(C, C_ref))
@@ -88,8 +89,8 @@ def check(comm, backend: str) -> dict:
         errs["step"] = max(errs["step"], rel_err(params(net), params(ref)))
 
         # fit without shuffling == one process stepping through the union of the k-th batches
-        net = make_net(loss, act, perturb=0.25 * r)
-        ref = make_net(loss, act)
+        net = make_net(loss, act, perturb=0.25 * r, l2=l2)
+        ref = make_net(loss, act, l2=l2)
         opt, opt_r = type(opt_dist)(**_config(opt_dist)), type(opt_ref)(**_config(opt_ref))
         epochs = 2
         val_rows = np.array_split(np.arange(len(Xv)), K)[r]

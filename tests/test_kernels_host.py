@@ -401,7 +401,7 @@ def test_cupy_ops_training_step_matches_numpy(kernels, dtype, loss_name, output,
     for ops in (None, host_kernels.host_cupy_ops(kernels)):
         with gpubp.use_backend("numpy"):
             net = gpubp.MLP([5, 6, 7, 4], activation=["gelu_tanh", "elu"], output_activation=output, loss=loss_name,
-                            dtype=dtype, seed=4, bias=True)
+                            dtype=dtype, seed=4, bias=True, l2=0.05)  # the L2 penalty: Ops' formula on CuPy
         if ops is not None:
             net.backend = dataclasses.replace(net.backend, ops=ops)
         opt = {"sgd": gpubp.SGD(0.1, weight_decay=1e-3), "nesterov": gpubp.SGD(0.05, momentum=0.9, nesterov=True),

@@ -51,6 +51,14 @@ class Ops:
         out *= 1.0 / n
         return out
 
+    def l2_penalty(self, W: Any, dW: Any, scale: Any) -> Any:
+        """The L2 penalty of one layer (MATH.md, L2 penalty on the weights), ``scale`` = lambda / n:
+        dC/dW^(l) += (lambda/n) W^(l) in place, and (lambda/2n) ||W^(l)||^2 returned as a 0-d array
+        of W's dtype. ``scale`` is a float, or a 0-d backend array (a distributed step's row count)."""
+        flat = W.reshape(-1)
+        dW += scale * W
+        return self.xp.asarray(self.xp.dot(flat, flat) * (0.5 * scale), dtype=W.dtype)
+
     # ---- elementwise work (the custom kernels on CuPy) -------------------------------
     def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
         """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``."""

@@ -163,6 +163,16 @@ class NumpyOps(Ops):
             return out
         return np.matmul(w, Delta, out=out)
 
+    def l2_penalty(self, W: Any, dW: Any, scale: Any) -> Any:
+        """As :meth:`Ops.l2_penalty`: dC/dW^(l) += (lambda/n) W^(l) as one AXPY where the direct BLAS
+        takes it (else through a reused buffer), and (lambda/2n) ||W^(l)||^2 from one dot product."""
+        if not (isinstance(scale, float) and self._blas is not None and self._blas.axpy(scale, W, dW)):
+            S = self._scratch("l2_penalty", W.shape, W.dtype)
+            np.multiply(W, scale, out=S)
+            dW += S
+        flat = W.reshape(-1)
+        return np.asarray(np.dot(flat, flat) * (0.5 * scale), dtype=W.dtype)
+
     # ---- elementwise work --------------------------------------------------------------
     def _row_blocks(self, Z: Any) -> Iterator[slice]:
         """Each block of rows of ``Z`` (ndim >= 1) holding about ACTIVATION_BLOCK_BYTES (one row at least)."""
