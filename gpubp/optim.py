@@ -112,14 +112,21 @@ class Adam(Optimizer):
         betas: decay rates (beta1, beta2), each in [0, 1).
         eps: added to sqrt(v_hat) (> 0).
         weight_decay: L2 coefficient added to the gradient, as torch.optim.Adam.
+        eps_hat: take ``eps`` as the paper's epsilon-hat instead (its efficient form, before
+            Section 2.1): w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps), epsilon
+            added before the bias correction of v, as TensorFlow and scikit-learn do; the
+            default adds it after, as Algorithm 1 and PyTorch do. The two differ only where
+            sqrt(v) is not much larger than eps.
     """
 
     state_names = ("m", "v")
 
     def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, eps_hat: bool = False):
         super().__init__()
         self.lr = check_positive_float(lr, "lr")
+        if not isinstance(eps_hat, (bool, np.bool_)):
+            raise TypeError(f"eps_hat must be True or False; got {eps_hat!r}")
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
         b = tuple(check_positive_float(x, f"betas[{i}]", allow_zero=True) for i, x in enumerate(betas))
@@ -128,15 +135,19 @@ class Adam(Optimizer):
         self.betas: Tuple[float, float] = (b[0], b[1])
         self.eps = check_positive_float(eps, "eps")
         self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        self.eps_hat = bool(eps_hat)
 
     def step(self, net: Any) -> None:
         self._bind(net)
         self.t += 1
+        # epsilon-hat added to sqrt(v) is eps / sqrt(1 - b2^t) added to sqrt(v_hat)
+        eps = self.eps / (1.0 - self.betas[1] ** self.t) ** 0.5 if self.eps_hat else self.eps
         net.backend.ops.adam_update(net.params, net.grads, self.state["m"], self.state["v"], self.t,
-                                    self.lr, self.betas, self.eps, self.weight_decay)
+                                    self.lr, self.betas, eps, self.weight_decay)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay,
+                "eps_hat": self.eps_hat}
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -64,6 +64,29 @@ def test_adam_recurrence_with_decay(backend):
         np.testing.assert_allclose(backend.to_numpy(net.params), w, rtol=1e-11, atol=1e-14)
 
 
+def test_adam_with_epsilon_hat_follows_the_papers_efficient_form(backend):
+    """eps_hat=True: w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps) (scikit-learn's, TensorFlow's);
+    eps is large here so that the two placements of epsilon give different weights."""
+    net, X, Y = _net_with_grads(backend)
+    plain = gpubp.MLP(**net.get_config())
+    opt, opt_plain = gpubp.Adam(lr=0.02, betas=(0.8, 0.9), eps=1e-2, eps_hat=True), gpubp.Adam(0.02, (0.8, 0.9), 1e-2)
+    w = backend.to_numpy(net.params).copy()
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t in range(1, 4):
+        net.loss_and_grads(X, Y)
+        g = backend.to_numpy(net.grads).copy()
+        m = 0.8 * m + 0.2 * g
+        v = 0.9 * v + 0.1 * g * g
+        w = w - 0.02 * np.sqrt(1 - 0.9**t) / (1 - 0.8**t) * m / (np.sqrt(v) + 1e-2)
+        net.train_step(X, Y, opt)
+        plain.train_step(X, Y, opt_plain)
+        np.testing.assert_allclose(backend.to_numpy(net.params), w, rtol=1e-11, atol=1e-14)
+    assert np.abs(backend.to_numpy(plain.params) - w).max() > 1e-4
+    assert opt.get_config()["eps_hat"] is True and gpubp.Adam().eps_hat is False
+    with pytest.raises(TypeError, match="eps_hat"):
+        gpubp.Adam(eps_hat="yes")
+
+
 def test_optimizer_arguments_are_checked():
     with pytest.raises(ValueError, match="lr"):
         gpubp.SGD(lr=0)
