@@ -20,9 +20,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from ._base import BaseMLP
 
-_COMMON_DOC = """
-    Parameters (scikit-learn's, with its defaults and meaning)
-    ----------------------------------------------------------
+_PARAMETERS = """
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         Nodes of each hidden layer.
     activation : str, default="relu"
@@ -30,35 +28,91 @@ _COMMON_DOC = """
         gpubp's ``sigmoid`` (= logistic), ``leaky_relu``, ``elu``, ``softplus``, ``gelu``,
         ``gelu_tanh``, ``silu``.
     solver : {"adam", "sgd", "lbfgs"}, default="adam"
-        Adam or SGD by mini-batches (gpubp's optimizers), or full-batch L-BFGS (SciPy's).
+        Adam or SGD over mini-batches (gpubp's optimizers), or full-batch L-BFGS (SciPy's).
     alpha : float, default=1e-4
         L2 penalty on the weights, added to each batch's loss as (alpha / 2n) sum ||W||^2.
     batch_size : int or "auto", default="auto"
         Rows per mini-batch; "auto" is min(200, n_samples).
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         SGD's schedule: constant; learning_rate_init / (t + 1)^power_t after each epoch (t the
-        samples seen); or divided by 5 whenever the stopping rule fires, down to 1e-6.
-    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start,
-    momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-    n_iter_no_change, max_fun :
-        As scikit-learn's (``max_iter`` counts epochs for sgd/adam; ``max_fun`` bounds L-BFGS's
-        loss evaluations). ``random_state`` draws the initial weights (scikit-learn's Glorot
-        scheme, in its order), the early-stopping split and the seed of the batch shuffling.
-        ``momentum`` must be below 1 (gpubp's SGD).
-
-    gpubp's own
-    -----------
+        samples seen); or divided by 5 each time the stopping rule fires, down to 1e-6.
+    learning_rate_init : float, default=0.001
+        The first step size (sgd, adam).
+    power_t : float, default=0.5
+        The exponent of ``invscaling``.
+    max_iter : int, default=200
+        Epochs at most (sgd, adam), iterations at most (lbfgs).
+    shuffle : bool, default=True
+        Draw a new order of the rows every epoch (sgd, adam).
+    random_state : int, RandomState instance or None, default=None
+        Draws the initial weights (scikit-learn's Glorot scheme, in its order), the
+        early-stopping split and the seed of the batch shuffling.
+    tol : float, default=1e-4
+        The improvement of the training loss (or validation score) that counts; for lbfgs the
+        gradient tolerance.
+    verbose : bool, default=False
+        Print scikit-learn's progress lines.
+    warm_start : bool, default=False
+        Go on from the fitted network (with a fresh optimizer) instead of starting again.
+    momentum : float, default=0.9
+        SGD's momentum, in [0, 1).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for SGD.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows, stop when their score stops improving,
+        keep the weights of the best score (sgd, adam).
+    validation_fraction : float, default=0.1
+        The share held out for early stopping.
+    beta_1 : float, default=0.9
+        Adam's decay of the first moment.
+    beta_2 : float, default=0.999
+        Adam's decay of the second moment.
+    epsilon : float, default=1e-8
+        Adam's epsilon, added to sqrt(v) (the paper's epsilon-hat, as scikit-learn does).
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before the stopping rule fires.
+    max_fun : int, default=15000
+        Loss evaluations at most (lbfgs).
     backend : {"numpy", "cupy", "auto"} or None, default=None
-        Where the network computes; None uses gpubp's active backend (``GPUBP_BACKEND``).
+        gpubp's: where the network computes; None uses the active backend (``GPUBP_BACKEND``).
     dtype : {"float32", "float64"}, default="float32"
-        The network's precision. Predictions come back in the input's float dtype.
+        gpubp's: the network's precision. Predictions come back in the input's float dtype.
+"""
 
-    Fitted attributes
-    -----------------
-    classes_ (classifier), n_features_in_, feature_names_in_ (DataFrame input), loss_,
-    best_loss_, loss_curve_, validation_scores_, best_validation_score_, n_iter_, t_, n_layers_,
-    n_outputs_, out_activation_, coefs_ and intercepts_ (NumPy arrays, (n_in, n_out) and
-    (n_out,) per layer, read from and written to the network), network_ (the gpubp.MLP).
+_ATTRIBUTES = """
+    Attributes
+    ----------
+    loss_ : float
+        The loss of the last epoch (the mean of its batches' losses, L2 penalty included).
+    best_loss_ : float or None
+        The lowest ``loss_`` so far (None with early stopping).
+    loss_curve_ : list of float
+        ``loss_`` of every epoch (sgd, adam).
+    validation_scores_ : list of float or None
+        The validation score of every epoch with early stopping, else None.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, whose weights are kept.
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) of the last call.
+    t_ : int
+        Samples seen by the stochastic solvers, over all calls.
+    n_layers_ : int
+        Layers, input and output included.
+    n_outputs_ : int
+        Output nodes.
+    out_activation_ : str
+        The output activation, by scikit-learn's name.
+    coefs_ : list of ndarray
+        Weights per layer, NumPy arrays of shape (n_in, n_out) (gpubp's W^(l) transposed);
+        assigning writes them into the network.
+    intercepts_ : list of ndarray
+        Biases per layer, of shape (n_out,); assigning writes them into the network.
+    n_features_in_ : int
+        Features seen by fit.
+    feature_names_in_ : ndarray of str
+        Their names, when X was a DataFrame with string column names.
+    network_ : gpubp.MLP
+        The trained network.
 """
 
 
@@ -71,7 +125,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     them, ``predict_proba`` the probabilities in the order of ``classes_``.
     """
 
-    __doc__ = (__doc__ or "") + _COMMON_DOC
+    __doc__ = (__doc__ or "") + """
+    Parameters
+    ----------""" + _PARAMETERS + _ATTRIBUTES + """    classes_ : ndarray
+        The labels, sorted (column indices for a label indicator matrix).
+"""
 
     def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
                  alpha: float = 0.0001, batch_size: Any = "auto", learning_rate: str = "constant",
@@ -197,7 +255,11 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     scikit-learn's reported loss also divides by their number; gpubp's does not.)
     """
 
-    __doc__ = (__doc__ or "") + _COMMON_DOC
+    __doc__ = (__doc__ or "") + """
+    Parameters
+    ----------
+    loss : {"squared_error"}, default="squared_error"
+        The loss: half the squared error, summed over the targets.""" + _PARAMETERS + _ATTRIBUTES
     _parameter_constraints: dict = {**BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error"})]}
     _loss_scale = 2.0
 
