@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
@@ -50,6 +51,19 @@ def full_run_only(too_big: bool) -> None:
     """Skip a shape that only the timed run measures."""
     if too_big and not timed():
         pytest.skip("large shape: measured in the timed run only (pytest benchmarks --benchmark-enable)")
+
+
+# The MNIST test set (t10k IDX files), found as the tests find it (tests/conftest.py):
+# GPUBP_MNIST_DIR, or the project's shared data folder beside the checkout.
+MNIST_DIR = Path(os.environ.get("GPUBP_MNIST_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder with the real MNIST t10k IDX files; the benchmark is skipped where there is none."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists() and not (MNIST_DIR / "t10k-images-idx3-ubyte").exists():
+        pytest.skip(f"no MNIST t10k IDX files in {MNIST_DIR} (set GPUBP_MNIST_DIR)")
+    return MNIST_DIR
 
 
 @pytest.fixture
