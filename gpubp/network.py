@@ -11,14 +11,16 @@ operation and a distributed run reduces every gradient in one call.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import distributed, memory, validation
+from . import checkpoint, distributed, memory, validation
+from .errors import CheckpointError
 from .activations import Activation, get_activation
-from .backend import Backend, get_backend, use_backend
+from .backend import Backend, cupy_problem, get_backend, use_backend
 from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
@@ -358,9 +360,7 @@ class MLP:
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:
         """Write weights, architecture and dtype (and optimizer state) to ``path`` atomically."""
-        from .checkpoint import save
-
-        save(self, path, optimizer=optimizer)
+        checkpoint.save(self, path, optimizer=optimizer)
 
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments that rebuild this architecture."""
@@ -378,7 +378,60 @@ class MLP:
     def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]:
         """Pickle as a NumPy snapshot: configuration, weights, shuffling generator and epoch (GPU arrays
         go to the host); unpickled on the backend it was pickled from where that can run, else on
-        the active one (:func:`gpubp.checkpoint.network_state`)."""
-        from .checkpoint import network_from_state, network_state
-
+        the active one (:func:`network_state`, :func:`network_from_state`)."""
         return network_from_state, (network_state(self),)
+
+def load(path: Any, optimizer: Any = None) -> MLP:
+    """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend;
+    restores ``optimizer``'s state too if given. A file that does not describe a valid network
+    is refused with a :class:`~gpubp.errors.CheckpointError` naming it."""
+    meta, arrays = checkpoint.read(path)
+    name = checkpoint.check_path(path)
+    try:
+        cfg = dict(meta["config"])
+        hidden = cfg.pop("activation")
+        net = MLP(activation=hidden if hidden else "relu", **cfg)
+        params = arrays["params"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
+    if params.shape != (net.n_params,) or params.dtype != net.dtype:
+        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+        epoch = int(meta.get("epoch", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
+    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
+        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
+    net._build(params)
+    net._rng, net.epoch = rng, epoch
+    if optimizer is not None:
+        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path)
+    return net
+
+
+def network_state(net: MLP) -> Dict[str, Any]:
+    """What rebuilds ``net`` anywhere, in plain Python and NumPy: its configuration, a host copy of
+    the parameter buffer, the shuffling generator's state, the epoch count and the backend's name
+    (what pickling a network keeps; :func:`network_from_state` reverses it)."""
+    return {"config": net.get_config(), "params": net.backend.to_numpy(net.params).copy(),
+            "rng": net._rng.bit_generator.state, "epoch": int(net.epoch), "backend": net.backend.name}
+
+
+def network_from_state(state: Dict[str, Any]) -> MLP:
+    """The network :func:`network_state` described, on the backend it came from where that can run
+    here (a network from a GPU comes back to the GPU), else on the active backend."""
+    cfg = dict(state["config"])
+    hidden = cfg.pop("activation")
+    saved = state.get("backend")
+    move = saved is not None and saved != get_backend().name and (saved != "cupy" or cupy_problem() is None)
+    with use_backend(saved) if move else contextlib.nullcontext():
+        net = MLP(activation=hidden if hidden else "relu", **cfg)
+    params = np.asarray(state["params"])
+    if params.shape != (net.n_params,):
+        raise ValueError(f"network state: parameter buffer of shape {params.shape} does not fit {net!r}")
+    net._build(params)
+    net._rng.bit_generator.state = state["rng"]
+    net.epoch = int(state["epoch"])
+    return net
