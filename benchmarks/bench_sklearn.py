@@ -15,7 +15,7 @@ from conftest import full_run_only, timed
 
 pytest.importorskip("sklearn")
 
-from gpubp.sklearn import benchmark as comparison  # noqa: E402
+from gpubp.bench import sklearn as comparison  # noqa: E402
 
 QUICK_MAX_ITER = 10
 _DATA: Dict[str, Tuple[Any, ...]] = {}

@@ -132,6 +132,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench, validation
 
+    if args.sklearn:
+        return _bench_sklearn(args)
     if args.from_json:
         results, info = bench.read_results(args.from_json)
     else:
@@ -159,6 +161,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.png:
         bench.plot(args.png, results)
         print(f"wrote {args.png}")
+    return 0
+
+
+def _bench_sklearn(args: argparse.Namespace) -> int:
+    """``gpubp bench --sklearn``: gpubp.sklearn against scikit-learn's MLP (gpubp.bench.sklearn)."""
+    from . import bench, validation
+
+    if args.png or args.from_json:
+        raise ValueError("--png and --from-json time the core benchmarks; --sklearn writes its results with --json")
+    try:
+        from .bench import sklearn as comparison
+    except ImportError as exc:
+        raise bench.MissingExtraError(str(exc)) from None
+    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    known = list(dict.fromkeys(comparison.CV_DATASETS + comparison.FIT_DATASETS))
+    unknown = [d for d in names if d not in known]
+    if unknown:
+        raise ValueError(f"--datasets: unknown {', '.join(unknown)}; expected names from {', '.join(known)}")
+    max_iter = validation.check_int(args.max_iter, "--max-iter", 1)
+    repeats = validation.check_int(args.repeats, "--repeats", 1)
+    fit_sets = [d for d in comparison.FIT_DATASETS if d in names]
+    if "mnist" in fit_sets and args.data_dir is None:
+        print("skipped: mnist (give --data-dir, the folder of the MNIST t10k IDX files)")
+        fit_sets.remove("mnist")
+    threads = validation.check_int(args.threads, "--threads", 1) if args.threads is not None else None
+    limit = bench.set_threads(threads) if threads is not None else None
+    info = bench.machine_info()
+    del limit
+    print(bench.format_machine(info), flush=True)
+    print("each implementation's fits run in a fresh process", flush=True)
+    cv, fits = comparison.run([d for d in comparison.CV_DATASETS if d in names], fit_sets, mnist_dir=args.data_dir,
+                              repeats=repeats, max_iter=max_iter, threads=threads,
+                              log=None if args.quiet else lambda line: print(line, flush=True))
+    if cv:
+        print(f"\n5-fold cross-validation, mean score (max_iter={max_iter}):\n{comparison.format_cv(cv)}")
+    if fits:
+        print(f"\nfit time (best of {repeats}) and held-out accuracy (max_iter={max_iter}):\n{comparison.format_fits(fits)}")
+    if args.json:
+        comparison.write_json(args.json, cv, fits, info)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -204,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--from-json", default=None,
                    help="print (and plot) a saved file instead of measuring: `gpubp bench --json` or pytest --benchmark-json")
     b.add_argument("--quiet", action="store_true", help="no line per case while measuring")
+    b.add_argument("--sklearn", action="store_true",
+                   help="compare gpubp.sklearn's estimators with scikit-learn's MLP instead: 5-fold scores on its bundled "
+                        "data sets and fit times (minutes; needs gpubp[sklearn])")
+    b.add_argument("--datasets", default="digits,iris,wine,breast_cancer,diabetes,mnist,classification_100k",
+                   help="--sklearn: comma-separated data sets (default: all)")
+    b.add_argument("--data-dir", default=None, help="--sklearn: folder with the MNIST t10k IDX files (mnist is skipped without)")
+    b.add_argument("--max-iter", type=int, default=200, help="--sklearn: max_iter of both estimators (default 200)")
+    b.add_argument("--repeats", type=int, default=1, help="--sklearn: fits per timing, the best counts (default 1)")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="backend, device and versions")

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from gpubp.sklearn import benchmark  # noqa: E402
+from gpubp.bench import sklearn as benchmark  # noqa: E402
 
 MAX_ITER = 20
 #: What 20 epochs reach at least, both implementations (chance: 0.1, 0.33, 0.4, 0.63, R^2 0).

@@ -1,8 +1,8 @@
 """scikit-learn's training procedures for the MLP, run by gpubp's network.
 
-* ``sgd`` and ``adam``: one call of gpubp's own :meth:`gpubp.MLP.fit` per epoch (its
-  mini-batches, shuffling, divergence guard and device-resident data), with scikit-learn's
-  bookkeeping around it: ``loss_curve_`` and ``t_``, the ``tol`` / ``n_iter_no_change``
+* ``sgd`` and ``adam``: gpubp's own :meth:`gpubp.MLP.fit` (its mini-batches, shuffling,
+  divergence guard and device-resident data), with scikit-learn's bookkeeping in its
+  end-of-epoch callback: ``loss_curve_`` and ``t_``, the ``tol`` / ``n_iter_no_change``
   stopping rule on the training loss or, with ``early_stopping``, on the score of a held-out
   ``validation_fraction`` (whose best weights are put back at the end), the ``invscaling`` and
   ``adaptive`` learning rates of SGD, ``verbose`` lines and the ConvergenceWarning;
@@ -112,41 +112,53 @@ def batch_size(requested: Any, n_samples: int) -> int:
     return int(np.clip(requested, 1, n_samples))
 
 
+class _Stop(Exception):
+    """Raised by the epoch callback to end ``MLP.fit`` when scikit-learn's stopping rule says so."""
+
+
 def fit_stochastic(est: Any, run: Any, incremental: bool) -> None:
-    """scikit-learn's ``_fit_stochastic``: epochs until max_iter or the stopping rule (module docstring)."""
+    """scikit-learn's ``_fit_stochastic``: epochs until max_iter or the stopping rule (module docstring).
+
+    One call of ``MLP.fit`` runs every epoch; its callback does scikit-learn's bookkeeping after
+    each, sets the next epoch's learning rate and raises :class:`_Stop` to end training.
+    """
     net, solver = est.network_, est._solver
     size = batch_size(est.batch_size, run.n_samples)
+
+    def epoch_end(epoch: int, logs: Dict[str, Any]) -> None:
+        est.n_iter_ += 1
+        est.loss_ = logs["loss"] / solver.scale
+        est.t_ += run.n_samples
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        _update_no_improvement_count(est, run.val)
+        solver.iteration_ends(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            if est.early_stopping:
+                msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
+                       % (est.tol, est.n_iter_no_change))
+            else:
+                msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
+                       % (est.tol, est.n_iter_no_change))
+            if solver.trigger_stopping(msg, est.verbose):
+                raise _Stop
+            est._no_improvement_count = 0
+
     try:
         est.n_iter_ = 0
-        for _ in range(est.max_iter):
-            try:
-                history = net.fit(run.X, run.Y, epochs=net.epoch + 1, initial_epoch=net.epoch, batch_size=size,
-                                  optimizer=solver.optimizer, shuffle=bool(est.shuffle), progress=False)
-            except NonFiniteError as exc:
-                raise ValueError(NON_FINITE) from exc
-            est.n_iter_ += 1
-            est.loss_ = history["loss"][-1] / solver.scale
-            est.t_ += run.n_samples
-            est.loss_curve_.append(est.loss_)
-            if est.verbose:
-                print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
-            _update_no_improvement_count(est, run.val)
-            solver.iteration_ends(est.t_)
-            if est._no_improvement_count > est.n_iter_no_change:
-                if est.early_stopping:
-                    msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
-                           % (est.tol, est.n_iter_no_change))
-                else:
-                    msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
-                           % (est.tol, est.n_iter_no_change))
-                if solver.trigger_stopping(msg, est.verbose):
-                    break
-                est._no_improvement_count = 0
-            if incremental:
-                break
-            if est.n_iter_ == est.max_iter:
-                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
-                              "converged yet." % est.max_iter, ConvergenceWarning)
+        try:
+            net.fit(run.X, run.Y, epochs=net.epoch + (1 if incremental else est.max_iter), initial_epoch=net.epoch,
+                    batch_size=size, optimizer=solver.optimizer, shuffle=bool(est.shuffle), progress=False,
+                    callback=epoch_end)
+            stopped = False
+        except _Stop:
+            stopped = True
+        except NonFiniteError as exc:
+            raise ValueError(NON_FINITE) from exc
+        if not incremental and not stopped and est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
+                          "converged yet." % est.max_iter, ConvergenceWarning)
     except KeyboardInterrupt:  # MLP.fit has put back the weights of the last whole step
         warnings.warn("Training interrupted by user.")
     if est.early_stopping:  # the best weights seen on the validation set

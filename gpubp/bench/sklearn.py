@@ -1,6 +1,7 @@
 """gpubp.sklearn against scikit-learn's own MLP, with the same hyper-parameters and data.
 
-Shared by ``gpubp bench --sklearn``, ``benchmarks/bench_sklearn.py`` and the tests:
+Needs scikit-learn (the ``sklearn`` extra; importing :mod:`gpubp.bench` does not import this
+module). Shared by ``gpubp bench --sklearn``, ``benchmarks/bench_sklearn.py`` and the tests:
 
 * :func:`cross_validate` scores one implementation by 5-fold cross-validation on one of
   scikit-learn's bundled data sets (``digits``, ``iris``, ``wine``, ``breast_cancer``:
@@ -19,6 +20,8 @@ standardised (digits: divided by 16; MNIST: pixels in [0, 1]), the diabetes targ
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -32,7 +35,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ._estimators import MLPClassifier, MLPRegressor
+from ..sklearn import MLPClassifier, MLPRegressor
 
 IMPLEMENTATIONS = ("gpubp", "sklearn")
 CV_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
@@ -195,20 +198,49 @@ def write_json(path: str, cv: Sequence[CVResult], fits: Sequence[FitResult], inf
                    "fits": [dict(asdict(r), best=r.best) for r in fits]}, f, indent=1)
 
 
+def _child(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """What a fresh process runs for :func:`isolated`: one measurement, as a JSON-able dict."""
+    limit = None
+    if spec.get("threads") is not None:
+        import threadpoolctl
+
+        limit = threadpoolctl.threadpool_limits(limits=int(spec["threads"]))
+    try:
+        fn = {"cross_validate": cross_validate, "time_fit": time_fit}[spec["what"]]
+        return asdict(fn(*spec["args"], **spec["kwargs"]))
+    finally:
+        del limit
+
+
+def isolated(what: str, *args: Any, threads: Optional[int] = None, **kwargs: Any) -> Any:
+    """:func:`cross_validate` or :func:`time_fit` (``what``) in a fresh Python process, so that
+    neither implementation's BLAS threads are still awake from the other's work while it is
+    timed (MKL's OpenMP threads spin for up to 200 ms after each call); ``threads`` limits every
+    thread pool there (threadpoolctl)."""
+    spec = {"what": what, "args": list(args), "kwargs": kwargs, "threads": threads}
+    code = ("import json, sys\nfrom gpubp.bench import sklearn\n"
+            "print(json.dumps(sklearn._child(json.loads(sys.argv[1]))))")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what}{tuple(args)} failed in its own process:\n{proc.stderr.strip()[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return (CVResult if what == "cross_validate" else FitResult)(**result)
+
+
 def run(cv_datasets: Sequence[str] = CV_DATASETS, fit_datasets: Sequence[str] = FIT_DATASETS,
-        mnist_dir: Optional[str] = None, repeats: int = 1, max_iter: int = 200,
+        mnist_dir: Optional[str] = None, repeats: int = 1, max_iter: int = 200, threads: Optional[int] = None,
         log: Optional[Callable[[str], None]] = None) -> Tuple[List[CVResult], List[FitResult]]:
-    """Every comparison asked for, both implementations each (``gpubp bench --sklearn``)."""
+    """Every comparison asked for, both implementations each, each in its own fresh process
+    (:func:`isolated`; ``gpubp bench --sklearn``)."""
     say = log or (lambda line: None)
     cv, fits = [], []
     for dataset in cv_datasets:
         for impl in IMPLEMENTATIONS:
-            cv.append(cross_validate(dataset, impl, max_iter=max_iter))
+            cv.append(isolated("cross_validate", dataset, impl, threads=threads, max_iter=max_iter))
             say(f"5-fold {dataset:<14} {impl:<8} {cv[-1].metric} {cv[-1].mean:.4f}  ({cv[-1].seconds:.2f} s)")
     for dataset in fit_datasets:
-        data = fit_data(dataset, mnist_dir)
         for impl in IMPLEMENTATIONS:
-            fits.append(time_fit(dataset, impl, repeats=repeats, data=data, max_iter=max_iter))
+            fits.append(isolated("time_fit", dataset, impl, repeats, mnist_dir, threads=threads, max_iter=max_iter))
             say(f"fit     {dataset:<20} {impl:<8} {fits[-1].best:8.2f} s  accuracy {fits[-1].score:.4f}  "
                 f"epochs {fits[-1].n_iter}")
     return cv, fits
