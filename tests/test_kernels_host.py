@@ -415,3 +415,31 @@ def test_cupy_ops_training_step_matches_numpy(kernels, dtype, loss_name, output,
     np.testing.assert_allclose(host_losses, ref_losses, rtol=rtol)
     err = np.abs(host.params - ref.params).max() / np.abs(ref.params).max()
     assert err < rtol, f"parameters after 3 steps differ by {err:.2e}"
+
+
+# ---- gpubp.sklearn on CupyOps' kernels (the host build): scikit-learn's own steps ------------
+@pytest.mark.parametrize("solver,outputs", [("adam", "classes"), ("sgd", "classes"), ("adam", "labels"),
+                                            ("sgd", "values")])
+def test_sklearn_estimators_on_the_cuda_kernels_take_scikit_learns_steps(kernels, monkeypatch, solver, outputs):
+    """The estimators' whole training (loss heads, L2 penalty, SGD with momentum, Adam with
+    epsilon-hat) through CupyOps' kernels equals scikit-learn's MLP in float64."""
+    sklearn_nn = pytest.importorskip("sklearn.neural_network")
+    import gpubp.backend
+    from gpubp.sklearn import MLPClassifier, MLPRegressor
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 5))
+    y = {"classes": rng.integers(0, 3, 60), "labels": rng.integers(0, 2, (60, 3)), "values": X @ rng.normal(size=5)}[outputs]
+    kwargs = dict(solver=solver, hidden_layer_sizes=(7,), alpha=0.05, batch_size=16, shuffle=False, max_iter=6,
+                  random_state=0, learning_rate_init=0.05)
+    monkeypatch.setattr(gpubp.backend, "_current", host_kernels.host_backend(kernels))
+    ours = (MLPRegressor if outputs == "values" else MLPClassifier)(dtype="float64", **kwargs)
+    with pytest.warns(Warning):  # max_iter reached
+        ours.fit(X, y)
+    assert ours.network_.backend.ops.name == "cupy-kernels-on-host"
+    theirs = (sklearn_nn.MLPRegressor if outputs == "values" else sklearn_nn.MLPClassifier)(**kwargs)
+    with pytest.warns(Warning):
+        theirs.fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
