@@ -211,6 +211,8 @@ def test_gpubp_activations_are_accepted_by_their_own_names():
 def test_backend_and_dtype_choose_the_networks():
     clf = _fitted(backend="numpy", dtype="float64")
     assert clf.network_.backend.name == "numpy" and clf.network_.dtype == np.float64
+    with gpubp.use_backend("numpy") as active:  # the active backend asked for by name: its ops, not new ones
+        assert _fitted(backend="numpy").network_.backend is active
 
 
 # ---- refused calls -------------------------------------------------------------------------

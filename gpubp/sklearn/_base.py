@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..activations import ACTIVATIONS
-from ..backend import BACKEND_NAMES, use_backend
+from ..backend import BACKEND_NAMES, cupy_problem, get_backend, use_backend
 from ..network import MLP
 from ..validation import DTYPES
 from . import _solvers
@@ -165,7 +165,7 @@ class BaseMLP(BaseEstimator, ABC):
     def _new_network(self, layer_units: Sequence[int], layers: List[Tuple[np.ndarray, np.ndarray]], seed: int) -> MLP:
         """The gpubp network for ``layer_units`` holding ``layers`` (on ``backend``, in ``dtype``)."""
         loss, output, _ = self._head()
-        with use_backend(self.backend) if self.backend is not None else contextlib.nullcontext():
+        with _on_backend(self.backend):
             net = MLP(list(layer_units), activation=HIDDEN_ACTIVATIONS[self.activation], output_activation=output,
                       loss=loss, dtype=self.dtype, seed=seed)
         _write_layers(net, layers)
@@ -280,10 +280,16 @@ class BaseMLP(BaseEstimator, ABC):
         if stochastic:
             self._prepare_stopping_state()
         backend = net.backend
-        if stochastic and self.early_stopping:
+        if stochastic and self.early_stopping:  # scored every epoch: moved to the backend once
             val = (backend.asarray(np.ascontiguousarray(X_val), dtype=net.dtype), self._score_targets(Y_val))
-        return Run(backend.asarray(np.ascontiguousarray(X), dtype=net.dtype),
-                   backend.asarray(self._network_targets(Y)), X.shape[0], val)
+        X_net = np.ascontiguousarray(X, dtype=net.dtype)
+        Y_net = self._network_targets(Y)
+        if Y_net.dtype.kind == "f":
+            Y_net = Y_net.astype(net.dtype, copy=False)
+        if not stochastic:  # L-BFGS evaluates every row at every step: on the backend once
+            X_net, Y_net = backend.asarray(X_net), backend.asarray(Y_net)
+        # else MLP.fit moves the data set to a GPU once, or streams it where it does not fit
+        return Run(X_net, Y_net, X.shape[0], val)
 
     def _initialize(self, layer_units: Sequence[int]) -> None:
         """The attributes a first fit starts from (scikit-learn's ``_initialize``)."""
@@ -357,6 +363,15 @@ class BaseMLP(BaseEstimator, ABC):
             self._best_params = net.backend.asarray(self._best_params, dtype=net.dtype).copy()
         if self.__dict__.get("_solver") is not None:
             self._solver.attach(net)
+
+
+def _on_backend(name: Optional[str]) -> Any:
+    """``use_backend(name)``, or nothing where ``name`` is None or picks the active backend (a new
+    backend brings new ops: on CuPy, every kernel compiled again for each network)."""
+    if name is None:
+        return contextlib.nullcontext()
+    wanted = name if name != "auto" else ("cupy" if cupy_problem() is None else "numpy")
+    return contextlib.nullcontext() if get_backend().name == wanted else use_backend(name)
 
 
 def _checked(arrays: Sequence[Any], shapes: Sequence[Tuple[int, ...]], name: str) -> List[np.ndarray]:
