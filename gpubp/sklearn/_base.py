@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..activations import ACTIVATIONS
 from ..backend import BACKEND_NAMES, cupy_problem, get_backend, use_backend
 from ..network import MLP
-from ..validation import DTYPES
+from ..validation import DTYPES, check_dtype
 from . import _solvers
 
 #: Hidden activations by name: scikit-learn's four (``logistic`` is gpubp's ``sigmoid``) and
@@ -175,13 +175,13 @@ class BaseMLP(BaseEstimator, ABC):
         """warm_start and partial_fit go on with the fitted network: it must be the one asked for."""
         net = self.network_
         loss, _, _ = self._head()
-        asked = (list(layer_units), HIDDEN_ACTIVATIONS[self.activation], loss)
-        have = (list(net.sizes), net.activations[0].name if net.L > 1 else asked[1], net.loss.name)
+        asked = (list(layer_units), HIDDEN_ACTIVATIONS[self.activation], loss, check_dtype(self.dtype).name)
+        have = (list(net.sizes), net.activations[0].name if net.L > 1 else asked[1], net.loss.name, net.dtype.name)
         if asked != have:
             raise ValueError(
                 f"warm_start / partial_fit continue the fitted network (layers {have[0]}, activation {have[1]!r}, "
-                f"loss {have[2]!r}) but the data and parameters now ask for layers {asked[0]}, activation "
-                f"{asked[1]!r}, loss {asked[2]!r}; fit with warm_start=False to start again")
+                f"loss {have[2]!r}, {have[3]}) but the data and parameters now ask for layers {asked[0]}, activation "
+                f"{asked[1]!r}, loss {asked[2]!r}, {asked[3]}; fit with warm_start=False to start again")
 
     def _fitted_network(self, attribute: str) -> MLP:
         net = self.__dict__.get("network_")
