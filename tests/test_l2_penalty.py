@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import gpubp
+from gpubp.backend import cupy_problem
+from gpubp.network import network_from_state, network_state
 
 
 def _net(l2: float, loss: str = "cross_entropy", dtype: str = "float64", bias: bool = True):
@@ -119,3 +121,17 @@ def test_pickled_network_trains_on_exactly_like_the_original(backend):
     np.testing.assert_array_equal(backend.to_numpy(deep.params), backend.to_numpy(net.params))
     deep.params[0] += 1.0
     assert float(deep.params[0]) != float(net.params[0])  # a copy, not a view of the original
+
+
+@pytest.mark.skipif(cupy_problem() is None, reason="a GPU is visible: a CuPy network comes back on it")
+def test_network_pickled_on_a_gpu_comes_back_on_the_active_backend_where_there_is_none():
+    net = _net(0.1)
+    state = network_state(net)
+    assert isinstance(state["params"], np.ndarray) and state["backend"] == "numpy"
+    state["backend"] = "cupy"  # as pickled on a GPU machine: the parameters are already host arrays
+    back = network_from_state(state)
+    assert back.backend.name == gpubp.get_backend().name == "numpy"
+    np.testing.assert_array_equal(back.params, net.params)
+    state["params"] = state["params"][:-1]
+    with pytest.raises(ValueError, match="does not fit"):
+        network_from_state(state)

@@ -108,10 +108,11 @@ def test_dataframe_input_keeps_feature_names():
 
 
 # ---- pickling ------------------------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("dump", ["pickle", "joblib"])
-def test_pickled_estimator_predicts_and_trains_on_exactly_like_the_original(dump, tmp_path):
+def test_pickled_estimator_predicts_and_trains_on_exactly_like_the_original(dump, solver, tmp_path):
     X, y = _digits()
-    clf = MLPClassifier(hidden_layer_sizes=(24,), solver="sgd", learning_rate="adaptive", max_iter=5, random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(24,), solver=solver, learning_rate="adaptive", max_iter=5, random_state=0)
     clf.partial_fit(X, y, classes=np.arange(10))
     if dump == "pickle":
         copy = pickle.loads(pickle.dumps(clf))
@@ -120,7 +121,7 @@ def test_pickled_estimator_predicts_and_trains_on_exactly_like_the_original(dump
         copy = joblib.load(tmp_path / "clf.joblib", mmap_mode="r")  # read-only memory maps come back writable
     assert copy.network_ is not clf.network_ and copy.network_.backend.name == clf.network_.backend.name
     np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
-    for est in (clf, copy):  # the optimizer's velocity, the step count and the shuffling go on alike
+    for est in (clf, copy):  # the optimizer's state (velocity or moments), its step count and the shuffling go on alike
         for _ in range(3):
             est.partial_fit(X, y)
     for a, b in zip(copy.coefs_ + copy.intercepts_, clf.coefs_ + clf.intercepts_):
