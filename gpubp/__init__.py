@@ -4,6 +4,10 @@ Quick use::
 
     import gpubp
     net = gpubp.MLP([64, 128, 10], activation="relu", loss="cross_entropy", seed=0)
+    # or layer by layer:
+    from gpubp.layers import Dense, Dropout
+    net = gpubp.MLP.from_layers(64, [Dense(128, "relu"), Dropout(0.2), Dense(10, "softmax")],
+                                loss="cross_entropy", seed=0)
     history = net.fit(X, y, epochs=20, batch_size=64, optimizer=gpubp.Adam(1e-3))
 
 The backend (NumPy or CuPy) comes from ``GPUBP_BACKEND`` (``numpy`` | ``cupy`` | ``auto``),
@@ -11,14 +15,15 @@ read once at import, or from :func:`set_backend` / :func:`use_backend`.
 """
 from __future__ import annotations
 
-from . import distributed
+from . import distributed, layers
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
 from .checkpoint import load, load_optimizer
 from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError, OutOfMemoryError
 from .gradcheck import gradcheck
 from .losses import LOSSES
-from .network import MLP, Layer
+from .layers import Layer
+from .network import MLP
 from .optim import SGD, Adam, Optimizer
 from .train import History
 
@@ -42,6 +47,7 @@ __all__ = [
     "__version__",
     "get_backend",
     "gradcheck",
+    "layers",
     "load",
     "load_optimizer",
     "set_backend",

@@ -1,4 +1,4 @@
-"""Checkpoints: weights, architecture, dtype, optimizer state and RNG state in one ``.npz`` file.
+"""Checkpoints: weights, layer state, architecture, dtype, optimizer state and RNG state in one ``.npz`` file.
 
 A checkpoint is written atomically: to a temporary file in the target's folder, flushed and
 fsync'ed, then renamed over the target, so a crash at any moment leaves the old file or the
@@ -6,6 +6,11 @@ new one, never a broken one. It carries a format name and version and a SHA-256 
 its contents; a truncated, corrupted or foreign file is refused with a
 :class:`~gpubp.errors.CheckpointError` naming the file. Arrays are stored as NumPy arrays, so
 a model saved on one backend loads on the other.
+
+Format version 2 (this one) holds the layer list (the network's config), the flat state buffer
+(BatchNorm's running statistics) and every layer's host state (a Dropout's stream position,
+the dropout seed); version 1 files (networks of Dense layers, written before layers existed)
+load as they always did.
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ if TYPE_CHECKING:
     from .optim import Optimizer
 
 FORMAT = "gpubp-checkpoint"
-VERSION = 1
+VERSION = 2
+#: The versions this gpubp reads.
+READABLE_VERSIONS = (1, 2)
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -73,11 +80,13 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
         raise FileNotFoundError(f"cannot save checkpoint {path!r}: folder {folder!r} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save checkpoint {path!r}: it is a folder")
-    arrays: Dict[str, np.ndarray] = {"params": net.backend.to_numpy(net.params)}
+    arrays: Dict[str, np.ndarray] = {"params": net.backend.to_numpy(net.params),
+                                     "state": net.backend.to_numpy(net.state)}
     meta: Dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
         "config": net.get_config(),
+        "host_state": net._host_state(),
         "rng": net._rng.bit_generator.state,
         "epoch": int(getattr(net, "epoch", 0)),
         "optimizer": None,
@@ -138,8 +147,9 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         raise CheckpointError(f"{path!r}: checkpoint metadata is corrupted ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a gpubp checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('version')!r}; this gpubp reads version {VERSION}")
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('version')!r}; this gpubp reads "
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
     if _digest(meta_json, data) != checksum:
         raise CheckpointError(f"{path!r} is corrupted: its checksum does not match its contents")
     return meta, data
@@ -152,23 +162,28 @@ def load(path: PathLike, optimizer: Any = None) -> "MLP":
     meta, arrays = read(path)
     name = _check_path(path)
     try:
-        cfg = dict(meta["config"])
-        hidden = cfg.pop("activation")
-        net = MLP(activation=hidden if hidden else "relu", **cfg)
         params = arrays["params"]
+        state = arrays.get("state")
+        if params.ndim != 1 or (state is not None and state.ndim != 1):
+            raise ValueError(f"the parameter and state buffers must be flat; got shapes {params.shape}, "
+                             f"{None if state is None else state.shape}")
+        cfg = dict(meta["config"])
+        if params.dtype != np.dtype(cfg.get("dtype", "float32")):
+            raise ValueError(f"parameter buffer of dtype {params.dtype} for a {cfg.get('dtype')!r} network")
+        # the stored buffers, not a random initialisation, fill the network
+        net = MLP.from_config(cfg, params=params, state=state)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
-    if params.shape != (net.n_params,) or params.dtype != net.dtype:
-        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
     try:
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
         epoch = int(meta.get("epoch", 0))
+        net._set_host_state(meta.get("host_state") or {})
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
-    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
+        raise CheckpointError(f"{name!r}: the shuffling generator's or a layer's state is corrupted "
+                              f"({type(exc).__name__}: {exc})") from None
+    if optimizer is not None:  # checked before the network is returned, so a mismatch changes nothing
         restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
-    net._build(params)
     net._rng, net.epoch = rng, epoch
     if optimizer is not None:
         restore_optimizer(optimizer, meta, arrays, net, path)

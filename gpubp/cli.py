@@ -69,6 +69,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     validation.check_int(args.epochs, "--epochs", 0)
     validation.check_int(args.batch_size, "--batch-size", 1)
     validation.check_positive_float(args.lr, "--lr")
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must lie in [0, 1) (the probability of dropping a value); got {args.dropout}")
     if args.save:
         folder = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(folder):
@@ -84,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     m = int(max(y_tr.max(), y_te.max())) + 1
     sizes = [X_tr.shape[1], *args.hidden, m]
     net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=args.loss,
-              dtype=args.dtype, seed=args.seed)
+              dtype=args.dtype, seed=args.seed, dropout=args.dropout, batch_norm=args.batch_norm)
     opt_kwargs: Dict[str, Any] = {"lr": args.lr}
     if args.optimizer == "sgd":
         opt_kwargs.update(momentum=args.momentum, nesterov=args.nesterov)
@@ -202,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
     t.add_argument("--epochs", type=int, default=40, help="default 40")
     t.add_argument("--batch-size", type=int, default=32, help="default 32")
+    t.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                   help="a Dropout layer (drop probability P) after each hidden activation (default 0: none)")
+    t.add_argument("--batch-norm", action="store_true",
+                   help="a BatchNorm layer after each hidden layer's linear part (before its activation)")
     t.add_argument("--dtype", default="float32", choices=list(DTYPES))
     t.add_argument("--backend", default=None, choices=["numpy", "cupy", "auto"], help="overrides GPUBP_BACKEND")
     t.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")

@@ -284,10 +284,14 @@ def check_comm(comm: Any) -> Optional[Communicator]:
 
 # ---- the network's collectives ---------------------------------------------------------------
 def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) -> None:
-    """Copy rank 0's parameters (and the optimizer's state, if it has any) to every rank."""
+    """Copy rank 0's parameters, layer state (running statistics, dropout streams) and the
+    optimizer's state, if it has any, to every rank."""
     if comm.size == 1:
         return
     comm.broadcast_(net.params)
+    if net.state.size:
+        comm.broadcast_(net.state)
+    net._set_host_state(comm.mpi.bcast(net._host_state(), root=0))
     if optimizer is not None:
         names = sorted(optimizer.state)
         if comm.allgather(names) != [names] * comm.size:

@@ -2,7 +2,8 @@
 
 For each parameter w, (C(w + eps) - C(w - eps)) / (2 eps) approximates dC/dw with an error
 of order eps^2; backprop's value must agree. The check runs on a float64 twin of the network
-(same weights, same backend) so rounding does not swamp the comparison.
+(same weights, same backend) so rounding does not swamp the comparison; every layer type
+takes part (Dropout with a fixed mask, BatchNorm with the statistics of the batch).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from . import validation
 
 
 def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[int] = None, seed: int = 0,
-              floor: float = 1e-6) -> float:
+              floor: float = 1e-6, training: bool = True) -> float:
     """Max relative error |g_bp - g_fd| / max(|g_bp|, |g_fd|, floor) over the parameters.
 
     Args:
@@ -23,28 +24,36 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
             (the rounding error of a difference quotient is about 1e-16 * C / eps).
         max_params: check a random subset of this many parameters (all when ``None``).
         seed: picks that subset.
+        training: check the gradient of a training pass (every Dropout with one fixed mask,
+            the mask its next pass would draw; BatchNorm on the batch's statistics, which move
+            with every weight below it) or, with ``False``, of an inference pass. ``net`` is
+            not changed: the check runs on a twin whose passes leave their state alone.
     """
-    from .network import MLP
     from .backend import use_backend
+    from .network import MLP
 
     eps = validation.check_positive_float(eps, "eps")
     floor = validation.check_positive_float(floor, "floor")
     if max_params is not None:
         max_params = validation.check_int(max_params, "max_params", 1)
     seed = validation.check_int(seed, "seed", 0)
+    training = validation.check_bool(training, "training")
+    to_np = net.backend.to_numpy
     cfg = dict(net.get_config(), dtype="float64")
     with use_backend(net.backend.name):
-        twin = MLP(**cfg)
-    twin._build(net.backend.to_numpy(net.params).astype(np.float64))
+        twin = MLP.from_config(cfg, params=to_np(net.params).astype(np.float64),
+                               state=to_np(net.state).astype(np.float64))
+    twin._set_host_state(net._host_state())
     X, Y = validation.check_XY(twin, X, Y)
-    twin._loss_and_grads(X, Y)
+    run = twin._pass(training, X.shape[0], update=False)  # fixed masks, running statistics untouched
+    twin._loss_and_grads(X, Y, run)
     analytic = twin.backend.to_numpy(twin.grads).copy()
 
     ops = twin.backend.ops
     ws = twin._workspace(X.shape[0])
 
     def C() -> float:
-        A = twin._forward(X, ws)
+        A = twin._forward(X, ws, run)
         return float(ops.loss_value(twin.loss, ws.Z[twin.L], A, Y))
 
     P = twin.n_params

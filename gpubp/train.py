@@ -149,11 +149,14 @@ CHECK_EVERY = 32
 
 
 class _Snapshot:
-    """The weights and optimizer state before batch ``index`` of the epoch, in buffers allocated once."""
+    """The weights, layer state (running statistics, dropout streams) and optimizer state before
+    batch ``index`` of the epoch, in buffers allocated once."""
 
     def __init__(self, net: Any, state: Dict[str, Any]):
         xp = net.backend.xp
         self.params = xp.empty_like(net.params)
+        self.layer_state = xp.empty_like(net.state)
+        self.host: Any = None
         self.state = {k: xp.empty_like(v) for k, v in state.items()}
         self.t: Any = None
         self.index = -1  # -1: holds nothing yet
@@ -205,6 +208,8 @@ class _Guard:
 
     def _save(self, snap: _Snapshot, index: int) -> None:
         self.xp.copyto(snap.params, self.net.params)
+        self.xp.copyto(snap.layer_state, self.net.state)
+        snap.host = self.net._host_state()
         for k, v in self._opt_state().items():
             self.xp.copyto(snap.state[k], v)
         snap.t, snap.index = getattr(self.optimizer, "t", None), index
@@ -214,6 +219,9 @@ class _Guard:
         returns the batch index it was taken before."""
         snap = self.verified
         self.xp.copyto(self.net.params, snap.params)
+        self.xp.copyto(self.net.state, snap.layer_state)
+        if snap.host is not None:
+            self.net._set_host_state(snap.host)
         for k, v in self._opt_state().items():
             self.xp.copyto(v, snap.state[k])
         if snap.t is not None:
@@ -360,15 +368,26 @@ def fit(
     if comm is not None and comm.size > 1:
         # checked before the first collective that depends on them: ranks that disagree on the
         # network, the optimizer or the loop's shape would otherwise hang or abort inside MPI
-        cfg = net.get_config()
+        cfg = {k: v for k, v in net.get_config().items() if k != "seed"}
         counts, n_total = distributed.global_rows(
             comm, n, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=shuffle,
-            validation=val is not None, optimizer=type(optimizer).__name__,
-            network=(cfg["sizes"], cfg["activation"], cfg["output_activation"], cfg["loss"], cfg["dtype"], cfg["bias"]))
-        distributed.broadcast_parameters(net, comm, optimizer)
+            validation=val is not None, optimizer=type(optimizer).__name__, network=repr(sorted(cfg.items())))
         n_batches = max(-(-c // batch_size) for c in counts)
-        # rows of all ranks in step k (a rank whose shard has run out adds none)
-        step_rows = [sum(min(batch_size, max(0, c - k * batch_size)) for c in counts) for k in range(n_batches)]
+        # rows of all ranks in step k (a rank whose shard has run out adds none), and of the ranks
+        # before this one (where a layer's rows continue those of the previous ranks)
+        shares = [[min(batch_size, max(0, c - k * batch_size)) for c in counts] for k in range(n_batches)]
+        step_rows = [sum(share) for share in shares]
+        offsets = [sum(share[: comm.rank]) for share in shares]
+    else:
+        step_rows = [min(batch_size, n - k * batch_size) for k in range(n_batches)]
+        offsets = [0] * n_batches
+    if net._batch_norm and min(step_rows) < 2:
+        raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step; batch_size={batch_size} over "
+                         f"{n_total} rows makes a step of {min(step_rows)} row: choose another batch_size")
+    if comm is not None and comm.size > 1:
+        distributed.broadcast_parameters(net, comm, optimizer)
+    else:
+        step_rows = None
     guard = _Guard(net, optimizer, CHECK_EVERY)
     epoch, b = initial_epoch + 1, 0
 
@@ -378,9 +397,11 @@ def fit(
         def step(i: int) -> Tuple[Any, Optional[Any], Optional[Any]]:
             """Batch i of the epoch: (C, this rank's X_b or None when its shard has run out, classes)."""
             if i * batch_size >= n:  # an empty share of a distributed step
-                return net._train_step(None, None, optimizer, comm), None, None
+                return net._train_step(None, None, optimizer, comm, step_rows[i]), None, None
             Xb, Yb, Cb = data.gather(order[i * batch_size : (i + 1) * batch_size])
-            return net._train_step(Xb, Yb, optimizer, comm), Xb, Cb
+            if step_rows is None:
+                return net._train_step(Xb, Yb, optimizer, comm), Xb, Cb
+            return net._train_step(Xb, Yb, optimizer, comm, step_rows[i], offsets[i]), Xb, Cb
 
         loss_sum = xp.zeros((), dtype=np.float64)  # bookkeeping only, summed like evaluate's
         correct = xp.zeros((), dtype=xp.int64)

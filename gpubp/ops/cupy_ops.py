@@ -72,10 +72,15 @@ class CupyOps(Ops):
         return out
 
     # ---- elementwise work ------------------------------------------------------------
-    def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
-        """Z^(l) += b^(l), A^(l) = g^(l)(Z^(l)) in one pass (a row-wise pass for softmax)."""
+    def bias_activation(self, Z: Any, b: Optional[Any], act: Optional[Activation], A: Any, dropout: Any = None) -> Any:
+        """Z^(l) += b^(l), A^(l) = g^(l)(Z^(l)) in one pass (a row-wise pass for softmax); ``act`` None
+        adds the bias alone (``A`` is ``Z``)."""
         rows, cols = Z.shape
-        if act.elementwise:
+        if act is None:
+            A = Z
+            if b is not None:  # the identity's forward with A = Z: Z += b in place
+                self.kernels.launch("bias_act_forward", Z.dtype, Z, b, Z, rows, cols, act="identity")
+        elif act.elementwise:
             if b is None:
                 self.kernels.launch("act_forward", Z.dtype, Z, A, rows, cols, act=act.name)
             else:
@@ -84,10 +89,14 @@ class CupyOps(Ops):
             self.kernels.launch("softmax_forward", Z.dtype, Z, A, rows, cols)
         else:
             self.kernels.launch("bias_softmax_forward", Z.dtype, Z, b, A, rows, cols)
+        if dropout is not None:
+            self.dropout_forward(A, dropout)
         return A
 
-    def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> Any:
+    def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any, dropout: Any = None) -> Any:
         """Delta^(l) = dA * g'^(l)(Z^(l)) in one pass; ``out`` may be ``dA`` (in place)."""
+        if dropout is not None:
+            dA = self.dropout_backward(dA, dropout, out=out)
         if act.elementwise:
             self.kernels.launch("act_backward", out.dtype, dA, Z, A, out, out.size, act=act.name)
         else:

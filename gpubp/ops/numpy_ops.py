@@ -119,15 +119,16 @@ class NumpyOps(Ops):
             return out
         return np.matmul(A_prev, W.T, out=out)
 
-    def layer_forward(self, A_prev: Any, W: Any, b: Optional[Any], act: Activation, Z: Any, A: Any) -> Any:
+    def layer_forward(self, A_prev: Any, W: Any, b: Optional[Any], act: Optional[Activation], Z: Any, A: Any,
+                      dropout: Any = None) -> Any:
         """Z^(l) = A^(l-1) W^(l)T + b^(l) as one GEMM with beta = 1 on Z^(l) = b^(l) (no pass adding
-        the bias afterwards), then A^(l) = g^(l)(Z^(l)) as :meth:`bias_activation`."""
+        the bias afterwards), then A^(l) = g^(l)(Z^(l)) (and the dropout) as :meth:`bias_activation`."""
         if b is not None and self._goes_direct(A_prev, Z):
             np.copyto(Z, b)
             if self._blas.gemm(1.0, A_prev, W, 1.0, Z, trans_b=True):
-                return self.bias_activation(Z, None, act, A)
+                return self.bias_activation(Z, None, act, A, dropout)
         self.linear(A_prev, W, out=Z)
-        return self.bias_activation(Z, b, act, A)
+        return self.bias_activation(Z, b, act, A, dropout)
 
     def backprop_linear(self, Delta: Any, W: Any, out: Any) -> Any:
         """dC_0/dA^(l-1) = Delta^(l) W^(l) (MATH.md, hidden layer)."""
@@ -183,42 +184,50 @@ class NumpyOps(Ops):
         """The table's ``tmp(k)`` for one block: reused buffers ``first + k``."""
         return lambda k: self._block_buffer(first + k, block)
 
-    def _forward_block(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> None:
+    def _forward_block(self, Z: Any, b: Optional[Any], act: Activation, A: Any, M: Any, D: Any) -> None:
         if b is not None:
             np.add(Z, b, out=Z)
         act.forward_into(np, Z, A, self._block_scratch(Z, 0))
+        if M is not None:
+            np.multiply(A, M, out=D)
 
-    def _backward_block(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> None:
+    def _backward_block(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any, M: Any) -> None:
         G = self._block_buffer(0, Z)
         act.grad_into(np, Z, A, G, self._block_scratch(Z, 1))
+        if M is not None:
+            dA = np.multiply(dA, M, out=out)
         np.multiply(dA, G, out=out)
 
-    def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
-        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block.
+    def bias_activation(self, Z: Any, b: Optional[Any], act: Optional[Activation], A: Any, dropout: Any = None) -> Any:
+        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block, with
+        the dropout's A * m / (1 - p) on each block while it is in cache.
 
         Blocks are whole rows: right for the elementwise activations and for softmax, which
         works row by row.
         """
-        if act.forward_into is None:
-            if b is not None:
-                np.add(Z, b, out=Z)
-            A[...] = act.forward(np, Z)
-        elif Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._forward_block(Z, b, act, A)
+        if act is None or act.forward_into is None:
+            return super().bias_activation(Z, b, act, A, dropout)
+        M = D = None
+        if dropout is not None:
+            M, D = self.dropout_mask(dropout), dropout.out
+        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
+            self._forward_block(Z, b, act, A, M, D)
         else:
             for rows in self._row_blocks(Z):
-                self._forward_block(Z[rows], b, act, A[rows])
+                self._forward_block(Z[rows], b, act, A[rows], None if M is None else M[rows], None if D is None else D[rows])
         return A
 
-    def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> Any:
-        """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``."""
+    def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any, dropout: Any = None) -> Any:
+        """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``.
+        With ``dropout``, (dA * m / (1 - p)) * g'^(l)(Z^(l)) (:meth:`Ops.activation_backward`)."""
         if not (act.elementwise and act.grad_into is not None):
-            return super().activation_backward(dA, Z, A, act, out)
+            return super().activation_backward(dA, Z, A, act, out, dropout)
+        M = None if dropout is None else dropout.mask
         if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._backward_block(dA, Z, A, act, out)
+            self._backward_block(dA, Z, A, act, out, M)
         else:
             for rows in self._row_blocks(Z):
-                self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows])
+                self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows], None if M is None else M[rows])
         return out
 
     # ---- the output layer --------------------------------------------------------------
