@@ -281,3 +281,27 @@ def average_rows(Delta: Any) -> np.ndarray:
         db += Delta[i]
     db /= n
     return db
+
+
+def philox4x64(counter: Sequence[int], key: Sequence[int]) -> List[int]:
+    """Philox4x64-10 (Salmon et al., SC 2011) of one 256-bit counter under a 128-bit key, as four
+    Python ints, written out from the paper: the oracle of the dropout generator on both backends."""
+    mask = (1 << 64) - 1
+    c = [int(x) & mask for x in counter]
+    k = [int(x) & mask for x in key]
+    for _ in range(10):
+        p0, p1 = 0xD2E7470EE14C6C93 * c[0], 0xCA5A826395121157 * c[2]  # the two multipliers
+        c = [(p1 >> 64) ^ c[1] ^ k[0], p1 & mask, (p0 >> 64) ^ c[3] ^ k[1], p0 & mask]
+        k = [(k[0] + 0x9E3779B97F4A7C15) & mask, (k[1] + 0xBB67AE8584CAA73B) & mask]  # the Weyl key schedule
+    return c
+
+
+def dropout_uniform(seed: int, stream: int, call: int, element: int, dtype: str) -> float:
+    """The uniform number of element ``element`` of a dropout call (gpubp/philox.py's definition),
+    one element at a time."""
+    if dtype == "float64":
+        word = philox4x64([element // 4 + 1, call, 0, 0], [seed, stream])[element % 4]
+        return (word >> 11) * 2.0**-53
+    word = philox4x64([element // 8 + 1, call, 0, 0], [seed, stream])[(element // 2) % 4]
+    half = word >> 32 if element % 2 else word & 0xFFFFFFFF
+    return (half >> 8) * 2.0**-24

@@ -29,7 +29,7 @@ def test_net_layers_are_the_layer_objects(backend):
     assert d1.W.shape == (6, 4) and d2.W.shape == (5, 6) and d3.W.shape == (3, 5)
     assert bn.gamma.shape == bn.beta.shape == bn.running_mean.shape == bn.running_var.shape == (5,)
     assert net.n_params == 6 * 4 + 6 + 5 * 6 + 5 + 2 * 5 + 3 * 5 + 3 == net.params.size
-    assert net.state.size == 10
+    assert net.state.size == 15  # running mean, running variance, the last batch mean
     # views into the flat buffers, in layer order: d1.W, d1.b, d2.W, d2.b, gamma, beta, d3.W, d3.b
     bn.gamma[2] = 7.0
     assert float(net.params[24 + 6 + 30 + 5 + 2]) == 7.0

@@ -7,11 +7,15 @@ For node j and the n samples i of the batch (in training mode):
 
 then an optional activation a_ij = g(y_ij). ``running_mean`` and ``running_var`` follow the
 batches (``momentum`` in PyTorch's sense, the unbiased variance n/(n-1) sigma^2 in the running
-estimate) and replace mu and sigma^2 in inference mode. The statistics come from the shifted
-sums s1_j = sum_i (z_ij - K_j), s2_j = sum_i (z_ij - K_j)^2 with K the running mean (the same
-on every rank), so a distributed step sums them over all ranks' rows in one all-reduce and
-normalises exactly as one process on the concatenated batch. The backward pass couples the
-samples through mu and sigma (two more sums, one more all-reduce when distributed).
+estimate) and replace mu and sigma^2 in inference mode.
+
+The statistics come from the shifted sums s1_j = sum_i (z_ij - K_j), s2_j = sum_i (z_ij - K_j)^2
+with K the previous training batch's mean (``batch_mean``, the same on every rank): a
+distributed step sums them over all ranks' rows in one all-reduce and normalises exactly as one
+process on the concatenated batch, and since K lies close to this batch's mean, s2/n - (s1/n)^2
+loses no digits to cancellation even for features far from 0. The very first training pass,
+which has no previous mean, takes its own mean first (one more sum). The backward pass couples
+the samples through mu and sigma (two more sums, one more all-reduce when distributed).
 """
 from __future__ import annotations
 
@@ -44,7 +48,8 @@ class BatchNorm(Layer):
             shortcut of :class:`gpubp.MLP` moves the hidden layer's activation here), or None.
 
     Attributes: ``gamma``, ``beta`` (parameters, views into the flat buffer; gradients ``dgamma``,
-    ``dbeta``), ``running_mean``, ``running_var`` (state, views into the network's state buffer).
+    ``dbeta``), ``running_mean``, ``running_var``, ``batch_mean`` (state, views into the network's
+    state buffer), ``passes`` (training passes so far).
     """
 
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5, activation: Union[str, Activation, None] = None):
@@ -61,6 +66,8 @@ class BatchNorm(Layer):
         self.dbeta: Any = None
         self.running_mean: Any = None
         self.running_var: Any = None
+        self.batch_mean: Any = None
+        self.passes = 0
 
     @property
     def activation(self) -> Optional[Activation]:
@@ -70,11 +77,21 @@ class BatchNorm(Layer):
         return (ParamSpec("gamma", (self.units,), "ones"), ParamSpec("beta", (self.units,), "zeros"))
 
     def state_specs(self) -> Tuple[ParamSpec, ...]:
-        return (ParamSpec("running_mean", (self.units,), "zeros"), ParamSpec("running_var", (self.units,), "ones"))
+        return (ParamSpec("running_mean", (self.units,), "zeros"), ParamSpec("running_var", (self.units,), "ones"),
+                ParamSpec("batch_mean", (self.units,), "zeros"))
 
     def get_config(self) -> Dict[str, Any]:
         return {"type": "BatchNorm", "momentum": self.momentum, "eps": self.eps,
                 "activation": None if self._activation is None else self._activation.name}
+
+    def host_state(self) -> Dict[str, Any]:
+        return {"passes": self.passes}
+
+    def set_host_state(self, state: Dict[str, Any]) -> None:
+        passes = state.get("passes", 0)
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
+            raise ValueError(f"a BatchNorm's pass count must be an integer >= 0; got {passes!r}")
+        self.passes = passes
 
     def __repr__(self) -> str:
         act = None if self._activation is None else self._activation.name
@@ -95,23 +112,36 @@ class BatchNorm(Layer):
     def forward(self, run: Pass, cache: Cache, X: Any) -> Any:
         """Statistics (summed over the ranks), running statistics, then zhat, y, a (and dropout)."""
         ops = run.ops
+        shift = self.batch_mean
         if run.training:
             if run.rows < 2:
                 raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step (the variance of one "
                                  f"row is 0); got {run.rows}")
-            ops.batch_norm_sums(X, self.running_mean, cache.s1, cache.s2, work=cache.Xhat, work2=cache.Y)
-            if run.comm is not None:
-                run.comm.allreduce_(cache.sums)
-        self._stats(run, cache)
+            if self.passes == 0:  # no previous batch mean: centre on this batch's own mean, summed first
+                cache.coef.fill(0.0)
+                ops.batch_norm_sums(X, cache.coef, cache.s1, cache.s2, work=cache.Xhat, work2=cache.Y)
+                self._reduce(run, cache.sums)
+                shift = ops.xp.multiply(cache.s1, 1.0 / run.rows, out=cache.mean)
+            ops.batch_norm_sums(X, shift, cache.s1, cache.s2, work=cache.Xhat, work2=cache.Y)
+            self._reduce(run, cache.sums)
+        self._stats(run, cache.s1, cache.s2, shift, cache.mean, cache.inv_std)
         drop = self.dropout.draw(run, cache) if self.dropout is not None else None
         cache.drop = drop
         ops.batch_norm_forward(X, cache.mean, cache.inv_std, self.gamma, self.beta, cache.Xhat, cache.Y,
                                self._activation, cache.A, dropout=drop)
         return cache.A if drop is None else drop.out
 
-    def _stats(self, run: Pass, cache: Cache) -> None:
-        run.ops.batch_norm_stats(cache.s1, cache.s2, self.running_mean, self.running_var, cache.mean, cache.inv_std,
-                                 float(run.rows), self.momentum, self.eps, run.training, run.update)
+    @staticmethod
+    def _reduce(run: Pass, sums: Any) -> None:
+        if run.comm is not None:
+            run.comm.allreduce_(sums)
+
+    def _stats(self, run: Pass, s1: Any, s2: Any, shift: Any, mean: Any, inv_std: Any) -> None:
+        run.ops.batch_norm_stats(s1, s2, shift, self.running_mean, self.running_var, mean, inv_std, float(run.rows),
+                                 self.momentum, self.eps, run.training, run.update)
+        if run.update:
+            run.ops.xp.copyto(self.batch_mean, mean)  # the next pass's shift
+            self.passes += 1
 
     def backward(self, run: Pass, cache: Cache, X: Any, dX: Optional[Any]) -> None:
         """Delta_Y = dout * g'(Y); dC/dgamma, dC/dbeta; the coupled signal at the input (MATH.md)."""
@@ -137,12 +167,16 @@ class BatchNorm(Layer):
         if not run.training:
             return
         sums = self._empty_sums(run)
-        run.comm.allreduce_(sums)
-        xp = run.ops.xp
         u = self.units
+        xp = run.ops.xp
         mean, inv_std = xp.empty(u, dtype=sums.dtype), xp.empty(u, dtype=sums.dtype)
-        run.ops.batch_norm_stats(sums[:u], sums[u:], self.running_mean, self.running_var, mean, inv_std,
-                                 float(run.rows), self.momentum, self.eps, True, run.update)
+        shift = self.batch_mean
+        if self.passes == 0:  # as forward: the first pass's mean first
+            run.comm.allreduce_(sums)
+            shift = xp.multiply(sums[:u], 1.0 / run.rows, out=mean)
+            sums = self._empty_sums(run)
+        run.comm.allreduce_(sums)
+        self._stats(run, sums[:u], sums[u:], shift, mean, inv_std)
 
     def backward_collectives(self, run: Pass) -> None:
         if run.training:

@@ -116,22 +116,23 @@ class Ops:
 
     # ---- batch normalisation (MATH.md, BatchNorm) --------------------------------------
     def batch_norm_sums(self, X: Any, shift: Any, s1: Any, s2: Any, work: Any, work2: Any) -> None:
-        """s1_j = sum_i (x_ij - K_j) and s2_j = sum_i (x_ij - K_j)^2 for the shift K (the running mean);
-        ``work`` and ``work2`` are scratch arrays shaped like X."""
+        """s1_j = sum_i (x_ij - K_j) and s2_j = sum_i (x_ij - K_j)^2 for the shift K (the previous
+        batch's mean); ``work`` and ``work2`` are scratch arrays shaped like X."""
         xp = self.xp
         xp.subtract(X, shift, out=work)
         work.sum(axis=0, out=s1)
         xp.multiply(work, work, out=work2)
         work2.sum(axis=0, out=s2)
 
-    def batch_norm_stats(self, s1: Any, s2: Any, running_mean: Any, running_var: Any, mean: Any, inv_std: Any,
-                         rows: float, momentum: float, eps: float, training: bool, update: bool) -> None:
+    def batch_norm_stats(self, s1: Any, s2: Any, shift: Any, running_mean: Any, running_var: Any, mean: Any,
+                         inv_std: Any, rows: float, momentum: float, eps: float, training: bool, update: bool) -> None:
         """mu and 1/sqrt(sigma^2 + eps) into ``mean`` and ``inv_std``.
 
-        Training: mu = K + s1/N, sigma^2 = max(s2/N - (s1/N)^2, 0) over the N rows (K the running
-        mean, which the sums are shifted by; ``s1`` and ``s2`` are overwritten) and, with
-        ``update``, running_mean <- (1 - momentum) running_mean + momentum mu and running_var <-
-        (1 - momentum) running_var + momentum N/(N-1) sigma^2. Inference: the running statistics.
+        Training, from the sums shifted by K = ``shift`` over the N rows (``s1`` and ``s2`` are
+        overwritten; ``shift`` may be ``mean``): mu = K + s1/N, sigma^2 = max(s2/N - (s1/N)^2, 0),
+        and with ``update`` running_mean <- (1 - momentum) running_mean + momentum mu and
+        running_var <- (1 - momentum) running_var + momentum N/(N-1) sigma^2. Inference: the
+        running statistics.
         """
         xp = self.xp
         if not training:
@@ -140,10 +141,10 @@ class Ops:
         else:
             xp.multiply(s1, 1.0 / rows, out=s1)  # s1/N
             xp.multiply(s2, 1.0 / rows, out=s2)  # s2/N
-            xp.multiply(s1, s1, out=mean)
-            xp.subtract(s2, mean, out=s2)
+            xp.multiply(s1, s1, out=inv_std)
+            xp.subtract(s2, inv_std, out=s2)
             xp.maximum(s2, 0.0, out=s2)  # sigma^2 (biased), NaN kept
-            xp.add(s1, running_mean, out=mean)  # mu
+            xp.add(s1, shift, out=mean)  # mu
             if update:
                 running_var *= 1.0 - momentum
                 xp.multiply(s2, momentum * rows / max(rows - 1.0, 1.0), out=inv_std)
