@@ -7,6 +7,8 @@ Modes:
     fail   rank 1 raises in the middle of fit while rank 0 waits in the all-reduce.
     diverge  one rank's shard makes the second step's loss overflow: every rank must stop
            with the same NonFiniteError and the same restored (identical) weights.
+    layers  ``check`` on a network with BatchNorm (statistics over all ranks' rows) and Dropout
+           (each rank's rows continuing the previous ranks' in the stream): the same comparisons.
 
 Rank 0 prints one line ``RESULT {json}`` with the largest errors over all ranks; the test
 asserts on those numbers. Any exception on any rank aborts the whole run (non-zero exit).
@@ -43,8 +45,18 @@ def data(loss: str, rows: int, seed: int):
     return X, Y
 
 
+LAYERS = False  # mode "layers": BatchNorm and Dropout between the Dense layers
+
+
 def make_net(loss: str, activation: str, perturb: float = 0.0):
-    net = gpubp.MLP(SIZES, activation=activation, loss=loss, dtype="float64", seed=7)
+    if LAYERS:
+        # no bias before the BatchNorm: its gradient is 0 but for rounding (the mean removes it), which
+        # Adam would turn into steps of size lr, different on every run
+        net = gpubp.MLP.from_layers(SIZES[0], [gpubp.layers.Dropout(0.2), gpubp.layers.Dense(SIZES[1], None, bias=False),
+                                               gpubp.layers.BatchNorm(activation=activation), gpubp.layers.Dropout(0.3),
+                                               gpubp.layers.Dense(SIZES[2])], loss=loss, dtype="float64", seed=7)
+    else:
+        net = gpubp.MLP(SIZES, activation=activation, loss=loss, dtype="float64", seed=7)
     if perturb:  # a replica that differs from rank 0: the first collective call must fix it
         net.params += perturb
     return net
@@ -202,8 +214,11 @@ def diverge(comm) -> dict:
 
 
 def main() -> None:
+    global LAYERS
     mode = sys.argv[1]
     comm = distributed.init()
+    if mode == "layers":
+        LAYERS, mode = True, "check"
     if mode == "check":
         errs = check(comm, "numpy")
     elif mode == "nccl":

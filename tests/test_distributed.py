@@ -90,9 +90,12 @@ def _result(out: str) -> dict:
 
 
 @needs_mpi
+@pytest.mark.parametrize("mode", ["check", "layers"])
 @pytest.mark.parametrize("ranks", [2, 3])
-def test_distributed_matches_single_process_on_uneven_shards(ranks):
-    rc, out, _ = mpirun(ranks, [str(WORKER), "check"])
+def test_distributed_matches_single_process_on_uneven_shards(ranks, mode):
+    """mode "layers": BatchNorm's statistics summed over all ranks' rows, Dropout's masks drawn
+    for each rank's rows where one process draws them on the concatenated batch."""
+    rc, out, _ = mpirun(ranks, [str(WORKER), mode])
     assert rc == 0, out[-4000:]
     res = _result(out)
     assert res["size"] == ranks
