@@ -18,12 +18,12 @@ from __future__ import annotations
 from . import distributed, layers
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
-from .checkpoint import load, load_optimizer
+from .checkpoint import load_optimizer
 from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError, OutOfMemoryError
 from .gradcheck import gradcheck
 from .losses import LOSSES
 from .layers import Layer
-from .network import MLP
+from .network import MLP, load
 from .optim import SGD, Adam, Optimizer
 from .train import History
 

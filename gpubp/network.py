@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from . import distributed, memory, parameters, philox, validation
+from . import checkpoint, distributed, memory, parameters, philox, validation
+from .errors import CheckpointError
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .layers import BatchNorm, Dense, Dropout, Input, Layer, Pass, layer_from_config
@@ -488,9 +489,7 @@ class MLP:
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:
         """Write weights, state, architecture and dtype (and optimizer state) to ``path`` atomically."""
-        from .checkpoint import save
-
-        save(self, path, optimizer=optimizer)
+        checkpoint.save(self, path, optimizer=optimizer)
 
     def get_config(self) -> Dict[str, Any]:
         """What rebuilds this architecture (:meth:`from_config`): the constructor's arguments for
@@ -499,3 +498,38 @@ class MLP:
             return {k: (list(v) if isinstance(v, list) else v) for k, v in self._config.items()}
         return {"input": self.sizes[0], "layers": [layer.get_config() for layer in self.layers[1:]],
                 "loss": self.loss.name, "dtype": self.dtype.name, "seed": self.seed}
+
+
+def load(path: Any, optimizer: Any = None) -> MLP:
+    """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend, filled
+    with the stored parameters and state (no random initialisation); restores ``optimizer``'s state
+    too if given. A file that does not describe a valid network is refused with a
+    :class:`~gpubp.errors.CheckpointError` naming it."""
+    meta, arrays = checkpoint.read(path)
+    name = checkpoint.check_path(path)
+    try:
+        params = arrays["params"]
+        state = arrays.get("state")
+        if params.ndim != 1 or (state is not None and state.ndim != 1):
+            raise ValueError(f"the parameter and state buffers must be flat; got shapes {params.shape}, "
+                             f"{None if state is None else state.shape}")
+        cfg = dict(meta["config"])
+        if params.dtype != np.dtype(cfg.get("dtype", "float32")):
+            raise ValueError(f"parameter buffer of dtype {params.dtype} for a {cfg.get('dtype')!r} network")
+        net = MLP.from_config(cfg, params=params, state=state)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+        epoch = int(meta.get("epoch", 0))
+        net._set_host_state(meta.get("host_state") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r}: the shuffling generator's or a layer's state is corrupted "
+                              f"({type(exc).__name__}: {exc})") from None
+    if optimizer is not None:  # checked before the network is returned, so a mismatch changes nothing
+        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
+    net._rng, net.epoch = rng, epoch
+    if optimizer is not None:
+        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path)
+    return net
