@@ -48,6 +48,9 @@ static gpubp_host_dim3 threadIdx = {0, 0, 0}, blockIdx = {0, 0, 0};
 static gpubp_host_dim3 blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
 static inline void __syncthreads() {}
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
+static inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
+    return (unsigned long long)(((unsigned __int128)a * b) >> 64);
+}
 """
 
 CFLAGS = ["-std=c++17", "-O2", "-shared", "-fPIC", "-fno-fast-math", "-ffp-contract=off", "-w"]
@@ -131,6 +134,8 @@ class HostKernels:
                 cargs.append(ctypes.c_longlong(int(a)))
             elif p.kind == "scalar":
                 cargs.append(_CTYPES[dtype](float(a)))
+            elif p.kind == "word":
+                cargs.append(ctypes.c_ulonglong(int(a)))
             else:
                 cargs.append(ctypes.c_int(int(a)))
         fn(*cargs)

@@ -40,7 +40,7 @@ from ..activations import ACTIVATIONS, Activation
 from ..errors import GpubpError
 
 COMMON_HEADER = "gpubp_common.cuh"
-SOURCES = ("activation.cu", "loss_heads.cu", "gradients.cu", "optimizers.cu")
+SOURCES = ("activation.cu", "dropout.cu", "loss_heads.cu", "gradients.cu", "optimizers.cu", "batch_norm.cu")
 CTYPES = {"float32": "float", "float64": "double"}
 DTYPES = tuple(CTYPES)
 
@@ -73,7 +73,8 @@ class Param:
 
     ``kind`` is ``in`` (``const T*``), ``out`` (``T*``, written; may alias an ``in`` array
     where the kernel says so), ``labels`` (``const long long*``), ``index`` (64-bit size),
-    ``scalar`` (a ``T``) or ``flag`` (an ``int``). For arrays, ``size`` names the ``index``
+    ``scalar`` (a ``T``), ``flag`` (an ``int``) or ``word`` (an ``unsigned long long``: the
+    dropout generator's key and counter words). For arrays, ``size`` names the ``index``
     parameters whose product is the array's length.
     """
 
@@ -87,7 +88,7 @@ class Param:
 
     def ctype(self, T: str) -> str:
         return {"in": f"const {T}*", "out": f"{T}*", "labels": "const long long*", "index": "long long",
-                "scalar": T, "flag": "int"}[self.kind]
+                "scalar": T, "flag": "int", "word": "unsigned long long"}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,27 @@ def _kernel(name: str, source: str, shape: str, params: str, per_activation: boo
 
 
 _ROWS = "rows:index cols:index"
+# one training pass's dropout (gpubp/philox.py): p, 1/(1 - p), the stream's key words, the pass
+# number and the element offset of this rank's rows
+_DROP = " p:scalar scale:scalar seed:word stream:word call:word offset:word"
 _HEAD = "Z:in:rows*cols A:in:rows*cols Y:in:rows*cols Delta:out:rows*cols C0:out:rows " + _ROWS
+_BN_FORWARD = ("X:in:rows*cols mean:in:cols inv_std:in:cols gamma:in:cols beta:in:cols Xhat:out:rows*cols "
+               "Y:out:rows*cols A:out:rows*cols")
+_BN_SUMS = "dA:out:rows*cols Y:in:rows*cols A:in:rows*cols Xhat:in:rows*cols s1:out:cols s2:out:cols"
 KERNELS: Dict[str, KernelSpec] = {
     k.name: k
     for k in (
         _kernel("bias_act_forward", "activation.cu", "flat", "Z:out:rows*cols b:in:cols A:out:rows*cols " + _ROWS, True),
         _kernel("act_forward", "activation.cu", "flat", "Z:out:rows*cols A:out:rows*cols " + _ROWS, True),
         _kernel("act_backward", "activation.cu", "flat", "dA:in:size Z:in:size A:in:size Delta:out:size size:index", True),
+        _kernel("bias_act_dropout_forward", "dropout.cu", "flat",
+                "Z:out:rows*cols b:in:cols A:out:rows*cols D:out:rows*cols " + _ROWS + _DROP, True),
+        _kernel("act_dropout_forward", "dropout.cu", "flat",
+                "Z:out:rows*cols A:out:rows*cols D:out:rows*cols " + _ROWS + _DROP, True),
+        _kernel("act_dropout_backward", "dropout.cu", "flat",
+                "dA:in:size Z:in:size A:in:size Delta:out:size size:index" + _DROP, True),
+        _kernel("dropout_forward", "dropout.cu", "flat", "X:in:size out:out:size size:index" + _DROP),
+        _kernel("dropout_backward", "dropout.cu", "flat", "dY:in:size out:out:size size:index" + _DROP),
         _kernel("bias_softmax_forward", "activation.cu", "rows", "Z:out:rows*cols b:in:cols A:out:rows*cols " + _ROWS),
         _kernel("softmax_forward", "activation.cu", "rows", "Z:out:rows*cols A:out:rows*cols " + _ROWS),
         _kernel("softmax_backward", "activation.cu", "rows", "dA:in:rows*cols A:in:rows*cols Delta:out:rows*cols " + _ROWS),
@@ -140,6 +155,22 @@ KERNELS: Dict[str, KernelSpec] = {
                 "Z:in:rows*cols A:in:rows*cols labels:labels:rows Delta:out:rows*cols C0:out:rows " + _ROWS),
         _kernel("head_bce", "loss_heads.cu", "rows", _HEAD),
         _kernel("bias_grad", "gradients.cu", "columns", "Delta:in:rows*cols out:out:cols " + _ROWS + " scale:scalar"),
+        _kernel("bn_sums", "batch_norm.cu", "columns",
+                "X:in:rows*cols shift:in:cols s1:out:cols s2:out:cols " + _ROWS),
+        _kernel("bn_stats", "batch_norm.cu", "flat",
+                "s1:in:cols s2:in:cols shift:in:cols running_mean:out:cols running_var:out:cols mean:out:cols "
+                "inv_std:out:cols cols:index count:scalar momentum:scalar eps:scalar training:flag update:flag"),
+        _kernel("bn_forward", "batch_norm.cu", "flat",
+                _BN_FORWARD + " " + _ROWS, True),
+        _kernel("bn_dropout_forward", "batch_norm.cu", "flat",
+                _BN_FORWARD + " D:out:rows*cols " + _ROWS + _DROP, True),
+        _kernel("bn_backward_sums", "batch_norm.cu", "columns", _BN_SUMS + " " + _ROWS, True),
+        _kernel("bn_dropout_backward_sums", "batch_norm.cu", "columns", _BN_SUMS + " " + _ROWS + _DROP, True),
+        _kernel("bn_param_grads", "batch_norm.cu", "flat",
+                "s1:in:cols s2:in:cols dgamma:out:cols dbeta:out:cols cols:index count:scalar"),
+        _kernel("bn_backward", "batch_norm.cu", "flat",
+                "Delta:in:rows*cols Xhat:in:rows*cols dgamma:in:cols dbeta:in:cols gamma:in:cols inv_std:in:cols "
+                "out:out:rows*cols " + _ROWS + " training:flag"),
         _kernel("sgd", "optimizers.cu", "flat", "params:out:size grads:in:size size:index lr:scalar wd:scalar"),
         _kernel("sgd_momentum", "optimizers.cu", "flat",
                 "params:out:size grads:in:size velocity:out:size size:index lr:scalar momentum:scalar wd:scalar "
@@ -369,6 +400,10 @@ def prepare_args(spec: KernelSpec, dtype: str, args: Sequence[Any], xp: Any) -> 
             out.append(T.type(a))
         elif p.kind == "flag":
             out.append(np.int32(bool(a)))
+        elif p.kind == "word":
+            if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) or not 0 <= int(a) < 2**64:
+                raise TypeError(f"kernel {spec.name}: {p.name} must be an integer in [0, 2^64); got {a!r}")
+            out.append(np.uint64(int(a)))
         else:  # pragma: no cover - the table only uses the kinds above
             raise ValueError(f"unknown parameter kind {p.kind!r}")
     return out, sizes

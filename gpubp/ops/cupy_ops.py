@@ -5,7 +5,9 @@ Per training step: ``Z = A W^T`` (cuBLAS GEMM), bias + activation in one kernel,
 head (Delta^(L) and C_0 per sample) in one kernel, ``dC/dW = (1/n) Delta^T A`` as one GEMM
 with alpha = 1/n written straight into the flat gradient buffer, ``dC/db`` as one column
 reduction, ``Delta W`` (cuBLAS) then ``* g'(Z)`` in one kernel, and one optimizer kernel
-over the flat parameter buffer.
+over the flat parameter buffer. A dropout after an activation rides in the activation's
+kernels (its mask computed in the kernel from the counter-based generator, never stored);
+BatchNorm is two row reductions and two flat passes forward and backward (``batch_norm.cu``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ from ..activations import Activation
 from ..losses import Loss
 from .base import Ops
 from .cuda_kernels import CudaKernels
+
+
+def _draw(drop: Any) -> Tuple[Any, ...]:
+    """The dropout parameters of the kernels (``GPUBP_DROPOUT_PARAMS``) for one draw."""
+    return drop.p, drop.scale, drop.seed, drop.stream, drop.call, drop.offset
 
 
 def _same_dtype(what: str, dtype: Any, **arrays: Any) -> None:
@@ -32,6 +39,7 @@ class CupyOps(Ops):
     """
 
     name = "cupy"
+    dropout_in_kernels = True
 
     def __init__(self) -> None:
         super().__init__(_optional.cupy)
@@ -73,36 +81,108 @@ class CupyOps(Ops):
 
     # ---- elementwise work ------------------------------------------------------------
     def bias_activation(self, Z: Any, b: Optional[Any], act: Optional[Activation], A: Any, dropout: Any = None) -> Any:
-        """Z^(l) += b^(l), A^(l) = g^(l)(Z^(l)) in one pass (a row-wise pass for softmax); ``act`` None
-        adds the bias alone (``A`` is ``Z``)."""
+        """Z^(l) += b^(l), A^(l) = g^(l)(Z^(l)) in one pass (a row-wise pass for softmax), with a
+        dropout after the activation in the same pass (its mask computed in the kernel); ``act``
+        None adds the bias alone (``A`` is ``Z``)."""
         rows, cols = Z.shape
+        k = self.kernels
         if act is None:
             A = Z
             if b is not None:  # the identity's forward with A = Z: Z += b in place
-                self.kernels.launch("bias_act_forward", Z.dtype, Z, b, Z, rows, cols, act="identity")
+                k.launch("bias_act_forward", Z.dtype, Z, b, Z, rows, cols, act="identity")
+            if dropout is not None:
+                self.dropout_forward(Z, dropout)
+        elif act.elementwise and dropout is not None:
+            if b is None:
+                k.launch("act_dropout_forward", Z.dtype, Z, A, dropout.out, rows, cols, *_draw(dropout), act=act.name)
+            else:
+                k.launch("bias_act_dropout_forward", Z.dtype, Z, b, A, dropout.out, rows, cols, *_draw(dropout),
+                         act=act.name)
         elif act.elementwise:
             if b is None:
-                self.kernels.launch("act_forward", Z.dtype, Z, A, rows, cols, act=act.name)
+                k.launch("act_forward", Z.dtype, Z, A, rows, cols, act=act.name)
             else:
-                self.kernels.launch("bias_act_forward", Z.dtype, Z, b, A, rows, cols, act=act.name)
-        elif b is None:
-            self.kernels.launch("softmax_forward", Z.dtype, Z, A, rows, cols)
+                k.launch("bias_act_forward", Z.dtype, Z, b, A, rows, cols, act=act.name)
         else:
-            self.kernels.launch("bias_softmax_forward", Z.dtype, Z, b, A, rows, cols)
-        if dropout is not None:
-            self.dropout_forward(A, dropout)
+            if b is None:
+                k.launch("softmax_forward", Z.dtype, Z, A, rows, cols)
+            else:
+                k.launch("bias_softmax_forward", Z.dtype, Z, b, A, rows, cols)
+            if dropout is not None:
+                self.dropout_forward(A, dropout)
         return A
 
     def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any, dropout: Any = None) -> Any:
-        """Delta^(l) = dA * g'^(l)(Z^(l)) in one pass; ``out`` may be ``dA`` (in place)."""
-        if dropout is not None:
-            dA = self.dropout_backward(dA, dropout, out=out)
+        """Delta^(l) = dA * g'^(l)(Z^(l)) in one pass, below a dropout (dA * m / (1 - p)) * g'^(l)(Z^(l));
+        ``out`` may be ``dA`` (in place)."""
         if act.elementwise:
-            self.kernels.launch("act_backward", out.dtype, dA, Z, A, out, out.size, act=act.name)
+            if dropout is None:
+                self.kernels.launch("act_backward", out.dtype, dA, Z, A, out, out.size, act=act.name)
+            else:
+                self.kernels.launch("act_dropout_backward", out.dtype, dA, Z, A, out, out.size, *_draw(dropout),
+                                    act=act.name)
         else:
+            if dropout is not None:
+                dA = self.dropout_backward(dA, dropout, out=out)
             rows, cols = A.shape
             self.kernels.launch("softmax_backward", out.dtype, dA, A, out, rows, cols)
         return out
+
+    # ---- dropout on its own --------------------------------------------------------------
+    def dropout_forward(self, X: Any, drop: Any) -> Any:
+        """X * m / (1 - p) into ``drop.out``, m computed in the kernel."""
+        self.kernels.launch("dropout_forward", X.dtype, X, drop.out, X.size, *_draw(drop))
+        return drop.out
+
+    def dropout_backward(self, dY: Any, drop: Any, out: Any) -> Any:
+        """dY * m / (1 - p) with the forward pass's m, computed again; ``out`` may be ``dY``."""
+        self.kernels.launch("dropout_backward", out.dtype, dY, out, out.size, *_draw(drop))
+        return out
+
+    # ---- batch normalisation ---------------------------------------------------------------
+    def batch_norm_sums(self, X: Any, shift: Any, s1: Any, s2: Any, work: Any, work2: Any) -> None:
+        """s1, s2 (:meth:`Ops.batch_norm_sums`) in one row reduction; no scratch needed."""
+        rows, cols = X.shape
+        self.kernels.launch("bn_sums", X.dtype, X, shift, s1, s2, rows, cols)
+
+    def batch_norm_stats(self, s1: Any, s2: Any, shift: Any, running_mean: Any, running_var: Any, mean: Any,
+                         inv_std: Any, rows: float, momentum: float, eps: float, training: bool, update: bool) -> None:
+        """mu, 1/sqrt(sigma^2 + eps) and the running statistics (:meth:`Ops.batch_norm_stats`), one kernel."""
+        self.kernels.launch("bn_stats", mean.dtype, s1, s2, shift, running_mean, running_var, mean, inv_std,
+                            mean.size, rows, momentum, eps, training, update)
+
+    def batch_norm_forward(self, X: Any, mean: Any, inv_std: Any, gamma: Any, beta: Any, Xhat: Any, Y: Any,
+                           act: Optional[Activation], A: Any, dropout: Any = None) -> Any:
+        """zhat, y, a = g(y) and the dropout after it in one pass."""
+        rows, cols = X.shape
+        name = "identity" if act is None else act.name
+        A = Y if act is None else A
+        if dropout is None:
+            self.kernels.launch("bn_forward", X.dtype, X, mean, inv_std, gamma, beta, Xhat, Y, A, rows, cols, act=name)
+        else:
+            self.kernels.launch("bn_dropout_forward", X.dtype, X, mean, inv_std, gamma, beta, Xhat, Y, A, dropout.out,
+                                rows, cols, *_draw(dropout), act=name)
+        return A
+
+    def batch_norm_backward_sums(self, dout: Any, Y: Any, A: Any, act: Optional[Activation], Xhat: Any, s1: Any,
+                                 s2: Any, dropout: Any = None, work: Any = None) -> None:
+        """Delta = dout * g'(y) in place (the dropout's mask first) and its two sums, one row reduction."""
+        rows, cols = dout.shape
+        name = "identity" if act is None else act.name
+        if dropout is None:
+            self.kernels.launch("bn_backward_sums", dout.dtype, dout, Y, A, Xhat, s1, s2, rows, cols, act=name)
+        else:
+            self.kernels.launch("bn_dropout_backward_sums", dout.dtype, dout, Y, A, Xhat, s1, s2, rows, cols,
+                                *_draw(dropout), act=name)
+
+    def batch_norm_backward(self, Delta: Any, Xhat: Any, s1: Any, s2: Any, gamma: Any, inv_std: Any, rows: float,
+                            training: bool, dgamma: Any, dbeta: Any, dX: Optional[Any], work: Any, coef: Any) -> None:
+        """dC/dgamma, dC/dbeta into the gradient buffer, then the signal at the input in one pass."""
+        self.kernels.launch("bn_param_grads", dgamma.dtype, s1, s2, dgamma, dbeta, dgamma.size, rows)
+        if dX is not None:
+            n, cols = Delta.shape
+            self.kernels.launch("bn_backward", Delta.dtype, Delta, Xhat, dgamma, dbeta, gamma, inv_std, dX, n, cols,
+                                training)
 
     def loss_head(self, loss: Loss, act: Activation, Z: Any, A: Any, Y: Any, Delta: Any) -> Any:
         """Delta^(L) = dC_0/dZ^(L) and C_0 of every sample in one fused kernel; returns C (0-d)."""
