@@ -241,3 +241,54 @@ def test_cupy_ops_training_steps_with_layers_match_numpy(kernels, dtype, arch, l
         err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
         assert err < rtol, f"{what} after 3 steps differ by {err:.2e}"
     assert host._host_state() == ref._host_state()
+
+
+class CountingKernels:
+    """The host kernels, recording the name of every launch."""
+
+    def __init__(self, inner):
+        self.inner, self.names = inner, []
+
+    def launch(self, name, dtype, *args, act=None):
+        self.names.append(name)
+        self.inner.launch(name, dtype, *args, act=act)
+
+
+def _launches(kernels, layers, steps=2):
+    counting = CountingKernels(kernels)
+    with gpubp.use_backend("numpy"):
+        net = gpubp.MLP.from_layers(6, layers, loss="cross_entropy", seed=0)
+    net.backend = dataclasses.replace(net.backend, ops=host_kernels.host_cupy_ops(counting))
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 6)), rng.integers(0, 3, 8)
+    opt = gpubp.SGD(0.1)
+    per_step = []
+    for _ in range(steps):
+        counting.names = []
+        net.train_step(X, y, opt)
+        per_step.append(list(counting.names))
+    return per_step
+
+
+def test_a_dropout_after_an_activation_adds_no_launch(kernels):
+    """Fused: the dropout rides in the activation's forward and backward kernels."""
+    plain = _launches(kernels, [Dense(10, "relu"), Dense(9, "tanh"), Dense(3)])[-1]
+    dropped = _launches(kernels, [Dense(10, "relu"), Dropout(0.5), Dense(9, "tanh"), Dropout(0.2), Dense(3)])[-1]
+    assert len(dropped) == len(plain)
+    assert dropped.count("bias_act_dropout_forward") == 2 and dropped.count("act_dropout_backward") == 2
+    assert "dropout_forward" not in dropped and "dropout_backward" not in dropped
+    # on its own (on the inputs, after a linear part) it is one launch each way
+    alone = _launches(kernels, [Dropout(0.1), Dense(10, None), Dropout(0.3), Dense(3)])[-1]
+    assert alone.count("dropout_forward") == 2 and alone.count("dropout_backward") == 1  # none below the first layer
+
+
+def test_batch_norm_launches(kernels):
+    """Per BatchNorm: sums, statistics and one fused pass forward (the first pass sums twice, to
+    centre on its own mean); the sums with the activation's derivative, the parameter gradients
+    and one pass backward."""
+    first, later = _launches(kernels, [Dense(10, None), BatchNorm(activation="relu"), Dropout(0.5), Dense(3)])
+    bn = [name for name in later if name.startswith("bn_")]
+    assert bn == ["bn_sums", "bn_stats", "bn_dropout_forward", "bn_dropout_backward_sums", "bn_param_grads",
+                  "bn_backward"]
+    assert [name for name in first if name.startswith("bn_")] == ["bn_sums"] + bn
+    assert "dropout_forward" not in later and "act_backward" not in later
