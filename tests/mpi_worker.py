@@ -51,7 +51,7 @@ LAYERS = False  # mode "layers": BatchNorm and Dropout between the Dense layers
 def make_net(loss: str, activation: str, perturb: float = 0.0):
     if LAYERS:
         # no bias before the BatchNorm: its gradient is 0 but for rounding (the mean removes it), which
-        # Adam would turn into steps of size lr, different on every run
+        # Adam, dividing by each entry's own size, magnifies: runs that round differently drift apart
         net = gpubp.MLP.from_layers(SIZES[0], [gpubp.layers.Dropout(0.2), gpubp.layers.Dense(SIZES[1], None, bias=False),
                                                gpubp.layers.BatchNorm(activation=activation), gpubp.layers.Dropout(0.3),
                                                gpubp.layers.Dense(SIZES[2])], loss=loss, dtype="float64", seed=7)
