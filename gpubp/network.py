@@ -25,6 +25,7 @@ from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
     from .optim import Optimizer
+    from .trace import Trace
     from .train import History
 
 
@@ -365,12 +366,17 @@ class MLP:
             return (A[:, 0] > 0.5).astype(xp.int64)
         return A.argmax(axis=1)
 
-    def _loss_and_grads(self, X: Any, Y: Any, run: Optional[Pass] = None) -> Any:
+    def _loss_and_grads(self, X: Any, Y: Any, run: Optional[Pass] = None, watch: Any = None) -> Any:
         """One forward and backward pass over the batch; gradients land in ``self.grads``.
 
         MATH.md: Delta^(L) = dC_0/dA^(L) * g'^(L)(Z^(L)), then every layer's backward from the top:
         for Dense layer l, dC/dW^(l) = (1/n) Delta^(l)T A^(l-1), dC/db^(l) = (1/n) sum_rows Delta^(l)
         and Delta^(l-1) = (Delta^(l) W^(l)) * g'^(l-1)(Z^(l-1)). Returns C as a 0-d backend array.
+
+        ``watch(i, ws, inputs)`` (:mod:`gpubp.trace`), if given, is called as the backward pass
+        reaches layer i, before anything of it runs: i = the last layer after the forward pass,
+        then each layer below (its ``ws.caches[i].dout`` is the signal at its output, the layer
+        above done), and i = 0 at the end.
         """
         n = X.shape[0]
         if run is None:
@@ -381,10 +387,16 @@ class MLP:
         self._forward(X, ws, run, inputs)
         caches, layers = ws.caches, self.layers
         out = caches[k]
+        if watch is not None:
+            watch(k, ws, inputs)
         C = run.ops.loss_head(self.loss, layers[k].activation, out.Z, out.A, Y, out.dout)
         layers[k].backward_from_delta(run, out, inputs[k], caches[k - 1].dout if k > 1 else None)
         for i in range(k - 1, 0, -1):
+            if watch is not None:
+                watch(i, ws, inputs)
             layers[i].backward(run, caches[i], inputs[i], caches[i - 1].dout if i > 1 else None)
+        if watch is not None:
+            watch(0, ws, inputs)
         return C
 
     def _collectives_only(self, run: Pass) -> None:
@@ -465,6 +477,17 @@ class MLP:
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         optimizer.step(self)
         return C
+
+    # ---- looking inside -----------------------------------------------------------------
+    def trace(self, X: Any, Y: Any, training: bool = True) -> "Trace":
+        """One pass over X, Y with its inside kept: per Dense layer l, copies of Z^(l), A^(l),
+        Delta^(l), dC/dW^(l), dC/db^(l) (``trace[l]``, l = 1..L), and every layer's arrays and
+        error signals. The pass is the one a training step would run next (or, with
+        ``training=False``, an inference pass) and leaves the network as it was. See
+        :mod:`gpubp.trace`."""
+        from .trace import trace
+
+        return trace(self, X, Y, training=training)
 
     # ---- evaluation ------------------------------------------------------------------
     def evaluate(self, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:

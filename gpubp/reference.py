@@ -129,12 +129,14 @@ class RefDense:
         gW = [[0.0] * len(self.W[0]) for _ in self.W]
         gB = [0.0] * len(self.W)
         d_in = []
+        self.d_out, self.dz = d_out, []  # kept per sample (the signal received, dC_0/dz)
         for i in range(n):
             if from_head or self.act is None:
                 dz = d_out[i]
             else:
                 gprime = SCALAR_ACTIVATIONS[self.act][1]
                 dz = [d_out[i][j] * gprime(self.z[i][j]) for j in range(len(self.W))]
+            self.dz.append(dz)
             a_prev = self.inputs[i]
             for j in range(len(dz)):
                 for k in range(len(a_prev)):
@@ -143,6 +145,7 @@ class RefDense:
             # dC_0/da_k^(l-1) = sum_j dC_0/dz_j^(l) w_jk^(l)
             d_in.append([sum(dz[j] * self.W[j][k] for j in range(len(dz))) for k in range(len(a_prev))])
         self.grads = (np.array(gW) / n, None if self.b is None else np.array(gB) / n)  # averaged over n
+        self.d_in = d_in
         return d_in
 
 
