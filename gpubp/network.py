@@ -24,6 +24,7 @@ from .layers import BatchNorm, Dense, Dropout, Input, Layer, Pass, layer_from_co
 from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
+    from .explain import Explanation
     from .optim import Optimizer
     from .trace import Trace
     from .train import History
@@ -488,6 +489,24 @@ class MLP:
         from .trace import trace
 
         return trace(self, X, Y, training=training)
+
+    def explain(self, X: Any, Y: Any, weight: Optional[str] = None, *, layer: Any = None, j: Optional[int] = None,
+                k: Optional[int] = None, training: bool = True) -> "Explanation":
+        """The tutorial's chain rule for one parameter, in the numbers of this batch.
+
+        ``weight`` names it as the tutorial writes it, ``"w_12^(L)"``, ``"w_22^(L-1)"``, ``"b_1^(2)"``,
+        or give ``layer=``, ``j=`` and ``k=`` (``k`` left out: the bias b_j^(l)). Numbering as in the
+        tutorial: layers l = 1..L (or ``"L"``, ``"L-1"``, ...; layer 0 is the input), nodes j = 1..n_l
+        of layer l and k = 1..n_{l-1} of the layer below, all from 1 (``W[j - 1, k - 1]`` is w_jk^(l)).
+        Returns a :class:`~gpubp.explain.Explanation`: per sample, dC_0/da_j^(l), da_j^(l)/dz_j^(l),
+        dz_j^(l)/dw_jk^(l) and their product; their average over the n samples, the entry of
+        :meth:`loss_and_grads` for the same pass; for a hidden layer the sum over the next layer's
+        nodes that gives dC_0/da_j^(l). The numbers are those of the network's own batched pass
+        (:meth:`trace`), which leaves the network as it was. See :mod:`gpubp.explain`.
+        """
+        from .explain import explain
+
+        return explain(self, X, Y, weight, layer=layer, j=j, k=k, training=training)
 
     # ---- evaluation ------------------------------------------------------------------
     def evaluate(self, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
