@@ -53,8 +53,8 @@ def _chosen_nodes(values: List[np.ndarray], sizes: Tuple[int, ...], max_nodes: i
     return chosen
 
 
-def _positions(count: int, total: int) -> np.ndarray:
-    """y of ``count`` nodes in a column (top down), centred; ``total`` the tallest column's count."""
+def _positions(count: int) -> np.ndarray:
+    """y of ``count`` nodes in a column (top down), centred on 0, one apart."""
     return (count - 1) / 2.0 - np.arange(count) if count else np.zeros(0)
 
 
@@ -125,7 +125,7 @@ def network(net: Any, X: Any = None, Y: Any = None, show: str = "weights", path:
                             dpi=110)
     ax = fig.add_subplot()
     cmap = mpl.colormaps["RdBu_r"]
-    ys = [_positions(len(c), tallest) for c in chosen]
+    ys = [_positions(len(c)) for c in chosen]
     where: List[Dict[int, float]] = [dict(zip(c.tolist(), y.tolist())) for c, y in zip(chosen, ys)]
     between = _between_layers(net)
     for l in range(1, L + 1):

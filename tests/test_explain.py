@@ -132,9 +132,8 @@ def test_every_output_activation_of_the_squared_errors(output, loss, bias):
     if output == "softmax":  # the Jacobian's column contracted with the row of dC_0/da_r
         assert e.head == SOFTMAX and e.dC_da.shape == e.da_dz.shape == (5, 3)
         close((e.dC_da * e.da_dz).sum(axis=1), e.dC_dz, size(e.dC_dz), 1e-15)
-        A = net.forward(rng.normal(size=(2, 4)))  # the column is a_r ([r = j] - a_j): rows sum to 0
-        assert A.shape == (2, 3)
-        close(e.da_dz.sum(axis=1), np.zeros(5), 1.0, 1e-15)
+        close(e.da_dz.sum(axis=1), np.zeros(5), 1.0, 1e-15)  # a_r ([r = j] - a_j) sums to 0 over r
+        close(e.da_dz[:, 2], e.a * (1.0 - e.a), 1.0, 1e-15)
         assert expl[(2, 4, 5)].terms.mode == SOFTMAX
 
 
@@ -176,7 +175,9 @@ def test_dropout_and_batch_norm_are_factors_of_their_own(arch, loss, bias, train
                 else:
                     want = p["gamma"] * p["inv_std"] * p["delta"]
                 close(f.din, want, size(f.din), 1e-14)
-        assert e.coupled == (training and any(f.kind == "batch_norm" for f in e.between)) or e.coupled
+        dense = [x for x in net.layers if isinstance(x, Dense)][e.name.l - 1]
+        above = net.layers[dense.index + 1:]
+        assert e.coupled == (training and any(isinstance(x, BatchNorm) for x in above))
     kinds = {f.kind for e in expl.values() for f in e.between}
     assert kinds == ({"dropout"} if arch == "dense-dropout" else {"dropout", "batch_norm"})
 
@@ -335,6 +336,16 @@ def test_wide_layers_show_their_largest_terms():
     assert e.terms.products.shape == (3, 20)
 
 
+def test_cross_entropy_with_soft_targets():
+    """Rows of Y that do not sum to 1: the fused factor is a_j sum_r y_r - y_j."""
+    rng = np.random.default_rng(5)
+    net = gpubp.MLP([4, 5, 3], activation="tanh", loss="cross_entropy", dtype="float64", seed=0)
+    X, Y = rng.normal(size=(4, 4)), rng.uniform(size=(4, 3))
+    expl = check_network(net, X, Y)
+    e = expl[(2, 3, 5)]
+    close(e.dC_dz, e.a * Y.sum(axis=1) - Y[:, 2], 1.0, 1e-15)
+
+
 # ---- backends ------------------------------------------------------------------------------
 def test_on_every_backend(backend):
     rng = np.random.default_rng(4)
@@ -342,6 +353,24 @@ def test_on_every_backend(backend):
                     batch_norm=True)
     X, y = rng.normal(size=(9, 4)), rng.integers(0, 3, 9)
     check_network(net, X, y)
+
+
+def test_float32_explains_the_float32_pass(backend):
+    """The same dtype as the network: the average of the float32 products is the float32 gradient to
+    rounding, and the float32 explanation is the float64 one to float32 precision."""
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(16, 4)), rng.integers(0, 3, 16)
+    # (no dropout: a float32 network draws its masks from other bits of the generator than a float64 one)
+    nets = {dt: gpubp.MLP([4, 6, 5, 3], activation="silu", loss="cross_entropy", dtype=dt, seed=3, batch_norm=True)
+            for dt in ("float32", "float64")}
+    nets["float32"].params[...] = nets["float64"].params  # the same weights (float64 rounded to float32)
+    nets["float64"].params[...] = nets["float32"].params
+    for w in ("w_23^(1)", "b_4^(2)", "w_35^(L)"):
+        e32, e64 = (nets[dt].explain(X, y, w) for dt in ("float32", "float64"))
+        assert e32.per_sample.dtype == np.float32 and e32.dtype == "float32"
+        scale = float(np.mean(np.abs(e32.per_sample)))
+        assert abs(e32.value - e32.batched) <= 1e-6 * scale
+        assert rel_err(e32.per_sample, e64.per_sample) < 1e-5
 
 
 def test_the_cuda_kernels_give_the_same_explanation():
