@@ -7,7 +7,7 @@ same thing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -36,8 +36,9 @@ class S(NamedTuple):
 _LATEX_BASE = {"drop": r"\mathrm{drop}", "bn": r"\mathrm{bn}", "zhat": r"\hat{z}", "delta": r"\delta"}
 
 
-def sym(base: str, index: str, layer: Optional[str] = None) -> S:
-    x = _LATEX_BASE.get(base, base)
+def sym(base: str, index: str, layer: Optional[str] = None, primes: int = 0) -> S:
+    x = _LATEX_BASE.get(base, base) + "'" * primes
+    base += "'" * primes
     if layer is None:
         return S(f"{base}_{index}", f"{x}_{{{index}}}")
     return S(f"{base}_{index}^({layer})", f"{x}_{{{index}}}^{{({layer})}}")
@@ -96,9 +97,12 @@ class _Names:
         self.outs: List[S] = []
         below = self.a
         self.ins: List[S] = []
+        seen: Dict[str, int] = {}
         for f in reversed(e.between):
             self.ins.insert(0, below)
-            below = sym("drop" if f.kind == "dropout" else "bn", str(nm.j), lab)
+            base = "drop" if f.kind == "dropout" else "bn"
+            seen[base] = seen.get(base, 0) + 1
+            below = sym(base, str(nm.j), lab, primes=seen[base] - 1)  # a second Dropout's output: drop'
             self.outs.insert(0, below)
         self.top = self.outs[0] if self.outs else self.a  # what layer l+1 reads from node j
 
