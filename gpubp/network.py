@@ -374,10 +374,8 @@ class MLP:
         for Dense layer l, dC/dW^(l) = (1/n) Delta^(l)T A^(l-1), dC/db^(l) = (1/n) sum_rows Delta^(l)
         and Delta^(l-1) = (Delta^(l) W^(l)) * g'^(l-1)(Z^(l-1)). Returns C as a 0-d backend array.
 
-        ``watch(i, ws, inputs)`` (:mod:`gpubp.trace`), if given, is called as the backward pass
-        reaches layer i, before anything of it runs: i = the last layer after the forward pass,
-        then each layer below (its ``ws.caches[i].dout`` is the signal at its output, the layer
-        above done), and i = 0 at the end.
+        ``watch(i, ws, inputs)`` (:mod:`gpubp.trace`) is called as the backward pass reaches layer
+        i = k (the last; after the forward pass), k-1, ..., 1 and 0 (the end), before layer i runs.
         """
         n = X.shape[0]
         if run is None:
@@ -481,29 +479,19 @@ class MLP:
 
     # ---- looking inside -----------------------------------------------------------------
     def trace(self, X: Any, Y: Any, training: bool = True) -> "Trace":
-        """One pass over X, Y with its inside kept: per Dense layer l, copies of Z^(l), A^(l),
-        Delta^(l), dC/dW^(l), dC/db^(l) (``trace[l]``, l = 1..L), and every layer's arrays and
-        error signals. The pass is the one a training step would run next (or, with
-        ``training=False``, an inference pass) and leaves the network as it was. See
-        :mod:`gpubp.trace`."""
+        """One pass over X, Y with its inside kept (``trace[l]``: copies of Z^(l), A^(l), Delta^(l),
+        dC/dW^(l), dC/db^(l)); the pass the next training step runs, leaving the network as it was
+        (:mod:`gpubp.trace`)."""
         from .trace import trace
 
         return trace(self, X, Y, training=training)
 
     def explain(self, X: Any, Y: Any, weight: Optional[str] = None, *, layer: Any = None, j: Optional[int] = None,
                 k: Optional[int] = None, training: bool = True) -> "Explanation":
-        """The tutorial's chain rule for one parameter, in the numbers of this batch.
-
-        ``weight`` names it as the tutorial writes it, ``"w_12^(L)"``, ``"w_22^(L-1)"``, ``"b_1^(2)"``,
-        or give ``layer=``, ``j=`` and ``k=`` (``k`` left out: the bias b_j^(l)). Numbering as in the
-        tutorial: layers l = 1..L (or ``"L"``, ``"L-1"``, ...; layer 0 is the input), nodes j = 1..n_l
-        of layer l and k = 1..n_{l-1} of the layer below, all from 1 (``W[j - 1, k - 1]`` is w_jk^(l)).
-        Returns a :class:`~gpubp.explain.Explanation`: per sample, dC_0/da_j^(l), da_j^(l)/dz_j^(l),
-        dz_j^(l)/dw_jk^(l) and their product; their average over the n samples, the entry of
-        :meth:`loss_and_grads` for the same pass; for a hidden layer the sum over the next layer's
-        nodes that gives dC_0/da_j^(l). The numbers are those of the network's own batched pass
-        (:meth:`trace`), which leaves the network as it was. See :mod:`gpubp.explain`.
-        """
+        """The tutorial's chain rule for one parameter in the numbers of this batch's pass (MATH.md,
+        One parameter, in numbers): ``weight`` as the tutorial writes it (``"w_12^(L)"``,
+        ``"w_22^(L-1)"``, ``"b_1^(2)"``; layers l = 1..L or ``L``, ``L-1``; nodes from 1), or
+        ``layer=``, ``j=``, ``k=`` (no ``k``: the bias b_j^(l)). See :mod:`gpubp.explain`."""
         from .explain import explain
 
         return explain(self, X, Y, weight, layer=layer, j=j, k=k, training=training)
