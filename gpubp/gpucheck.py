@@ -209,6 +209,53 @@ def compare_training(candidate: Backend, reference: Backend, dtypes: Sequence[st
     return checks
 
 
+#: Networks with Dropout and BatchNorm for :func:`compare_layer_training`: (hidden activation,
+#: dropout p, batch_norm, loss) of a 48-64-64-10 MLP.
+LAYER_TRAINING_CASES = (
+    ("relu", 0.2, True, "cross_entropy"),
+    ("gelu_tanh", 0.5, True, "mse"),
+    ("silu", 0.3, False, "binary_cross_entropy"),
+)
+
+
+def compare_layer_training(candidate: Backend, reference: Backend, dtypes: Sequence[str] = DTYPES, steps: int = 3,
+                           seed: int = 0) -> List[Check]:
+    """Training steps of networks with Dropout (the same masks on both backends: one generator)
+    and BatchNorm: the loss of every step, the gradients of the first, and after the last (SGD
+    with momentum) the parameters, the running statistics and an inference pass's outputs."""
+    from .network import MLP
+    from .optim import SGD
+
+    checks: List[Check] = []
+    rng = np.random.default_rng(seed)
+    for dtype in dtypes:
+        tol = TOLERANCES[dtype]
+        for act, p, batch_norm, loss in LAYER_TRAINING_CASES:
+            X = rng.normal(0.5, 2.0, size=(128, 48))
+            Y = _targets("cross_entropy:labels" if loss == "cross_entropy" else loss, 128, 10, "float64", rng)
+            results = []
+            for backend in (candidate, reference):
+                with use_backend("numpy"):
+                    net = MLP([48, 64, 64, 10], activation=act, loss=loss, dtype=dtype, seed=seed, dropout=p,
+                              batch_norm=batch_norm)
+                flat = net.backend.to_numpy(net.params).copy()
+                net.backend = backend
+                net._build(flat)
+                opt = SGD(0.05, momentum=0.9)
+                Xb, Yb = backend.asarray(X), backend.asarray(Y)
+                losses = [float(net.train_step(Xb, Yb, opt))]
+                grads = backend.to_numpy(net.grads).copy()
+                losses += [float(net.train_step(Xb, Yb, opt)) for _ in range(steps - 1)]
+                outputs = backend.to_numpy(net.forward(Xb))
+                results.append((losses, grads, backend.to_numpy(net.params), backend.to_numpy(net.state), outputs))
+            label = f"training {loss}, hidden {act}, dropout {p}{', batch_norm' if batch_norm else ''}"
+            for what, got, want in zip((f"loss of {steps} steps", "gradients", "parameters", "running statistics",
+                                        "inference outputs"), *results):
+                if np.size(want):
+                    checks.append(Check(f"{label}: {what}", dtype, rel_err(got, want), tol))
+    return checks
+
+
 # ---- the command -----------------------------------------------------------------------
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "gpu"
@@ -300,7 +347,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     print("comparing every kernel and full training steps with NumPy ...", flush=True)
     with use_backend("cupy") as cp_backend, use_backend("numpy") as np_backend:
-        checks = compare_ops(cp_backend, np_backend) + compare_training(cp_backend, np_backend)
+        checks = (compare_ops(cp_backend, np_backend) + compare_training(cp_backend, np_backend)
+                  + compare_layer_training(cp_backend, np_backend))
     report["comparisons"] = [c.as_dict() for c in checks]
 
     if args.skip_benchmarks:

@@ -20,38 +20,13 @@ from . import checkpoint, distributed, memory, parameters, philox, validation
 from .errors import CheckpointError
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
-from .layers import BatchNorm, Dense, Dropout, Input, Layer, Pass, layer_from_config
+from .layers import BatchNorm, Dense, Dropout, Input, Layer, Pass, layer_from_config, mlp_layers
+from .workspace import Workspace
 from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
     from .optim import Optimizer
     from .train import History
-
-
-class _Workspace:
-    """Every layer's arrays for one batch size n (:meth:`Layer.make_cache`), allocated once and
-    reused; ``Z[l]``, ``A[l]``, ``Delta[l]`` are those of Dense layer l."""
-
-    def __init__(self, xp: Any, n: int, layers: Sequence[Layer], dtype: Any, ops: Any):
-        self.n, self.ops = n, ops
-        self.caches: List[Any] = [None]
-        prev = None
-        for layer in layers[1:]:
-            prev = layer.make_cache(lambda shape: xp.empty(shape, dtype=dtype), n, prev, ops)
-            self.caches.append(prev)
-        dense = [c for layer, c in zip(layers[1:], self.caches[1:]) if isinstance(layer, Dense)]
-        self.Z: List[Any] = [None] + [c.Z for c in dense]
-        self.A: List[Any] = [None] + [c.A for c in dense]
-        self.Delta: List[Any] = [None] + [c.dout for c in dense]
-
-    def arrays(self) -> List[Any]:
-        """Every distinct array of the workspace."""
-        seen: Dict[int, Any] = {}
-        for c in self.caches[1:]:
-            for a in vars(c).values():
-                if hasattr(a, "shape") and hasattr(a, "dtype"):
-                    seen.setdefault(id(a), a)
-        return list(seen.values())
 
 
 class MLP:
@@ -97,17 +72,7 @@ class MLP:
             raise TypeError(f"bias must be True or False; got {type(bias).__name__} {bias!r}")
         p = Dropout(dropout).p  # checks 0 <= p < 1
         batch_norm = validation.check_bool(batch_norm, "batch_norm")
-        layers: List[Layer] = []
-        for l, act in enumerate(hidden, start=1):
-            if not act.elementwise:
-                raise ValueError(f"activation of hidden layer {l} must be elementwise; {act.name!r} is for the output layer only")
-            if batch_norm:  # BatchNorm after the linear part, the activation after BatchNorm
-                layers += [Dense(sizes[l], None, bias=bool(bias), init=act.init), BatchNorm(activation=act)]
-            else:
-                layers.append(Dense(sizes[l], act, bias=bool(bias)))
-            if p > 0.0:
-                layers.append(Dropout(p))
-        layers.append(Dense(sizes[L], out_act, bias=bool(bias)))
+        layers = mlp_layers(sizes, hidden, out_act, bool(bias), p, batch_norm)
         self._setup(sizes[0], layers, loss_head, dtype, seed, params, state)
         self._config: Optional[Dict[str, Any]] = {
             "sizes": list(sizes), "activation": [a.name for a in hidden], "output_activation": out_act.name,
@@ -267,15 +232,15 @@ class MLP:
                                                                (net_state, state_slots)))
         for layer in layers:
             layer.bind(pv.get(id(layer), {}), gv.get(id(layer), {}), sv.get(id(layer), {}))
-        self._workspaces: Dict[int, _Workspace] = {}
+        self._workspaces: Dict[int, Workspace] = {}
 
-    def _workspace(self, n: int) -> _Workspace:
+    def _workspace(self, n: int) -> Workspace:
         ws = self._workspaces.get(n)
         ops = self.backend.ops
         if ws is None or ws.ops is not ops:
             if len(self._workspaces) >= 4:  # a fit uses two sizes at most (full and last batch)
                 self._workspaces.clear()
-            ws = self._workspaces[n] = _Workspace(self.backend.xp, n, self.layers, self.dtype, ops)
+            ws = self._workspaces[n] = Workspace(self.backend.xp, n, self.layers, self.dtype, ops)
         return ws
 
     def _host_state(self) -> Dict[str, Any]:
@@ -327,7 +292,7 @@ class MLP:
         counts = comm.allgather(int(n))
         return sum(counts), sum(counts[: comm.rank])
 
-    def _forward(self, X: Any, ws: _Workspace, run: Optional[Pass] = None, inputs: Optional[List[Any]] = None) -> Any:
+    def _forward(self, X: Any, ws: Workspace, run: Optional[Pass] = None, inputs: Optional[List[Any]] = None) -> Any:
         """Every layer forward (Z^(l) = A^(l-1) W^(l)T + b^(l), A^(l) = g^(l)(Z^(l)) for Dense layer l);
         returns A^(L). ``inputs`` (a list as long as the layers) receives each layer's input."""
         if run is None:

@@ -68,6 +68,14 @@ def test_compare_training_passes_for_the_kernels(host):
     assert "| training cross_entropy/softmax, hidden gelu+gelu_tanh+silu, nesterov: parameters | float32 |" in md
 
 
+@needs_cxx
+def test_compare_layer_training_passes_for_the_kernels(host):
+    checks = gpucheck.compare_layer_training(host, NUMPY, steps=2)
+    assert len(checks) == 2 * (2 * 5 + 4)  # the dropout-only network has no running statistics
+    assert all(c.passed for c in checks), [(c.name, c.dtype, c.rel_err) for c in checks if not c.passed]
+    assert max(c.rel_err for c in checks if c.dtype == "float64") < 1e-12
+
+
 @pytest.mark.skipif(cupy_problem() is None, reason="a GPU is visible: gpucheck would run")
 def test_gpucheck_refuses_without_a_gpu(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gpubp.gpucheck", "--output", str(tmp_path / "r.md")],
