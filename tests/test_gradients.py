@@ -125,7 +125,10 @@ def test_tutorial_example_output_weight_w12(backend):
     Y = rng.uniform(size=(n, 2))
     to_np = net.backend.to_numpy
     W1, W2 = to_np(net.layers[1].W), to_np(net.layers[2].W)
-    sig = lambda z: 1.0 / (1.0 + np.exp(-z))
+
+    def sig(z):
+        return 1.0 / (1.0 + np.exp(-z))
+
     a_Lm1 = sig(X @ W1.T)          # a^(L-1), one row per sample
     z_L = a_Lm1 @ W2.T             # z^(L)
     a_L = sig(z_L)
@@ -157,5 +160,5 @@ def test_large_inputs_stay_finite(backend):
         Y = _targets(loss, 2, 3, np.random.default_rng(0))
         C, grads = net.loss_and_grads(X, Y)
         assert np.isfinite(C), (act, loss, output)
-        for dW, db in grads:
+        for dW, _ in grads:
             assert np.all(np.isfinite(net.backend.to_numpy(dW))), (act, loss, output)

@@ -63,7 +63,8 @@ def assert_close(got, want, dtype: str, scale=None, rtol_eps: float = 16, atol_e
     assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}"
     eps = float(np.finfo(dtype).eps)
     nan_g, nan_w = np.isnan(got), np.isnan(want)
-    assert np.array_equal(nan_g, nan_w), f"{what}: NaN at {np.argwhere(nan_g != nan_w)[:5].tolist()} (got {got[nan_g != nan_w][:5]}, want {want[nan_g != nan_w][:5]})"
+    assert np.array_equal(nan_g, nan_w), (f"{what}: NaN at {np.argwhere(nan_g != nan_w)[:5].tolist()} "
+                                          f"(got {got[nan_g != nan_w][:5]}, want {want[nan_g != nan_w][:5]})")
     inf = np.isinf(got) | np.isinf(want)
     assert np.array_equal(got[inf], want[inf]), f"{what}: infinities differ: {got[inf]} vs {want[inf]}"
     fin = ~(nan_w | inf)
