@@ -37,6 +37,7 @@ import numpy as np
 from .activations import ACTIVATIONS, ELEMENTWISE
 from .backend import Backend, cupy_problem, use_backend
 from .losses import LOSSES
+from .optim import AdamHyperparameters, SGDHyperparameters
 
 TOLERANCES: Dict[str, float] = {"float32": 1e-5, "float64": 1e-12}
 DTYPES = tuple(TOLERANCES)
@@ -148,11 +149,13 @@ def compare_ops(candidate: Backend, reference: Backend, dtypes: Sequence[str] = 
         for label, mom, nest, wd in (("SGD", 0.0, False, 0.0), ("SGD + decay", 0.0, False, 1e-2),
                                      ("SGD momentum", 0.9, False, 0.0), ("SGD Nesterov + decay", 0.9, True, 5e-4)):
             v = np.ones_like(p) * 0.01 if mom else None
-            compare(label, dtype, lambda o, p, g, v, mom=mom, nest=nest, wd=wd: o.sgd_update(p, g, v, 0.1, mom, nest, wd), p, g, v)
+            sgd = SGDHyperparameters(lr=0.1, momentum=mom, nesterov=nest, weight_decay=wd)
+            compare(label, dtype, lambda o, p, g, v, sgd=sgd: o.sgd_update(p, g, v, sgd), p, g, v)
         for wd in (0.0, 1e-2):
             m1, v1 = (g * 0.1).astype(dtype), (g * g).astype(dtype)
+            adam = AdamHyperparameters(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
             compare(f"Adam step 3, decay {wd}", dtype,
-                    lambda o, p, g, m1, v1, wd=wd: o.adam_update(p, g, m1, v1, 3, 1e-3, (0.9, 0.999), 1e-8, wd), p, g, m1, v1)
+                    lambda o, p, g, m1, v1, adam=adam: o.adam_update(p, g, m1, v1, 3, adam), p, g, m1, v1)
     return checks
 
 

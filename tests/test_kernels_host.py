@@ -17,6 +17,7 @@ from gpubp.activations import ACTIVATIONS, ELEMENTWISE, softmax_backward
 from gpubp.losses import LOSSES
 from gpubp.ops import cuda_kernels as ck
 from gpubp.ops.base import Ops
+from gpubp.optim import AdamHyperparameters, SGDHyperparameters
 
 pytestmark = pytest.mark.skipif(host_kernels.compiler_missing() is not None,
                                 reason=str(host_kernels.compiler_missing()))
@@ -306,7 +307,7 @@ def test_sgd_update(kernels, dtype, momentum, nesterov, wd):
     v_ref, v = (np.zeros_like(params), np.zeros_like(params)) if momentum else (None, None)
     for step in range(3):
         g = (grads * (step + 1)).astype(dtype)
-        REF.sgd_update(p_ref, g, v_ref, 0.1, momentum, nesterov, wd)
+        REF.sgd_update(p_ref, g, v_ref, SGDHyperparameters(lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=wd))
         if momentum:
             kernels.run("sgd_momentum", dtype, p, g, v, p.size, 0.1, momentum, wd, nesterov, grid=3)
         else:
@@ -326,7 +327,7 @@ def test_adam_update(kernels, dtype, wd):
     for t in range(1, 4):
         g = (grads * t).astype(dtype)
         with np.errstate(over="ignore"):  # (1e30 * wd)^2 overflows to inf in float32, on both sides
-            REF.adam_update(p_ref, g, m_ref, v_ref, t, lr, (b1, b2), eps, wd)
+            REF.adam_update(p_ref, g, m_ref, v_ref, t, AdamHyperparameters(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd))
         bias1, bias2 = 1.0 - b1**t, 1.0 - b2**t
         kernels.run("adam", dtype, p, g, m, v, p.size, lr / bias1, b1, 1.0 - b1, b2, 1.0 - b2, bias2**0.5, eps, wd,
                     grid=3)

@@ -7,6 +7,7 @@ import pytest
 import gpubp
 from gpubp.activations import ACTIVATIONS, ELEMENTWISE, SOFTMAX_TRANSPOSED_MAX_COLS
 from gpubp.ops.base import Ops
+from gpubp.optim import AdamHyperparameters, SGDHyperparameters
 from gpubp.ops import _blas
 from gpubp.ops.numpy_ops import BLOCK, SMALL_PRODUCT, NumpyOps
 
@@ -134,9 +135,10 @@ def test_blocked_sgd_update_is_the_reference_update(dtype, momentum, nesterov, w
     p1, p2 = params.copy(), params.copy()
     v1 = None if velocity is None else velocity.copy()
     v2 = None if velocity is None else velocity.copy()
+    hyper = SGDHyperparameters(lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     for _ in range(2):
-        NumpyOps(blas=None).sgd_update(p1, grads, v1, 0.05, momentum, nesterov, weight_decay)
-        Ops(np).sgd_update(p2, grads, v2, 0.05, momentum, nesterov, weight_decay)
+        NumpyOps(blas=None).sgd_update(p1, grads, v1, hyper)
+        Ops(np).sgd_update(p2, grads, v2, hyper)
     np.testing.assert_array_equal(p1, p2)
     if velocity is not None:
         np.testing.assert_array_equal(v1, v2)
@@ -150,7 +152,7 @@ def test_sgd_update_through_blas_axpy_rounds_once(dtype):
     params = rng.normal(size=BLOCK + 3).astype(dtype)
     grads = rng.normal(size=BLOCK + 3).astype(dtype)
     p = params.copy()
-    NumpyOps().sgd_update(p, grads, None, 0.05, 0.0, False, 0.0)
+    NumpyOps().sgd_update(p, grads, None, SGDHyperparameters(lr=0.05, momentum=0.0, nesterov=False, weight_decay=0.0))
     two_roundings = params - 0.05 * grads
     # AXPY's fused multiply-add rounds once, NumPy twice: a unit in the last place of the terms apart
     assert np.all(np.abs(p - two_roundings) <= np.spacing(np.abs(params) + np.abs(0.05 * grads)))
@@ -166,11 +168,11 @@ def test_blocked_adam_update_is_the_reference_update(dtype, weight_decay):
     params = rng.normal(size=size).astype(dtype)
     state = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
     state_ref = [params.copy(), np.zeros(size, dtype), np.zeros(size, dtype)]
+    hyper = AdamHyperparameters(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
     for t in range(1, 4):
         grads = rng.normal(size=size).astype(dtype)
-        NumpyOps(blas=None).adam_update(state[0], grads, state[1], state[2], t, 1e-3, (0.9, 0.999), 1e-8,
-                                        weight_decay)
-        Ops(np).adam_update(state_ref[0], grads, state_ref[1], state_ref[2], t, 1e-3, (0.9, 0.999), 1e-8, weight_decay)
+        NumpyOps(blas=None).adam_update(state[0], grads, state[1], state[2], t, hyper)
+        Ops(np).adam_update(state_ref[0], grads, state_ref[1], state_ref[2], t, hyper)
     for a, b in zip(state, state_ref):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == np.dtype(dtype)
@@ -193,8 +195,9 @@ def test_adam_update_through_blas_is_the_reference_to_rounding(blas, dtype):
     m_scale = np.zeros(size)  # the moment recurrence on |g|: the size of the terms m is summed from
     for t in range(1, 4):
         grads = (rng.normal(size=size) * 0.01).astype(dtype)
-        NumpyOps(blas=blas).adam_update(state[0], grads, state[1], state[2], t, lr, (0.9, 0.999), 1e-8, 0.0)
-        Ops(np).adam_update(state_ref[0], grads, state_ref[1], state_ref[2], t, lr, (0.9, 0.999), 1e-8, 0.0)
+        hyper = AdamHyperparameters(lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+        NumpyOps(blas=blas).adam_update(state[0], grads, state[1], state[2], t, hyper)
+        Ops(np).adam_update(state_ref[0], grads, state_ref[1], state_ref[2], t, hyper)
         m_scale = 0.9 * m_scale + 0.1 * np.abs(grads)
     eps = np.finfo(dtype).eps
     # the moments: one fused rounding against two, a few units in the last place of their terms

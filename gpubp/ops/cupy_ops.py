@@ -9,13 +9,16 @@ over the flat parameter buffer.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from .. import _optional
 from ..activations import Activation
 from ..losses import Loss
 from .base import Ops
 from .cuda_kernels import CudaKernels
+
+if TYPE_CHECKING:  # annotations only
+    from ..optim import AdamHyperparameters, SGDHyperparameters
 
 
 def _same_dtype(what: str, dtype: Any, **arrays: Any) -> None:
@@ -120,20 +123,18 @@ class CupyOps(Ops):
         return C0.mean(dtype=dtype)
 
     # ---- optimizer updates -----------------------------------------------------------
-    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], lr: float, momentum: float,
-                   nesterov: bool, weight_decay: float) -> None:
+    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """One SGD kernel over the flat buffer (torch.optim.SGD's arithmetic, see :class:`Ops`)."""
         if velocity is None:
-            self.kernels.launch("sgd", params.dtype, params, grads, params.size, lr, weight_decay)
+            self.kernels.launch("sgd", params.dtype, params, grads, params.size, hyper.lr, hyper.weight_decay)
         else:
-            self.kernels.launch("sgd_momentum", params.dtype, params, grads, velocity, params.size, lr, momentum,
-                                weight_decay, nesterov)
+            self.kernels.launch("sgd_momentum", params.dtype, params, grads, velocity, params.size, hyper.lr,
+                                hyper.momentum, hyper.weight_decay, hyper.nesterov)
 
-    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, lr: float, betas: Tuple[float, float],
-                    eps: float, weight_decay: float) -> None:
+    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
         """One Adam kernel over the flat buffer; the bias corrections are computed here in double."""
-        b1, b2 = betas
+        b1, b2 = hyper.betas
         bias1 = 1.0 - b1**t
         bias2 = 1.0 - b2**t
-        self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, lr / bias1, b1, 1.0 - b1, b2,
-                            1.0 - b2, bias2**0.5, eps, weight_decay)
+        self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, hyper.lr / bias1, b1, 1.0 - b1, b2,
+                            1.0 - b2, bias2**0.5, hyper.eps, hyper.weight_decay)

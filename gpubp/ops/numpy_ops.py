@@ -25,7 +25,7 @@ nothing once its buffers exist and touches memory as few times as possible:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from ..activations import Activation, Scratch, smallest_normal
 from ..losses import Loss
 from . import _blas
 from .base import Ops
+
+if TYPE_CHECKING:  # annotations only
+    from ..optim import AdamHyperparameters, SGDHyperparameters
 
 # Elements per block of the blocked optimizer updates: 4 arrays of 64 Ki float32 (1 MiB)
 # stay in a core's L2 cache across the passes of one update.
@@ -281,21 +284,13 @@ class NumpyOps(Ops):
         for start in range(0, size, BLOCK):
             yield slice(start, min(start + BLOCK, size))
 
-    def sgd_update(
-        self,
-        params: Any,
-        grads: Any,
-        velocity: Optional[Any],
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-    ) -> None:
+    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """w <- w - eta dC/dw with optional L2 decay and (Nesterov) momentum, block by block.
 
         Same arithmetic, operation for operation, as :meth:`Ops.sgd_update`; the plain update
         (no momentum, no decay) is one AXPY where NumPy's BLAS can be called.
         """
+        lr, momentum, nesterov, weight_decay = hyper.lr, hyper.momentum, hyper.nesterov, hyper.weight_decay
         if velocity is None and not weight_decay and self._blas is not None and self._blas.axpy(-lr, grads, params):
             return
         buf = self._scratch("update", (min(BLOCK, params.size),), params.dtype)
@@ -318,21 +313,11 @@ class NumpyOps(Ops):
             np.multiply(step, lr, out=t)
             p -= t
 
-    def adam_update(
-        self,
-        params: Any,
-        grads: Any,
-        m: Any,
-        v: Any,
-        t: int,
-        lr: float,
-        betas: Tuple[float, float],
-        eps: float,
-        weight_decay: float,
-    ) -> None:
+    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
         """Adam step ``t`` block by block; same arithmetic as :meth:`Ops.adam_update` without a
         direct BLAS, :meth:`_adam_update_blas` with one."""
-        b1, b2 = betas
+        b1, b2 = hyper.betas
+        lr, eps, weight_decay = hyper.lr, hyper.eps, hyper.weight_decay
         step_size = lr / (1.0 - b1**t)
         root_bias2 = (1.0 - b2**t) ** 0.5
         if not weight_decay and self._blas is not None and self._adam_update_blas(params, grads, m, v, step_size,
