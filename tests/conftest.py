@@ -33,3 +33,14 @@ MNIST_DIR = Path(os.environ.get("GPUBP_MNIST_DIR") or Path(__file__).resolve().p
 def mnist_dir() -> Path:
     """The folder with the real MNIST t10k IDX files."""
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def kernels():
+    """gpubp's CUDA kernel sources built for the CPU by g++ (tests/host_kernels.py), once."""
+    import host_kernels
+
+    problem = host_kernels.compiler_missing()
+    if problem is not None:
+        pytest.skip(problem)
+    return host_kernels.build()

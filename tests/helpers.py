@@ -78,3 +78,49 @@ def snapshot(net: Any, opt: Any = None) -> Snapshot:
     state = {k: to_np(v).copy() for k, v in opt.state.items()} if opt is not None else {}
     return Snapshot(to_np(net.params).copy(), state, None if opt is None else opt.t,
                     repr(net._rng.bit_generator.state), net.epoch)
+
+
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 80.0, -80.0, 1e-30, -1e-30, 1e-40, -1e-300]
+
+
+def special_values(rng, shape, dtype, at_end=False):
+    """Normal values with NaN, +-inf, +-0, tiny and large |z| mixed in (first or last in flat order)."""
+    Z = rng.normal(scale=3.0, size=shape)
+    flat = Z.reshape(-1)
+    if at_end:
+        flat[-len(SPECIALS):] = SPECIALS
+    else:
+        flat[: len(SPECIALS)] = SPECIALS
+    return Z.astype(dtype)
+
+
+def assert_same(x, y):
+    """Equal values, NaN at the same places and the same sign of every zero."""
+    np.testing.assert_array_equal(x, y)
+    assert np.array_equal(np.isnan(x), np.isnan(y))
+    numbers = ~np.isnan(x)
+    assert np.array_equal(np.signbit(x[numbers]), np.signbit(y[numbers])), "a zero of another sign"
+
+
+def softmax_logits(rng, n, m, dtype):
+    """Ordinary rows (scale 3) with, at both ends, rows that take every branch of softmax:
+    entries flushed to 0 (exp(z - max) below the smallest normal number), a probability that
+    turns denormal only in the division, NaN, +inf, -inf entries and an all -inf row."""
+    f = np.finfo(dtype)
+    far = 100.0 if dtype == "float32" else 800.0  # exp(-far) underflows below the smallest normal
+    near = float(np.log(2.0 * float(f.tiny)))  # exp(near) ~ 2 tiny, normal; divided by 4, denormal
+    special = np.zeros((7, m))
+    special[0, 1::2] = -far
+    special[1, :4] = 0.0
+    special[1, 4:] = -far
+    special[1, 4 % m] = near
+    special[2, 0] = np.nan
+    special[3, m // 2] = np.inf
+    special[4, ::3] = -np.inf
+    special[5] = -np.inf
+    special[6] = [0.0, -0.0] * (m // 2) + [1.0] * (m % 2)
+    Z = rng.normal(scale=3.0, size=(n, m))
+    k = min(len(special), n // 2)
+    Z[:k] = special[:k]
+    Z[n - k:] = special[:k]
+    return Z.astype(dtype)

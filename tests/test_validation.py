@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gpubp
+from helpers import snapshot
 from gpubp import validation
 from gpubp.backend import cupy_problem
 from gpubp.cli import main as cli_main
@@ -40,23 +41,12 @@ def _trained(loss: str = "cross_entropy"):
     return net, opt
 
 
-def _state(net, opt):
-    to_np = net.backend.to_numpy
-    return {
-        "params": to_np(net.params).tobytes(),
-        "opt": {k: to_np(v).tobytes() for k, v in opt.state.items()},
-        "t": opt.t,
-        "rng": repr(net._rng.bit_generator.state),
-        "epoch": net.epoch,
-    }
-
-
 def _rejects(net, opt, call, exc, fragment):
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     with pytest.raises(exc) as info:
         call()
     assert fragment in str(info.value), f"message does not name {fragment!r}: {info.value}"
-    assert _state(net, opt) == before, "a rejected call changed the network or the optimizer"
+    assert snapshot(net, opt) == before, "a rejected call changed the network or the optimizer"
     return info.value
 
 
@@ -230,9 +220,9 @@ def test_bad_arguments_are_rejected_and_change_nothing(backend, case, call, exc,
 def test_epochs_zero_trains_nothing(backend):
     net, opt = _trained()
     X, Y = _good("cross_entropy")
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     history = net.fit(X, Y, epochs=0, optimizer=opt, progress=False)
-    assert history["loss"] == [] and _state(net, opt) == before
+    assert history["loss"] == [] and snapshot(net, opt) == before
 
 
 # ---- construction, optimizers, backend names ------------------------------------------------

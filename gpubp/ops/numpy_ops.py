@@ -5,7 +5,7 @@ nothing once its buffers exist and touches memory as few times as possible:
 
 * every elementwise step is an ``out=`` ufunc into the caller's array or into a scratch buffer
   this object keeps and reuses (one per shape and dtype);
-* the activations (the table's ``forward_into`` / ``grad_into``, several passes each) run over
+* the activations (their in-place forms, :mod:`gpubp.ops.numpy_activations`, several passes each) run over
   blocks of rows small enough that the blocks they touch and their scratch stay in cache, with
   the bias added and dA multiplied in on the same block: each array crosses memory once;
 * every matrix product goes to one BLAS library called directly (:mod:`gpubp.ops._blas`:
@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ..activations import Activation, Scratch, smallest_normal
+from ..activations import Activation
 from ..losses import Loss
 from . import _blas
+from .numpy_activations import IN_PLACE, Scratch, smallest_normal
 from .base import Ops
 
 if TYPE_CHECKING:  # annotations only
@@ -186,14 +187,14 @@ class NumpyOps(Ops):
         """The table's ``tmp(k)`` for one block: reused buffers ``first + k``."""
         return lambda k: self._block_buffer(first + k, block)
 
-    def _forward_block(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> None:
+    def _forward_block(self, Z: Any, b: Optional[Any], forward: Any, A: Any) -> None:
         if b is not None:
             np.add(Z, b, out=Z)
-        act.forward_into(np, Z, A, self._block_scratch(Z, 0))
+        forward(Z, A, self._block_scratch(Z, 0))
 
-    def _backward_block(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> None:
+    def _backward_block(self, dA: Any, Z: Any, A: Any, grad: Any, out: Any) -> None:
         G = self._block_buffer(0, Z)
-        act.grad_into(np, Z, A, G, self._block_scratch(Z, 1))
+        grad(Z, A, G, self._block_scratch(Z, 1))
         np.multiply(dA, G, out=out)
 
     def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
@@ -202,26 +203,29 @@ class NumpyOps(Ops):
         Blocks are whole rows: right for the elementwise activations and for softmax, which
         works row by row.
         """
-        if act.forward_into is None:
+        forms = IN_PLACE.get(act)
+        if forms is None:  # an activation without an in-place form: the table's formula
             if b is not None:
                 np.add(Z, b, out=Z)
             A[...] = act.forward(np, Z)
         elif Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._forward_block(Z, b, act, A)
+            self._forward_block(Z, b, forms.forward, A)
         else:
             for rows in self._row_blocks(Z):
-                self._forward_block(Z[rows], b, act, A[rows])
+                self._forward_block(Z[rows], b, forms.forward, A[rows])
         return A
 
     def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> Any:
         """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``."""
-        if not (act.elementwise and act.grad_into is not None):
+        forms = IN_PLACE.get(act)
+        grad = forms.grad if forms is not None and act.elementwise else None
+        if grad is None:
             return super().activation_backward(dA, Z, A, act, out)
         if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._backward_block(dA, Z, A, act, out)
+            self._backward_block(dA, Z, A, grad, out)
         else:
             for rows in self._row_blocks(Z):
-                self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows])
+                self._backward_block(dA[rows], Z[rows], A[rows], grad, out[rows])
         return out
 
     # ---- the output layer --------------------------------------------------------------
@@ -254,7 +258,7 @@ class NumpyOps(Ops):
             Delta[rows, Y] = picked - 1.0  # dC_0/dZ = A - Y, Y one-hot, without building it
             # not (min >= tiny): a flushed or denormal a_y, or NaN (a NaN row, which the logits
             # formula gives as NaN too)
-            if n and not picked.min() >= smallest_normal(np, Z.dtype):
+            if n and not picked.min() >= smallest_normal(Z.dtype):
                 return np.asarray(self._cross_entropy_from_logits(Z, Y, rows).mean(dtype=Z.dtype))
             np.log(picked, out=picked)
             # C = (1/n) sum_i -log a_y: the sum and division of ndarray.mean without its overhead
