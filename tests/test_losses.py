@@ -214,3 +214,49 @@ def test_gradcheck_agrees(backend, loss_key, act_name):
     net = gpubp.MLP([3, 4, 3], activation="tanh", output_activation=act_name, loss=loss_key.split(":")[0],
                     dtype="float64", seed=11)
     assert gpubp.gradcheck(net, rng.normal(size=(5, 3)), targets(loss_key, 5, 3, rng)) < 1e-6
+
+
+# ---- the backends choose by the form of the head ------------------------------------------
+@pytest.mark.parametrize("loss_key,act_name", [("sse", "sigmoid"), ("mse", "identity"), ("mse", "softmax"),
+                                               ("cross_entropy:labels", "softmax"), ("cross_entropy", "softmax"),
+                                               ("binary_cross_entropy", "sigmoid")])
+def test_backends_choose_the_fused_head_by_its_form_not_its_name(kernels, monkeypatch, loss_key, act_name):
+    """A loss under another name with the same fields takes the same fused path on NumPy and the
+    same kernel on CuPy (the CuPy ops run here with the host-built kernels), never the reference."""
+    import dataclasses
+
+    import host_kernels
+
+    loss, act = LOSSES[loss_key.split(":")[0]], ACTIVATIONS[act_name]
+    renamed = dataclasses.replace(loss, name="renamed")
+    rng = np.random.default_rng(3)
+    Z = rng.normal(scale=2.0, size=(9, 5))
+    A = act.forward(np, Z)
+    Y = targets(loss_key, 9, 5, rng)
+    reference_calls = []
+    real = Ops.loss_head
+    monkeypatch.setattr(Ops, "loss_head", lambda self, *a: reference_calls.append(1) or real(self, *a))
+    cupy_ops = host_kernels.host_cupy_ops(kernels)
+    launched = []
+    launch = cupy_ops.kernels.launch
+    monkeypatch.setattr(cupy_ops.kernels, "launch", lambda name, *a, **k: launched.append(name) or launch(name, *a, **k))
+    for ops in (NumpyOps(), cupy_ops):
+        outputs = []
+        for head in (loss, renamed):
+            Delta = np.empty_like(Z)
+            C = ops.loss_head(head, act, Z, A, Y, Delta)
+            outputs.append((np.asarray(C), Delta))
+        assert_same(outputs[0][0], outputs[1][0])
+        assert_same(outputs[0][1], outputs[1][1])
+    fused_on_numpy = loss.head != "sigmoid_cross_entropy" and (loss.head == "squared_error" or Y.ndim == 1)
+    assert len(reference_calls) == (0 if fused_on_numpy else 2)
+    assert len(launched) == 2 and launched[0] == launched[1] and launched[0].startswith("head_")
+
+
+def test_target_range_comes_from_the_loss():
+    import dataclasses
+
+    renamed = dataclasses.replace(LOSSES["binary_cross_entropy"], name="renamed")
+    net = gpubp.MLP([3, 2], loss=renamed, seed=0)
+    with pytest.raises(ValueError, match=r"renamed targets must lie in \[0, 1\]"):
+        net.loss_and_grads(np.zeros((2, 3)), np.full((2, 2), 1.5))

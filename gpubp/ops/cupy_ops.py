@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from .. import _optional
 from ..activations import Activation
-from ..losses import Loss
+from ..losses import SIGMOID_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, SQUARED_ERROR, Loss
 from .base import Ops
 from .cuda_kernels import CudaKernels
 
@@ -104,19 +104,21 @@ class CupyOps(Ops):
         dtype = Z.dtype
         C0 = self._loss_buffer(rows, dtype)
         k = self.kernels
-        if loss.name in ("sse", "mse"):
-            # sse: dC_0/dA = 2 (A - Y), C_0 = sum (a - y)^2; mse: both divided by m = cols
-            scale, div = (2.0, 1.0) if loss.name == "sse" else (2.0 / cols, float(cols))
+        if loss.head == SQUARED_ERROR:
+            # C_0 = s sum (a - y)^2 and dC_0/dA = 2 s (A - Y), s = 1 (sse) or 1/m (mse): the
+            # kernel takes 2 s and the divisor of the sum (m for mse)
+            scale = 2.0 * loss.squared_scale(cols)
+            div = float(cols) if loss.mean_over_outputs else 1.0
             if act.elementwise:
                 k.launch("head_squared", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div, act=act.name)
             else:
                 k.launch("head_squared_softmax", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div)
-        elif loss.name == "cross_entropy":
+        elif loss.head == SOFTMAX_CROSS_ENTROPY:
             if Y.ndim == 1:  # integer labels, read directly
                 k.launch("head_xent_labels", dtype, Z, A, Y, Delta, C0, rows, cols)
             else:
                 k.launch("head_xent_dense", dtype, Z, A, Y, Delta, C0, rows, cols)
-        elif loss.name == "binary_cross_entropy":
+        elif loss.head == SIGMOID_CROSS_ENTROPY:
             k.launch("head_bce", dtype, Z, A, Y, Delta, C0, rows, cols)
         else:  # a loss without a fused kernel runs the reference formulas (on CuPy arrays)
             return super().loss_head(loss, act, Z, A, Y, Delta)

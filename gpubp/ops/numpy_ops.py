@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from ..activations import Activation
-from ..losses import Loss
+from ..losses import SOFTMAX_CROSS_ENTROPY, SQUARED_ERROR, Loss
 from . import _blas
 from .numpy_activations import IN_PLACE, Scratch, smallest_normal
 from .base import Ops
@@ -243,15 +243,15 @@ class NumpyOps(Ops):
         formulas.
         """
         n, m = Z.shape
-        if loss.name in ("sse", "mse"):
-            scale = 1.0 if loss.name == "sse" else 1.0 / m
+        if loss.head == SQUARED_ERROR:
+            scale = loss.squared_scale(m)
             np.subtract(A, Y, out=Delta)
             D = Delta.reshape(-1)
             C = np.asarray(np.dot(D, D) * (scale / n), dtype=Z.dtype)
             Delta *= 2.0 * scale  # dC_0/dA = 2 (A - Y), the tutorial's factor 2 (/ m for mse)
             self.activation_backward(Delta, Z, A, act, out=Delta)
             return C
-        if loss.name == "cross_entropy" and Y.ndim == 1 and act.name == "softmax":
+        if loss.head == SOFTMAX_CROSS_ENTROPY and Y.ndim == 1 and act.name == loss.requires_output_activation:
             rows = self._row_index(n)
             picked = A[rows, Y]  # a_y
             np.copyto(Delta, A)
