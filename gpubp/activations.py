@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 
 from . import _optional
+from .names import lookup
 
 #: leaky_relu's slope for z <= 0.
 LEAKY_RELU_SLOPE = 0.01
@@ -252,11 +253,4 @@ def get_activation(name: Any, argument: str = "activation") -> Activation:
     """The table entry for ``name``; a ValueError listing the valid names otherwise."""
     if isinstance(name, Activation):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"{argument} must be an activation name (str); got {type(name).__name__} {name!r}")
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown {argument} {name!r}: expected one of {', '.join(ACTIVATIONS)}"
-        ) from None
+    return lookup(ACTIVATIONS, name, argument, "activation")

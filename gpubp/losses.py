@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .activations import Activation, softmax_backward
+from .names import lookup
 
 
 def _squared_error(xp: Any, A: Any, Y: Any) -> Any:
@@ -148,9 +149,4 @@ def get_loss(name: Any) -> Loss:
     """The loss head called ``name``; a ValueError listing the valid names otherwise."""
     if isinstance(name, Loss):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"loss must be a loss name (str); got {type(name).__name__} {name!r}")
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}: expected one of {', '.join(LOSSES)}") from None
+    return lookup(LOSSES, name, "loss", "loss")

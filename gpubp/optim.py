@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar, Dict, Mapping, Tuple
 
 import numpy as np
 
+from .names import lookup
 from .validation import check_int, check_positive_float
 
 
@@ -269,12 +270,7 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 def lookup_optimizer(name: Any) -> type:
     """The optimizer class called ``name`` (``sgd`` or ``adam``, any case); a ValueError listing the valid names otherwise."""
-    if not isinstance(name, str):
-        raise TypeError(f"optimizer must be a name, one of {', '.join(OPTIMIZERS)}; got {type(name).__name__} {name!r}")
-    try:
-        return OPTIMIZERS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}") from None
+    return lookup(OPTIMIZERS, name, "optimizer", "optimizer", fold_case=True)
 
 
 def make_optimizer(name: str, **kwargs: Any) -> Optimizer:

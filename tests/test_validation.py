@@ -355,3 +355,23 @@ def test_cli_process_exits_nonzero_without_traceback():
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert proc.returncode == 2
     assert "batch-size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+NAME_TABLES = [
+    ("activation[0]", lambda name: gpubp.MLP([2, 2, 2], activation=[name]), gpubp.ACTIVATIONS),
+    ("output_activation", lambda name: gpubp.MLP([2, 2], output_activation=name), gpubp.ACTIVATIONS),
+    ("loss", lambda name: gpubp.MLP([2, 2], loss=name), gpubp.LOSSES),
+    ("optimizer", lambda name: make_optimizer(name), gpubp.optim.OPTIMIZERS),
+    ("backend", lambda name: gpubp.use_backend(name).__enter__(), gpubp.backend.BACKENDS),
+]
+
+
+@pytest.mark.parametrize("argument,call,table", NAME_TABLES, ids=[t[0] for t in NAME_TABLES])
+def test_every_name_table_refuses_alike(argument, call, table):
+    with pytest.raises(ValueError) as info:
+        call("no-such-name")
+    assert str(info.value) == f"unknown {argument} 'no-such-name': expected one of {', '.join(table)}"
+    with pytest.raises(TypeError) as info:
+        call(7)
+    assert str(info.value).startswith(f"{argument} must be a")
+    assert f"name (str), one of {', '.join(table)}; got int 7" in str(info.value)
