@@ -154,7 +154,10 @@ class Optimizer:
     def _fits(self, net: Any) -> bool:
         """Whether every state buffer matches ``net``'s parameters: shape, dtype and backend."""
         p = net.params
-        return all(v.shape == p.shape and v.dtype == p.dtype and isinstance(v, type(p)) for v in self.state.values())
+        for v in self.state.values():
+            if not (v.shape == p.shape and v.dtype == p.dtype and isinstance(v, type(p))):
+                return False
+        return True
 
     def check_network(self, net: Any) -> None:
         """Raise a ValueError, changing nothing, if this optimizer has stepped another network."""
@@ -171,12 +174,13 @@ class Optimizer:
     def _bind(self, net: Any) -> None:
         """Check the state buffers against ``net`` and allocate the missing ones (zeros): what
         every update does before it changes anything."""
-        self.check_network(net)
         if not self._fits(net):
+            self.check_network(net)  # raises when the state is another network's (t > 0)
             self.state = {}  # fresh (t == 0) state allocated for another network: start again
+        state = self.state
         for name in self.state_names:
-            if name not in self.state:
-                self.state[name] = net.backend.xp.zeros_like(net.params)
+            if name not in state:
+                state[name] = net.backend.xp.zeros_like(net.params)
 
     def step(self, net: Any) -> None:
         """Apply one update to ``net.params`` from ``net.grads``."""
