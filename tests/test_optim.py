@@ -164,3 +164,17 @@ def test_an_update_checks_its_buffers_before_it_changes_anything(backend, make, 
     with pytest.raises(ValueError, match="one optimizer per network"):
         opt.step(net)
     assert snapshot(net, opt) == before
+
+
+def test_a_negative_step_count_in_a_checkpoint_is_refused(tmp_path):
+    net, X, Y = _net_with_grads(gpubp.get_backend())
+    opt = gpubp.Adam()
+    net.train_step(X, Y, opt)
+    opt._t = -1  # what a forged or corrupted file could hold (assignment refuses it)
+    net.save(tmp_path / "m.npz", optimizer=opt)
+    with pytest.raises(gpubp.CheckpointError, match="t = -1"):
+        gpubp.load_optimizer(tmp_path / "m.npz", net)
+    fresh = gpubp.Adam()
+    with pytest.raises(gpubp.CheckpointError, match="t = -1"):
+        gpubp.load(tmp_path / "m.npz", optimizer=fresh)
+    assert fresh.t == 0 and fresh.state == {}
