@@ -198,7 +198,7 @@ class MLP:
     def activations(self) -> Tuple[Optional[Activation], ...]:
         """g^(l) for l = 1..L: the Dense layer's activation, or that of the BatchNorm after it."""
         out: List[Optional[Activation]] = []
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             if isinstance(layer, Dense):
                 out.append(layer.activation)
             elif isinstance(layer, BatchNorm) and out and out[-1] is None and layer.activation is not None:

@@ -11,13 +11,13 @@ import pytest
 
 import gpubp
 import host_kernels
+from host_kernels import as_matrix, assert_close, z_grid, z_scale
 from gpubp import philox
 from gpubp.activations import ACTIVATIONS, ELEMENTWISE
 from gpubp.layers import BatchNorm, Dense, Dropout
 from gpubp.layers.dropout import Draw
 from gpubp.ops.base import Ops
 
-from test_kernels_host import as_matrix, assert_close, z_grid, z_scale
 
 pytestmark = pytest.mark.skipif(host_kernels.compiler_missing() is not None,
                                 reason=str(host_kernels.compiler_missing()))
