@@ -2,22 +2,33 @@
 
 A checkpoint is written atomically: to a temporary file in the target's folder, flushed and
 fsync'ed, then renamed over the target, so a crash at any moment leaves the old file or the
-new one, never a broken one. It carries a format name and version and a SHA-256 checksum of
-its contents; a truncated, corrupted or foreign file is refused with a
-:class:`~gpubp.errors.CheckpointError` naming the file. Arrays are stored as NumPy arrays, so
-a model saved on one backend loads on the other.
+new one, never a broken one. The file carries a format name and version and a SHA-256
+checksum of its contents. Arrays are stored as NumPy arrays, so a model saved on one
+backend loads on the other.
+
+Loading treats the file as untrusted (:mod:`gpubp.archive`): the metadata are parsed strictly
+(no NaN or infinities, no integers beyond 40 digits, at most 1 MiB), checked against the
+constructor's rules, and the arrays the metadata call for (their names, shapes and dtypes,
+see :func:`_expected_arrays`) are compared with the headers of the arrays stored, all before
+any array data is read. The parameters are then read straight into the network's buffer (no
+random initialisation), the rest is streamed through the checksum, so loading a network
+peaks at about twice its parameters' size (the parameters and their gradient buffer).
+Anything malformed is a :class:`~gpubp.errors.CheckpointError` naming the file.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import re
 import secrets
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from . import memory, validation
+from .archive import Archive, ArchiveError
+from .backend import get_backend
 from .errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -27,7 +38,13 @@ if TYPE_CHECKING:
 FORMAT = "gpubp-checkpoint"
 VERSION = 1
 PathLike = Union[str, "os.PathLike[str]"]
-
+#: The largest metadata member accepted.
+MAX_META_BYTES = 1 << 20
+#: The most digits an integer of the metadata may have (the generator's 128-bit state needs 39).
+MAX_INT_DIGITS = 40
+_META, _CHECKSUM = "__meta__", "__checksum__"
+_NETWORK_KEYS = ("activation", "bias", "dtype", "loss", "output_activation", "seed", "sizes")
+_STATE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def _check_path(path: Any) -> str:
@@ -40,14 +57,19 @@ def _check_path(path: Any) -> str:
     return path
 
 
+def _update_digest(h: Any, name: str, dtype: Any, shape: Tuple[int, ...]) -> None:
+    h.update(name.encode())
+    h.update(str(np.dtype(dtype)).encode())
+    h.update(str(tuple(shape)).encode())
+
+
 def _digest(meta_json: str, arrays: Dict[str, np.ndarray]) -> str:
+    """SHA-256 of the metadata and of every array's name, dtype, shape and bytes, by name."""
     h = hashlib.sha256(meta_json.encode())
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        h.update(name.encode())
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
+        _update_digest(h, name, a.dtype, a.shape)
+        h.update(a.reshape(-1).view(np.uint8))
     return h.hexdigest()
 
 
@@ -59,6 +81,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot store {type(o).__name__} in a checkpoint")
 
 
+# ---- saving ------------------------------------------------------------------------------------
 def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
     """Write ``net`` (and ``optimizer``'s state) to ``path`` atomically (see the module docstring).
 
@@ -114,105 +137,252 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
         pass
 
 
-def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-    """The verified (meta, arrays) of a checkpoint; CheckpointError for anything else."""
-    path = _check_path(path)
-    try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist") from None
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:  # the file is untrusted: any failure to parse it means "not readable"
-        raise CheckpointError(f"{path!r} is not a readable gpubp checkpoint (truncated or not an .npz file: "
-                              f"{type(exc).__name__}: {exc})") from None
-    if "__meta__" not in data or "__checksum__" not in data:
-        raise CheckpointError(f"{path!r} is an .npz file but not a gpubp checkpoint (no metadata)")
-    try:
-        meta_json = data.pop("__meta__").tobytes().decode()
-        checksum = data.pop("__checksum__").tobytes().decode()
-        meta = json.loads(meta_json)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path!r}: checkpoint metadata is corrupted ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path!r} is not a gpubp checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('version')!r}; this gpubp reads version {VERSION}")
-    if _digest(meta_json, data) != checksum:
-        raise CheckpointError(f"{path!r} is corrupted: its checksum does not match its contents")
-    return meta, data
+# ---- reading -----------------------------------------------------------------------------------
+def _reject_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not allowed")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS} allowed)")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise ValueError(f"{text} overflows to infinity")
+    return value
+
+
+def _parse_meta(text: str) -> Any:
+    """The metadata JSON, parsed strictly: NaN, infinities and huge integers refused."""
+    return json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float)
+
+
+def _check_count(value: Any, what: str) -> int:
+    """A JSON integer in [0, 2^63) (not a bool, not a float)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"{what} must be an integer in [0, 2^63); got {value!r}"[:200])
+    return value
+
+
+def _expected_arrays(meta: Dict[str, Any]) -> Tuple[Any, Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
+    """(the network's architecture, configured but not allocated; {array name: (shape, dtype)})
+    that the metadata call for. Raises TypeError/ValueError/KeyError for metadata that the
+    constructor (or the optimizer's bookkeeping) would refuse.
+
+    The one place that says which arrays a checkpoint holds: a new kind of state adds its
+    entries here and is then checked like the others.
+    """
+    from .network import MLP
+
+    config = meta["config"]
+    if not isinstance(config, dict) or sorted(config) != list(_NETWORK_KEYS):
+        raise ValueError(f"config must hold exactly {', '.join(_NETWORK_KEYS)}; got {config!r}"[:300])
+    if not isinstance(config["dtype"], str):
+        raise TypeError(f"config dtype must be a name; got {config['dtype']!r}")
+    net = MLP.__new__(MLP)
+    net._configure(**config)  # every rule of the constructor, no allocation
+    vector = ((net.n_params,), net.dtype)
+    arrays = {"params": vector}
+    saved = meta["optimizer"]
+    if saved is not None:
+        if not isinstance(saved, dict) or sorted(saved) != ["config", "state", "t", "type"]:
+            raise ValueError(f"optimizer must hold exactly config, state, t and type; got {saved!r}"[:300])
+        if not isinstance(saved["type"], str) or not isinstance(saved["config"], dict):
+            raise TypeError("optimizer type must be a name and its config a mapping")
+        _check_count(saved["t"], "optimizer t")
+        names = saved["state"]
+        if (not isinstance(names, list) or not all(isinstance(k, str) and _STATE_NAME.fullmatch(k) for k in names)
+                or len(set(names)) != len(names)):
+            raise ValueError(f"optimizer state must be a list of distinct buffer names; got {names!r}"[:300])
+        arrays.update({f"optimizer/{k}": vector for k in names})
+    return net, arrays
+
+
+class _Checkpoint:
+    """An open checkpoint file whose metadata are parsed and agree with its arrays' headers.
+
+    Use as a context manager. Nothing but the metadata has been read yet: :meth:`read` reads
+    an array, :meth:`verify` checks the checksum over everything.
+    """
+
+    def __init__(self, path: PathLike):
+        self.name = _check_path(path)
+        try:
+            self.archive = Archive(self.name)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"checkpoint {self.name!r} does not exist") from None
+        except ArchiveError as exc:
+            raise CheckpointError(f"{self.name!r} is not a readable gpubp checkpoint ({exc})") from None
+        try:
+            self._read_meta()
+        except BaseException:
+            self.archive.close()
+            raise
+
+    def __enter__(self) -> "_Checkpoint":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.archive.close()
+
+    def _error(self, what: str, exc: Optional[BaseException] = None) -> CheckpointError:
+        detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        return CheckpointError(f"{self.name!r}: {what}{detail}"[:1000])
+
+    def _read_meta(self) -> None:
+        members = self.archive.members
+        if _META not in members or _CHECKSUM not in members:
+            raise CheckpointError(f"{self.name!r} is an .npz file but not a gpubp checkpoint (no metadata)")
+        for key, limit in ((_META, MAX_META_BYTES), (_CHECKSUM, 64)):
+            m = members[key]
+            if m.dtype != np.uint8 or len(m.shape) != 1 or m.shape[0] > limit:
+                raise self._error(f"member {key} must be at most {limit} bytes of uint8; got shape {m.shape} of {m.dtype}")
+        try:
+            self.meta_json = self.archive.read(_META).tobytes().decode()
+            self.checksum = self.archive.read(_CHECKSUM).tobytes().decode("ascii")
+            meta = _parse_meta(self.meta_json)
+        except ArchiveError as exc:
+            raise self._error("the metadata cannot be read", exc) from None
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise self._error("checkpoint metadata is corrupted", exc) from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"{self.name!r} is not a gpubp checkpoint "
+                                  f"(format {meta.get('format') if isinstance(meta, dict) else None!r})"[:300])
+        if meta.get("version") != VERSION:
+            raise CheckpointError(f"{self.name!r} has checkpoint format version {meta.get('version')!r}; "
+                                  f"this gpubp reads version {VERSION}"[:300])
+        self.meta = meta
+        try:
+            self.config = dict(meta["config"])
+            self.architecture, expected = _expected_arrays(meta)
+            self.epoch = _check_count(meta["epoch"], "epoch")
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = meta["rng"]
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise self._error("the metadata do not describe a valid network", exc) from None
+        stored = {k: (m.shape, m.dtype) for k, m in members.items() if k not in (_META, _CHECKSUM)}
+        for key in list(expected) + sorted(set(stored) - set(expected)):  # the network's arrays first
+            if key not in stored:
+                raise self._error(f"array {key!r}, which the metadata call for, is missing")
+            if key not in expected:
+                raise self._error(f"array {key!r} is not one the metadata call for")
+            if stored[key] != expected[key]:
+                (shape, dtype), (want, want_dtype) = stored[key], expected[key]
+                raise self._error(f"array {key!r} has shape {shape} and dtype {dtype}, but the metadata (sizes "
+                                  f"{list(self.architecture.sizes)}, bias={self.architecture.bias}) call for shape "
+                                  f"{want} and dtype {want_dtype}")
+
+    @property
+    def n_params(self) -> int:
+        return int(self.architecture.n_params)
+
+    def read(self, key: str) -> np.ndarray:
+        """The array ``key``, in a new buffer (an out-of-memory error says which file needed it)."""
+        member = self.archive.members[key]
+        with memory.translated_out_of_memory(get_backend(), f"loading {self.name!r} ({member.nbytes} bytes for {key!r})"):
+            out = np.empty(member.shape, dtype=member.dtype)
+        try:
+            return self.archive.read(key, out=out)
+        except ArchiveError as exc:
+            raise self._error("the file is damaged", exc) from None
+
+    def verify(self, loaded: Dict[str, np.ndarray]) -> None:
+        """Check the checksum over the metadata and every array (``loaded`` ones from memory,
+        the others streamed from the file)."""
+        h = hashlib.sha256(self.meta_json.encode())
+        members = self.archive.members
+        try:
+            for key in sorted(k for k in members if k not in (_META, _CHECKSUM)):
+                m = members[key]
+                _update_digest(h, key, m.dtype, m.shape)
+                if key in loaded:
+                    h.update(loaded[key].reshape(-1).view(np.uint8))
+                else:
+                    self.archive.hash_into(key, h)
+        except ArchiveError as exc:
+            raise self._error("the file is damaged", exc) from None
+        if h.hexdigest() != self.checksum:
+            raise CheckpointError(f"{self.name!r} is corrupted: its checksum does not match its contents")
+
+    # ---- the optimizer -------------------------------------------------------------------------
+    @property
+    def optimizer(self) -> Optional[Dict[str, Any]]:
+        """The saved optimizer's type, config, step count and state names, or None."""
+        return self.meta["optimizer"]
+
+    def check_optimizer(self, optimizer: Any, n_params: int) -> None:
+        """Raise unless the saved state can go into ``optimizer`` (of a network of ``n_params``)."""
+        if not callable(getattr(optimizer, "load_state_dict", None)):
+            raise TypeError(f"optimizer must be a gpubp optimizer (with load_state_dict()); got {type(optimizer).__name__}")
+        saved = self.optimizer
+        if saved is None:
+            raise CheckpointError(f"{self.name!r} holds no optimizer state")
+        if saved["type"] != type(optimizer).__name__:
+            raise CheckpointError(f"{self.name!r} holds {saved['type']} state, not {type(optimizer).__name__}"[:300])
+        if n_params != self.n_params:
+            raise CheckpointError(f"{self.name!r}: the optimizer state is for {self.n_params} parameters; "
+                                  f"the network has {n_params}")
+        expected = set(getattr(optimizer, "state_names", ()))
+        names = set(saved["state"])
+        if not names <= expected or (saved["t"] > 0 and names != expected):
+            raise CheckpointError(f"{self.name!r}: the saved {saved['type']} state holds buffers {sorted(names)}; this "
+                                  f"optimizer keeps {sorted(expected)}")
+
+    def optimizer_state(self) -> Dict[str, Any]:
+        """{"t": ..., "state": {name: array}} of the saved optimizer, read from the file."""
+        saved = self.optimizer
+        return {"t": saved["t"], "state": {k: self.read(f"optimizer/{k}") for k in saved["state"]}}
 
 
 def load(path: PathLike, optimizer: Any = None) -> "MLP":
-    """The network saved at ``path``, on the active backend; restores ``optimizer``'s state too if given."""
+    """The network saved at ``path``, on the active backend; restores ``optimizer``'s state too if given.
+
+    See the module docstring for what is checked; nothing is changed (``optimizer`` included)
+    unless the whole file is valid.
+    """
     from .network import MLP
 
-    meta, arrays = read(path)
-    name = _check_path(path)
-    try:
-        cfg = dict(meta["config"])
-        hidden = cfg.pop("activation")
-        net = MLP(activation=hidden if hidden else "relu", **cfg)
-        params = arrays["params"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
-    if params.shape != (net.n_params,) or params.dtype != net.dtype:
-        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
-    try:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng"]
-        epoch = int(meta.get("epoch", 0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
-    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
-        restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
-    net._build(params)
-    net._rng, net.epoch = rng, epoch
     if optimizer is not None:
-        restore_optimizer(optimizer, meta, arrays, net, path)
+        validation.check_optimizer(optimizer)
+    with _Checkpoint(path) as ck:
+        if optimizer is not None:
+            ck.check_optimizer(optimizer, ck.n_params)
+        params = ck.read("params")
+        loaded = {"params": params}
+        state = ck.optimizer_state() if optimizer is not None else None
+        if state is not None:
+            loaded.update({f"optimizer/{k}": v for k, v in state["state"].items()})
+        ck.verify(loaded)
+        del loaded
+        with memory.translated_out_of_memory(get_backend(), f"loading {ck.name!r}"):
+            net = MLP.from_parameters(params, **ck.config)
+        net._rng, net.epoch = ck.rng, ck.epoch
+    if optimizer is not None:
+        optimizer.load_state_dict(state, net)
     return net
-
-
-def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np.ndarray], net: Any, path: PathLike,
-                      dry_run: bool = False) -> None:
-    """Load the saved optimizer state into ``optimizer`` (only check that it can with ``dry_run``)."""
-    name = _check_path(path)
-    if not callable(getattr(optimizer, "load_state_dict", None)):
-        raise TypeError(f"optimizer must be a gpubp optimizer (with load_state_dict()); got {type(optimizer).__name__}")
-    saved = meta.get("optimizer")
-    if saved is None:
-        raise CheckpointError(f"{name!r} holds no optimizer state")
-    try:
-        if saved["type"] != type(optimizer).__name__:
-            raise CheckpointError(f"{name!r} holds {saved['type']} state, not {type(optimizer).__name__}")
-        state = {k: arrays[f"optimizer/{k}"] for k in saved["state"]}
-        t = int(saved["t"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r}: the optimizer state is corrupted ({type(exc).__name__}: {exc})") from None
-    for k, v in state.items():
-        if v.shape != (net.n_params,):
-            raise CheckpointError(f"{name!r}: optimizer buffer {k!r} has shape {v.shape}; the network has {net.n_params} parameters")
-    if not dry_run:
-        optimizer.load_state_dict({"t": t, "state": state}, net)
 
 
 def load_optimizer(path: PathLike, net: "MLP") -> Optional["Optimizer"]:
     """A new optimizer of the saved type and settings with its saved state, or None if none was saved."""
     from .optim import OPTIMIZERS
 
-    meta, arrays = read(path)
-    saved = meta.get("optimizer")
-    if saved is None:
-        return None
-    try:
-        cls = OPTIMIZERS[saved["type"].lower()]
-        cfg = dict(saved["config"])
-        if "betas" in cfg:
-            cfg["betas"] = tuple(cfg["betas"])
-        opt = cls(**cfg)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{_check_path(path)!r}: the optimizer settings are corrupted ({type(exc).__name__}: {exc})") from None
-    restore_optimizer(opt, meta, arrays, net, path)
+    with _Checkpoint(path) as ck:
+        saved = ck.optimizer
+        if saved is None:
+            return None
+        try:
+            cls = OPTIMIZERS[saved["type"].lower()]
+            cfg = dict(saved["config"])
+            if "betas" in cfg and isinstance(cfg["betas"], list):
+                cfg["betas"] = tuple(cfg["betas"])
+            opt = cls(**cfg)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ck._error("the optimizer settings are corrupted", exc) from None
+        ck.check_optimizer(opt, net.n_params)
+        state = ck.optimizer_state()
+        ck.verify({f"optimizer/{k}": v for k, v in state["state"].items()})
+    opt.load_state_dict(state, net)
     return opt

@@ -86,6 +86,13 @@ class MLP:
         seed: Optional[int] = None,
         bias: bool = True,
     ):
+        self._configure(sizes, activation, output_activation, loss, dtype, seed, bias)
+        self._build(self._initial_parameters())
+
+    def _configure(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "relu",
+                   output_activation: Optional[str] = None, loss: str = "sse", dtype: Union[str, Any] = "float32",
+                   seed: Optional[int] = None, bias: bool = True) -> None:
+        """Check the constructor's arguments and set the architecture; allocates nothing."""
         self.sizes: Tuple[int, ...] = validation.check_sizes(sizes)
         L = len(self.sizes) - 1
         self.loss: Loss = get_loss(loss)
@@ -111,7 +118,23 @@ class MLP:
         #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
         self.epoch = 0
-        self._build(self._initial_parameters())
+
+    @classmethod
+    def from_parameters(cls, params: Any, **config: Any) -> "MLP":
+        """The network ``config`` describes (the constructor's arguments, as :meth:`get_config`
+        gives them) with the flat parameter buffer ``params`` (shape (n_params,), the network's
+        dtype) in place of a random initialisation. A NumPy ``params`` on the NumPy backend
+        becomes the network's buffer itself, not a copy; the shuffling generator is seeded from
+        ``seed`` as in the constructor.
+        """
+        net = cls.__new__(cls)
+        net._configure(**config)
+        shape, dtype = getattr(params, "shape", None), getattr(params, "dtype", None)
+        if shape != (net.n_params,) or dtype != net.dtype:
+            raise ValueError(f"params must be an array of shape ({net.n_params},) and dtype {net.dtype} for sizes "
+                             f"{list(net.sizes)} (bias={net.bias}); got {validation._describe(params)}")
+        net._build(params, copy=False)
+        return net
 
     # ---- construction ----------------------------------------------------------------
     @property
@@ -147,10 +170,14 @@ class MLP:
                 chunks.append(np.zeros(fan_out))
         return np.concatenate(chunks).astype(self.dtype)
 
-    def _build(self, flat: Any) -> None:
-        """Put ``flat`` on the backend as the parameter buffer; make the per-layer views."""
+    def _build(self, flat: Any, copy: bool = True) -> None:
+        """Put ``flat`` on the backend as the parameter buffer (``flat`` itself where it is already
+        a contiguous backend array of the dtype and ``copy`` is False); make the per-layer views."""
         xp = self.backend.xp
-        self.params = self.backend.asarray(flat, dtype=self.dtype).copy()
+        params = self.backend.asarray(flat, dtype=self.dtype)
+        owned = (not copy and params is flat and params.flags.c_contiguous
+                 and getattr(params.flags, "writeable", True))
+        self.params = params if owned else params.copy()
         # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
         # step reduces gradients, loss and row count in one call (gpubp.distributed)
         self._grad_buffer = xp.zeros(self.params.size + 2, dtype=self.dtype)
