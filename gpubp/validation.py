@@ -89,6 +89,9 @@ DTYPES = ("float32", "float64")
 
 
 def check_dtype(dtype: Any) -> np.dtype:
+    """float32 or float64 in the machine's byte order, from any spelling NumPy accepts
+    (``"float32"``, ``"f4"``, ``">f4"``, ``np.float32``...): a network computes, saves and loads
+    in native byte order whatever order it was asked for."""
     expected = " or ".join(repr(d) for d in DTYPES)
     try:
         dt = np.dtype(dtype)
@@ -96,7 +99,7 @@ def check_dtype(dtype: Any) -> np.dtype:
         raise TypeError(f"dtype must be {expected}; got {dtype!r}") from None
     if dt.name not in DTYPES:
         raise ValueError(f"dtype must be {expected}; got {dt.name!r}")
-    return dt
+    return np.dtype(dt.name)
 
 
 def check_seed(seed: Any) -> Any:
