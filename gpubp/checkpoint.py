@@ -2,8 +2,9 @@
 
 A checkpoint is written atomically: to a temporary file in the target's folder, flushed and
 fsync'ed, then renamed over the target, so a crash at any moment leaves the old file or the
-new one, never a broken one. The file carries a format name and version and a SHA-256
-checksum of its contents. Arrays are stored as NumPy arrays, so a model saved on one
+new one, never a broken one. Saving over a symbolic link writes the file the link points to,
+and an existing file keeps its permissions. The file carries a format name and version and a
+SHA-256 checksum of its contents. Arrays are stored as NumPy arrays, so a model saved on one
 backend loads on the other.
 
 Loading treats the file as untrusted (:mod:`gpubp.archive`): the metadata are parsed strictly
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -54,6 +56,8 @@ def _check_path(path: Any) -> str:
         raise TypeError(f"path must be a str or os.PathLike naming the checkpoint file; got {type(path).__name__} {path!r}") from None
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    if not path:
+        raise ValueError("path must name the checkpoint file; got an empty string")
     return path
 
 
@@ -82,20 +86,53 @@ def _json_default(o: Any) -> Any:
 
 
 # ---- saving ------------------------------------------------------------------------------------
+def check_save_path(path: Any) -> Tuple[str, Optional[os.stat_result]]:
+    """(the file a save of ``path`` writes, its current ``stat`` or None) if a checkpoint can be
+    saved there; the error :func:`save` would raise otherwise.
+
+    A symbolic link is followed to the file it names (which is written, the link kept). The
+    folder must exist and be writable, and an existing target must be a regular file.
+    """
+    name = _check_path(path)
+    target = os.path.realpath(name)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save checkpoint {name!r}: folder {folder!r} does not exist")
+    try:
+        existing: Optional[os.stat_result] = os.stat(target)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        raise IsADirectoryError(f"cannot save checkpoint {name!r}: it is a folder")
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        raise ValueError(f"cannot save checkpoint {name!r}: it exists and is not a regular file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot save checkpoint {name!r}: folder {folder!r} is not writable")
+    return target, existing
+
+
+def _check_optimizer_for(optimizer: Any, net: Any) -> None:
+    """``optimizer`` is a gpubp optimizer whose state buffers (if any) belong to ``net``."""
+    validation.check_optimizer(optimizer, net)
+    if not callable(getattr(optimizer, "state_dict", None)):
+        raise TypeError(f"optimizer must be a gpubp optimizer (with state_dict()) or None; got {type(optimizer).__name__}")
+    for key, value in getattr(optimizer, "state", {}).items():
+        if tuple(value.shape) != tuple(net.params.shape):
+            raise ValueError(f"optimizer: its state {key!r} has {value.size} values, for another network; this network "
+                             f"has {net.params.size} parameters: save each network with its own optimizer")
+
+
 def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
     """Write ``net`` (and ``optimizer``'s state) to ``path`` atomically (see the module docstring).
 
-    A process killed while saving may leave a stray ``.gpubp-*.tmp`` file beside the target,
-    never a broken target.
+    Everything is checked before the file is touched: the path (:func:`check_save_path`) and
+    that ``optimizer`` holds state for ``net``. A process killed while saving may leave a
+    stray ``.gpubp-*.tmp`` file beside the target, never a broken target; an exception
+    (or Ctrl-C) while saving leaves no temporary file.
     """
-    path = _check_path(path)
-    if optimizer is not None and not callable(getattr(optimizer, "state_dict", None)):
-        raise TypeError(f"optimizer must be a gpubp optimizer (with state_dict()) or None; got {type(optimizer).__name__}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot save checkpoint {path!r}: folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save checkpoint {path!r}: it is a folder")
+    target, existing = check_save_path(path)
+    if optimizer is not None:
+        _check_optimizer_for(optimizer, net)
     arrays: Dict[str, np.ndarray] = {"params": net.backend.to_numpy(net.params)}
     meta: Dict[str, Any] = {
         "format": FORMAT,
@@ -112,19 +149,25 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
             arrays[f"optimizer/{name}"] = value
     meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
     checksum = _digest(meta_json, arrays)
+    folder = os.path.dirname(target)
     # a new, exclusive file beside the target, with the mode an ordinary open() gives (the
-    # process umask applies), unlike mkstemp's 0600
+    # process umask applies), unlike mkstemp's 0600; an existing target's mode is kept
     tmp = os.path.join(folder, f".gpubp-{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
+            if existing is not None:
+                _copy_permissions(f.fileno(), existing)
             np.savez(f, __meta__=np.frombuffer(meta_json.encode(), dtype=np.uint8),
                      __checksum__=np.frombuffer(checksum.encode(), dtype=np.uint8), **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        os.replace(tmp, target)
+    except BaseException as exc:
+        # the temporary file is removed by name, so an interrupt arriving anywhere after it was
+        # created (even before its descriptor was kept) leaves nothing behind; a clash with
+        # another file of that name (FileExistsError from O_EXCL) is not ours to remove
+        if not isinstance(exc, FileExistsError) and os.path.lexists(tmp):
             os.unlink(tmp)
         raise
     try:  # make the rename itself durable
@@ -135,6 +178,17 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _copy_permissions(fd: int, existing: os.stat_result) -> None:
+    """Give the new file the mode (and, where allowed, the owner) of the file it replaces."""
+    if hasattr(os, "fchown") and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, existing.st_uid, existing.st_gid)
+        except OSError:  # only the owner's group, or root, may do it: the mode is still kept
+            pass
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(existing.st_mode))
 
 
 # ---- reading -----------------------------------------------------------------------------------

@@ -231,6 +231,9 @@ def check_bool(value: Any, argument: str) -> bool:
 
 def check_optimizer(optimizer: Any, net: Any = None) -> None:
     """A gpubp optimizer (anything with ``step(net)``) that, if it holds state, holds it for ``net``."""
+    if isinstance(optimizer, type):
+        raise TypeError(f"optimizer must be an optimizer instance such as gpubp.{optimizer.__name__}(...); got the "
+                        f"class {optimizer.__name__} itself: call it to make one")
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer must be a gpubp optimizer such as gpubp.SGD(...) or gpubp.Adam(...); got {_describe(optimizer)}")
     check = getattr(optimizer, "check_network", None)
