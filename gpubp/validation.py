@@ -122,8 +122,26 @@ def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = F
         raise TypeError(f"{argument} must hold real numbers (bool, int or float); got {_describe(value)}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the finite scan
         if on_host:
-            return np.asarray(value.get() if is_device_array(value) else value, dtype=dtype)
-        return net.backend.asarray(value, dtype=dtype)
+            return _plain(np, np.asarray(value.get() if is_device_array(value) else value, dtype=dtype))
+        return _plain(net.backend.xp, net.backend.asarray(value, dtype=dtype))
+
+
+def _plain(xp: Any, a: Any) -> Any:
+    """``a`` itself when it is C-contiguous (and, on the host, aligned and in native byte order),
+    else a copy that is.
+
+    Every kernel and every direct BLAS call then reads its inputs the same way, so the numbers
+    of every entry do not depend on the input's memory layout (Fortran order, negative, zero
+    or overlapping strides, broadcasts, unaligned or big-endian data): they are those of the
+    contiguous copy, bit for bit. Arrays that are already plain (the usual case) are not
+    copied; for the others the copy is one pass over the input, less than any product reading it.
+    """
+    flags = a.flags
+    if flags.c_contiguous and (xp is not np or (flags.aligned and a.dtype.isnative)):
+        return a
+    if xp is np:
+        return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+    return xp.ascontiguousarray(a)
 
 
 class _Pending:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from layouts import FREE, FREE_1D, arrange
 
 import gpubp
 from gpubp.losses import LOSSES
@@ -40,6 +41,8 @@ def arrays(draw, rows, cols):
         return a.tolist()
     if kind == "object":
         return a.astype(object)
+    if a.ndim in (1, 2) and a.size:  # in any memory layout (tests/layouts.py)
+        return arrange(a, draw(st.sampled_from(FREE if a.ndim == 2 else FREE_1D)))
     return a
 
 
@@ -49,7 +52,9 @@ def labels(draw, rows, m):
     lo, hi = (0, m - 1) if draw(st.booleans()) else (-2, m + 2)
     values = draw(hnp.arrays(np.int64, shape, elements=st.integers(lo, hi)))
     if draw(st.booleans()):
-        return values.astype(np.float64) + draw(st.sampled_from([0.0, 0.0, 0.0, 0.5]))
+        values = values.astype(np.float64) + draw(st.sampled_from([0.0, 0.0, 0.0, 0.5]))
+    if values.ndim == 1 and values.size:  # in any memory layout (tests/layouts.py)
+        return arrange(values, draw(st.sampled_from(FREE_1D)))
     return values
 
 
