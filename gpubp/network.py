@@ -87,7 +87,17 @@ class MLP:
         bias: bool = True,
     ):
         self._configure(sizes, activation, output_activation, loss, dtype, seed, bias)
-        self._build(self._initial_parameters())
+        with self._allocation_errors():
+            self._build(self._initial_parameters())
+
+    def _allocation_errors(self) -> Any:
+        """A context in which running out of memory is a :class:`gpubp.OutOfMemoryError` naming
+        ``sizes`` and the bytes its parameters and gradients need."""
+        P = self.n_params
+        return memory.translated_out_of_memory(
+            self.backend, f"building a network of sizes {list(self.sizes)}",
+            f"its {P:,} parameters need {2 * P * self.dtype.itemsize:,} bytes ({self.dtype.name} weights and "
+            f"their gradients): choose smaller sizes")
 
     def _configure(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "relu",
                    output_activation: Optional[str] = None, loss: str = "sse", dtype: Union[str, Any] = "float32",
@@ -133,7 +143,8 @@ class MLP:
         if shape != (net.n_params,) or dtype != net.dtype:
             raise ValueError(f"params must be an array of shape ({net.n_params},) and dtype {net.dtype} for sizes "
                              f"{list(net.sizes)} (bias={net.bias}); got {validation._describe(params)}")
-        net._build(params, copy=False)
+        with net._allocation_errors():
+            net._build(params, copy=False)
         return net
 
     # ---- construction ----------------------------------------------------------------
