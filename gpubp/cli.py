@@ -152,7 +152,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"cupy {cp.__version__ if cp is not None else 'not installed'}")
     problem = backend_mod.cupy_problem()
     print(f"cupy backend: {'available' if problem is None else 'unavailable: ' + problem}")
-    print(f"{backend_mod.ENV_VAR}={backend_mod._requested}")
+    print(f"{backend_mod.ENV_VAR}={os.environ.get(backend_mod.ENV_VAR) or 'auto (unset)'}")
     be = backend_mod.get_backend()
     print(f"active backend: {be.name} on {be.device}")
     if be.name == "cupy":

@@ -51,11 +51,12 @@ def _n_correct(A: Any, classes: Any) -> Any:
 
 
 def _host_nbytes(net: Any, X: Any, Y: Any) -> int:
-    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes."""
-    rows_x = int(np.prod(getattr(X, "shape", (0,)), dtype=np.int64))
-    rows_y = int(np.prod(getattr(Y, "shape", (0,)), dtype=np.int64))
-    n = int(getattr(X, "shape", (0,))[0]) if getattr(X, "ndim", 0) else 0
-    return rows_x * net.dtype.itemsize + rows_y * 8 + n * 8
+    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes
+    (0 for what is not a host array yet: it is checked, and refused or converted, afterwards)."""
+    x = X.size if isinstance(X, np.ndarray) else 0
+    y = Y.size if isinstance(Y, np.ndarray) else 0
+    n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim else 0
+    return int(x) * net.dtype.itemsize + int(y) * 8 + int(n) * 8
 
 
 def _upload(backend: Any, dst: Any, src: np.ndarray) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from typing import Any, Iterator, List, Sequence, Tuple, Union
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -33,12 +35,22 @@ def check_finite(enabled: bool) -> Iterator[None]:
         CHECK_FINITE = saved
 
 
+def _repr(value: Any) -> str:
+    """repr(value), shortened; an integer too long to print whole is described by its length."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) >= 10**30:
+        digits = int(abs(int(value)).bit_length() * 0.30103) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
+    return repr(value)[:200]
+
+
 def _describe(value: Any) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__}"
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if shape is not None and dtype is not None:
         return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
-    return f"{type(value).__name__} {value!r}"[:200]
+    return f"{type(value).__name__} {_repr(value)}"[:200]
 
 
 def check_int(value: Any, argument: str, minimum: int) -> int:
@@ -46,7 +58,7 @@ def check_int(value: Any, argument: str, minimum: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{argument} must be an integer >= {minimum}; got {_describe(value)}")
     if value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}; got {value}")
+        raise ValueError(f"{argument} must be an integer >= {minimum}; got {_repr(value)}")
     return int(value)
 
 
@@ -54,10 +66,13 @@ def check_positive_float(value: Any, argument: str, allow_zero: bool = False) ->
     """A finite real number > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{argument} must be a real number; got {_describe(value)}")
-    v = float(value)
     bound = ">= 0" if allow_zero else "> 0"
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond the float range, such as 10**400
+        raise ValueError(f"{argument} must be finite and {bound}; got {_repr(value)}, beyond the float range") from None
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{argument} must be finite and {bound}; got {value!r}")
+        raise ValueError(f"{argument} must be finite and {bound}; got {_repr(value)}")
     return v
 
 
@@ -113,6 +128,11 @@ def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = F
     backend), or as a NumPy array when ``on_host``; only real numbers (bool, int, float) pass."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{argument} must be a numeric array; got {_describe(value)}")
+    if isinstance(value, (Mapping, AbstractSet, Iterator, type)):
+        # np.asarray would make a 0-d object array of it; a generator or iterator would be consumed
+        raise TypeError(f"{argument} must be a numeric array (a NumPy or CuPy array, or nested lists of numbers); got "
+                        f"{_describe(value)}" + (": make a list or an array of it first" if isinstance(value, Iterator)
+                                                 else ""))
     if not isinstance(value, np.ndarray) and not is_device_array(value):
         try:
             value = np.asarray(value)
