@@ -297,10 +297,10 @@ class MLP:
         gets the averages over all rows of all ranks, as one process would on their
         concatenation; the first call broadcasts rank 0's parameters to every rank.
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "loss_and_grads")
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "loss_and_grads")
         with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
             C = self._loss_and_grads(X, Y)
@@ -320,11 +320,11 @@ class MLP:
         With ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
         over all their rows (one all-reduce) before the same update is applied on every rank.
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "train_step")
         validation.check_optimizer(optimizer, self)
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "train_step", optimizer)
         with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
             return self._train_step(X, Y, optimizer, comm)

@@ -84,9 +84,25 @@ class _Data:
         self.n = self.X.shape[0]
         self._buffers: Dict[int, Tuple[Any, ...]] = {}
 
-    def order(self, rng: Optional[np.random.Generator]) -> Any:
-        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it."""
-        order = rng.permutation(self.n) if rng is not None else np.arange(self.n)
+    def order(self, rng: Optional[np.random.Generator], rank: int = 0, ranks: int = 1, rows: int = 0) -> Any:
+        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it.
+
+        In a distributed fit (``ranks`` > 1) every rank holds the same generator (rank 0's,
+        broadcast when fit starts) and draws the same ``ranks`` permutations of ``rows`` (the
+        largest shard's row count), keeping permutation ``rank`` restricted to its own n rows:
+        a uniform permutation of them, independent of the other ranks', while the generators
+        of all ranks stay equal. So the one generator state a checkpoint holds resumes every
+        rank exactly, whatever the shards' sizes. One process draws ``rng.permutation(n)``.
+        """
+        if rng is None:
+            order = np.arange(self.n)
+        elif ranks == 1:
+            order = rng.permutation(self.n)
+        else:
+            for k in range(ranks):
+                drawn = rng.permutation(rows)
+                if k == rank:
+                    order = drawn[drawn < self.n]
         return order if self.stream else self.backend.asarray(order)
 
     def _buffers_for(self, nb: int) -> Tuple[Any, ...]:
@@ -371,7 +387,7 @@ def fit(
     """
     from .optim import Adam
 
-    comm = distributed.check_comm(comm)
+    comm = distributed.check_comm(comm, "fit")
     epochs = validation.check_int(epochs, "epochs", 0)
     initial_epoch = validation.check_int(initial_epoch, "initial_epoch", 0)
     if initial_epoch > epochs:
@@ -400,15 +416,16 @@ def fit(
     n = data.n
     n_batches = -(-n // batch_size)
     n_total, step_rows = n, None
+    shuffling = (0, 1, n)  # (this rank, ranks, rows of the largest shard): see _Data.order
     if comm is not None and comm.size > 1:
         # checked before the first collective that depends on them: ranks that disagree on the
         # network, the optimizer or the loop's shape would otherwise hang or abort inside MPI
-        cfg = net.get_config()
         counts, n_total = distributed.global_rows(
-            comm, n, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=shuffle,
-            validation=val is not None, optimizer=type(optimizer).__name__,
-            network=(cfg["sizes"], cfg["activation"], cfg["output_activation"], cfg["loss"], cfg["dtype"], cfg["bias"]))
+            comm, n, entry="fit", batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=shuffle,
+            validation=val is not None, optimizer=distributed.optimizer_config(optimizer),
+            network=distributed.network_config(net))
         distributed.broadcast_parameters(net, comm, optimizer)
+        shuffling = (comm.rank, comm.size, max(counts))
         n_batches = max(-(-c // batch_size) for c in counts)
         # rows of all ranks in step k (a rank whose shard has run out adds none)
         step_rows = [sum(min(batch_size, max(0, c - k * batch_size)) for c in counts) for k in range(n_batches)]
@@ -416,7 +433,7 @@ def fit(
     epoch, b = initial_epoch + 1, 0
 
     for epoch in range(initial_epoch + 1, epochs + 1):
-        order = data.order(net._rng if shuffle else None)
+        order = data.order(net._rng if shuffle else None, *shuffling)
 
         def step(i: int) -> Tuple[Any, Optional[Any], Optional[Any]]:
             """Batch i of the epoch: (C, this rank's X_b or None when its shard has run out, classes)."""
