@@ -71,8 +71,9 @@ class MLP:
         loss: ``sse`` (the tutorial's C_0 = sum_j (a_j - y_j)^2), ``mse``, ``cross_entropy``
             or ``binary_cross_entropy``.
         dtype: ``"float32"`` (default) or ``"float64"``.
-        seed: seeds the initialisation (He for ReLU-like layers, Glorot otherwise) and the
-            shuffling of :meth:`fit`; the same seed gives the same numbers on every backend.
+        seed: an integer in [0, 2**128) or None; seeds the initialisation (He for ReLU-like
+            layers, Glorot otherwise) and the shuffling of :meth:`fit`; the same seed gives the
+            same numbers on every backend.
         bias: ``False`` drops every b^(l), reproducing the tutorial exactly.
     """
 

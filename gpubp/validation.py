@@ -117,10 +117,18 @@ def check_dtype(dtype: Any) -> np.dtype:
     return np.dtype(dt.name)
 
 
+#: Seeds lie in [0, SEED_LIMIT): as wide as the shuffling generator's state, and short enough
+#: to be stored in (and read back from) a checkpoint's metadata.
+SEED_LIMIT = 2**128
+
+
 def check_seed(seed: Any) -> Any:
     if seed is None:
         return None
-    return check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**128); got {_repr(seed)}")
+    return seed
 
 
 def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = False) -> Any:

@@ -35,6 +35,14 @@ def test_every_accepted_dtype_round_trips(backend, tmp_path, dtype):
     assert opt2.t == 1
 
 
+@pytest.mark.parametrize("seed", [None, 0, 2**64 + 1, 2**128 - 1])
+def test_every_accepted_seed_round_trips(tmp_path, seed):
+    net = gpubp.MLP([3, 2], seed=seed)
+    net.save(tmp_path / "m.npz")
+    back = gpubp.load(tmp_path / "m.npz")
+    assert back.seed == seed and back.params.tobytes() == net.params.tobytes()
+
+
 # ---- symbolic links and permissions -------------------------------------------------------------
 def test_save_through_a_symlink_writes_its_target(tmp_path):
     real = tmp_path / "store" / "model.npz"

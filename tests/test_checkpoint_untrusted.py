@@ -13,6 +13,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gpubp
 from gpubp import checkpoint
@@ -341,3 +343,58 @@ def test_bytes_io_is_not_a_path(saved):
     path, _, _ = saved
     with pytest.raises(TypeError, match="path"):
         gpubp.load(io.BytesIO(path.read_bytes()))
+
+
+# ---- property: any change to the metadata loads exactly or is a CheckpointError -----------------
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6) | st.sampled_from([0, 1, -1, 2**63, 10**39, "float32", "relu", "sse", "Adam", [6, 8, 3]]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=8)
+RAW_VALUES = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "1" + "0" * 45, "[" * 3000 + "]" * 3000,
+                              '"\\ud800"', "true"])
+
+
+def _paths(value, prefix=()):
+    """Every path (tuple of keys and indices) into a JSON value, containers included."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+
+
+def _replace(value, path, new):
+    if not path:
+        return new
+    value = list(value) if isinstance(value, list) else dict(value)
+    value[path[0]] = _replace(value[path[0]], path[1:], new)
+    return value
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_metadata_change_loads_exactly_or_is_a_checkpoint_error(saved, tmp_path, data):
+    path0, members, meta = saved
+    where = data.draw(st.sampled_from(sorted(_paths(meta), key=repr)), label="path")
+    if data.draw(st.booleans(), label="raw JSON text"):
+        marker = "\u2603MARK\u2603"
+        text = json.dumps(_replace(meta, where, marker)).replace(json.dumps(marker), data.draw(RAW_VALUES), 1)
+    else:
+        text = json.dumps(_replace(meta, where, data.draw(JSON_VALUES, label="value")))
+    path = _forge(tmp_path / "mutated.npz", members, meta_json=text)
+    with gpubp.use_backend("numpy"):
+        for load in (gpubp.load, lambda p: gpubp.load_optimizer(p, gpubp.load(path0))):
+            try:
+                result, peak = _peak(lambda: load(path))
+            except gpubp.CheckpointError as exc:
+                assert str(path) in str(exc)
+                continue
+            assert peak < 4 * MiB
+            if isinstance(result, MLP):  # a change the rules allow (a seed, an activation name...)
+                config = json.loads(text)["config"]
+                assert result.get_config() == gpubp.MLP(**config).get_config()  # as the constructor reads it
+                np.testing.assert_array_equal(result.params, members["params"])

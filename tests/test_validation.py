@@ -275,6 +275,7 @@ BAD_CONSTRUCTION = [
     ("dtype nonsense", dict(dtype="bogus"), TypeError, "dtype", None),
     ("seed negative", dict(seed=-1), ValueError, "seed", None),
     ("seed float", dict(seed=1.5), TypeError, "seed", None),
+    ("seed 2**128", dict(seed=2**128), ValueError, "seed", None),
     ("bias str", dict(bias="yes"), TypeError, "bias", None),
 ]
 
