@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -61,6 +62,11 @@ def test_non_editable_install_finds_the_sources(wheel, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                            "--target", site, str(wheel)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    # gpubp's dependencies (NumPy, tqdm) come from the environment running the tests, which may
+    # itself be a virtual environment (the system site-packages a new one can see are the base
+    # interpreter's); the path line is read after the environment's own site-packages, where
+    # the wheel just went, and .pth files in it (an editable gpubp) are not run
+    (Path(site) / "outer-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     code = (
         "import gpubp, sys\n"
         "from gpubp.ops import cuda_kernels as ck\n"
