@@ -89,7 +89,7 @@ class MLP:
     ):
         self._configure(sizes, activation, output_activation, loss, dtype, seed, bias)
         with self._allocation_errors():
-            self._build(self._initial_parameters())
+            self._build(self._initial_parameters(), copy=False)
 
     def _allocation_errors(self) -> Any:
         """A context in which running out of memory is a :class:`gpubp.OutOfMemoryError` naming
@@ -183,13 +183,23 @@ class MLP:
         return np.concatenate(chunks).astype(self.dtype)
 
     def _build(self, flat: Any, copy: bool = True) -> None:
-        """Put ``flat`` on the backend as the parameter buffer (``flat`` itself where it is already
-        a contiguous backend array of the dtype and ``copy`` is False); make the per-layer views."""
+        """Put ``flat`` on the backend as the parameter buffer; make the per-layer views.
+
+        The buffer is ``flat`` itself where ``copy`` is False and ``flat`` is already a
+        C-contiguous, aligned, writable backend array of the dtype, and the array converting
+        ``flat`` made where that is new (another dtype, or moved between host and device);
+        otherwise a copy, so the network never shares memory its caller keeps.
+        """
         xp = self.backend.xp
         params = self.backend.asarray(flat, dtype=self.dtype)
-        owned = (not copy and params is flat and params.flags.c_contiguous
-                 and getattr(params.flags, "writeable", True))
-        self.params = params if owned else params.copy()
+        if params is flat:
+            reuse = not copy
+        else:  # converted: new memory, unless NumPy made a view of flat (of a subclass such as memmap)
+            reuse = not (isinstance(flat, np.ndarray) and isinstance(params, np.ndarray)
+                         and np.may_share_memory(params, flat))
+        flags = params.flags
+        reuse = reuse and flags.c_contiguous and getattr(flags, "writeable", True) and getattr(flags, "aligned", True)
+        self.params = params if reuse else params.copy()
         # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
         # step reduces gradients, loss and row count in one call (gpubp.distributed)
         self._grad_buffer = xp.zeros(self.params.size + 2, dtype=self.dtype)

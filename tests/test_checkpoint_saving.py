@@ -163,3 +163,27 @@ def test_an_interrupt_while_saving_leaves_no_file_behind(tmp_path, monkeypatch, 
 def test_load_of_an_empty_path_is_refused():
     with pytest.raises(ValueError, match="path"):
         gpubp.load("")
+
+
+def test_from_parameters_never_shares_memory_it_should_not():
+    """The network's buffer is the caller's array only where that is safe: given with its dtype,
+    contiguous, aligned and writable; any other array (a view of a memmap, a read-only or an
+    unaligned one, another dtype) is copied or converted."""
+    from layouts import arrange
+
+    net = gpubp.MLP([3, 4, 2], seed=0)
+    cfg = net.get_config()
+    own = net.params.copy()
+    assert gpubp.MLP.from_parameters(own, **cfg).params is own
+    for layout in ("read-only", "unaligned", "memmap", "read-only memmap", "reversed", "strided", "big-endian"):
+        given = arrange(own, layout)
+        back = gpubp.MLP.from_parameters(given, **cfg) if layout != "big-endian" else None
+        if back is None:  # a non-native dtype is another dtype: refused, not reinterpreted
+            with pytest.raises(ValueError, match="params"):
+                gpubp.MLP.from_parameters(given, **cfg)
+            continue
+        assert not np.may_share_memory(back.params, given), layout
+        assert back.params.flags.c_contiguous and back.params.flags.aligned and back.params.flags.writeable
+        assert back.params.tobytes() == own.tobytes()
+    with pytest.raises(ValueError, match=r"params must be an array of shape \(26,\)"):
+        gpubp.MLP.from_parameters(own[:-1], **cfg)
