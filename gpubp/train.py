@@ -293,23 +293,21 @@ class _Guard:
         self.window, self.count = b + 1, 0
         return None
 
-    def _first_failure(self, i: int) -> Optional[int]:
-        """Re-run batch ``i``: i if its loss or gradient is not finite, i + 1 if its update made the
-        weights non-finite, else None."""
+    def _first_failure(self, i: int) -> Tuple[Optional[int], bool]:
+        """Re-run batch ``i``: (i, False) if its loss or gradient is not finite, (i + 1, True) if its
+        update made the weights non-finite, else (None, False)."""
         if not bool(self.xp.isfinite(self._value(self.step(i)))):
-            self.weights_failed = False
-            return i
+            return i, False
         if not self._weights_finite():
-            self.weights_failed = True
-            return i + 1
-        return None
+            return i + 1, True
+        return None, False
 
     def _locate(self, end: int) -> int:
         """The weights are not finite after batch ``end``: replay from the verified state (whose
         weights are finite) to the first batch that fails, and return its k."""
         start = self.restore()
         for i in range(start, end + 1):
-            k = self._first_failure(i)
+            k, self.weights_failed = self._first_failure(i)
             if k is not None:
                 return k
         self.weights_failed = True  # a replay that rounds differently (GPU): blame the last update
@@ -322,7 +320,7 @@ class _Guard:
         while True:
             start = self.restore()
             for i in range(start, target):
-                failed = self._first_failure(i)
+                failed, _ = self._first_failure(i)
                 if failed is not None:
                     target = max(failed - 1, start)  # replay met an earlier failure: go before it
                     break
