@@ -31,7 +31,7 @@ import numpy as np
 from . import memory, validation
 from .archive import Archive, ArchiveError
 from .backend import get_backend
-from .errors import CheckpointError
+from .errors import CheckpointError, OutOfMemoryError
 
 if TYPE_CHECKING:
     from .network import MLP
@@ -336,8 +336,11 @@ class _Checkpoint:
     def read(self, key: str) -> np.ndarray:
         """The array ``key``, in a new buffer (an out-of-memory error says which file needed it)."""
         member = self.archive.members[key]
-        with memory.translated_out_of_memory(get_backend(), f"loading {self.name!r} ({member.nbytes} bytes for {key!r})"):
+        try:
             out = np.empty(member.shape, dtype=member.dtype)
+        except MemoryError as exc:  # host memory, whatever the backend
+            raise OutOfMemoryError(f"out of host memory loading {self.name!r}: its array {key!r} needs "
+                                   f"{member.nbytes:,} bytes [{type(exc).__name__}: {exc}]") from exc
         try:
             return self.archive.read(key, out=out)
         except ArchiveError as exc:

@@ -319,6 +319,20 @@ def test_load_peaks_at_about_twice_the_parameters(tmp_path):
     assert peak <= 2 * size + 2 * MiB, f"loading peaked at {peak / size:.2f} x the parameters' {size} bytes"
 
 
+def test_a_checkpoint_too_large_for_memory_is_an_out_of_memory_error(saved, monkeypatch):
+    path, members, _ = saved
+    real = np.empty
+
+    def empty(shape, *args, **kwargs):
+        if tuple(np.atleast_1d(shape)) == members["params"].shape:
+            raise MemoryError("cannot allocate")
+        return real(shape, *args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", empty)
+    with pytest.raises(gpubp.OutOfMemoryError, match=r"host memory loading .*'params' needs 332 bytes"):
+        gpubp.load(path)
+
+
 def test_load_with_an_optimizer_changes_nothing_when_refused(saved, tmp_path):
     _, members, meta = saved
     meta["epoch"] = -3
