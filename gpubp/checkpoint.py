@@ -15,6 +15,12 @@ any array data is read. The parameters are then read straight into the network's
 random initialisation), the rest is streamed through the checksum, so loading a network
 peaks at about twice its parameters' size (the parameters and their gradient buffer).
 Anything malformed is a :class:`~gpubp.errors.CheckpointError` naming the file.
+
+This module is the file format: it writes a network's state (:func:`save`, given anything
+with the network's ``params``, ``get_config()`` and shuffling state) and reads it back
+verified (:class:`Checkpoint`); :func:`gpubp.network.load` builds the network from what it
+reads, passing the rule that says which arrays a network's configuration calls for. It never
+imports the network module, so the two have no import cycle.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import os
 import re
 import secrets
 import stat
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -33,7 +39,6 @@ from .archive import Archive, ArchiveError
 from .errors import CheckpointError, OutOfMemoryError
 
 if TYPE_CHECKING:
-    from .network import MLP
     from .optim import Optimizer
 
 FORMAT = "gpubp-checkpoint"
@@ -44,11 +49,12 @@ MAX_META_BYTES = 1 << 20
 #: The most digits an integer of the metadata may have (the generator's 128-bit state needs 39).
 MAX_INT_DIGITS = 40
 _META, _CHECKSUM = "__meta__", "__checksum__"
-_NETWORK_KEYS = ("activation", "bias", "dtype", "loss", "output_activation", "seed", "sizes")
 _STATE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
-def _check_path(path: Any) -> str:
+def check_path(path: Any) -> str:
+    """``path`` as a non-empty str (from a str, bytes or os.PathLike); a TypeError or ValueError
+    for anything else."""
     try:
         path = os.fspath(path)
     except TypeError:
@@ -92,7 +98,7 @@ def check_save_path(path: Any) -> Tuple[str, Optional[os.stat_result]]:
     A symbolic link is followed to the file it names (which is written, the link kept). The
     folder must exist and be writable, and an existing target must be a regular file.
     """
-    name = _check_path(path)
+    name = check_path(path)
     target = os.path.realpath(name)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
@@ -216,29 +222,27 @@ def _parse_meta(text: str) -> Any:
 def _check_count(value: Any, what: str) -> int:
     """A JSON integer in [0, 2^63) (not a bool, not a float)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise ValueError(f"{what} must be an integer in [0, 2^63); got {value!r}"[:200])
+        raise ValueError(f"{what} = {value!r} is not an integer in [0, 2^63)"[:200])
     return value
 
 
-def _expected_arrays(meta: Dict[str, Any]) -> Tuple[Any, Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
-    """(the network's architecture, configured but not allocated; {array name: (shape, dtype)})
-    that the metadata call for. Raises TypeError/ValueError/KeyError for metadata that the
-    constructor (or the optimizer's bookkeeping) would refuse.
+#: What a network's configuration calls for: ``describe(config)`` gives (its architecture, an
+#: object with ``n_params``, ``sizes`` and ``bias``, not allocated; {array name: (shape, dtype)}),
+#: or raises TypeError/ValueError for a configuration its constructor would refuse.
+Describe = Callable[[Any], Tuple[Any, Dict[str, Tuple[Tuple[int, ...], np.dtype]]]]
+
+
+def _expected_arrays(meta: Dict[str, Any], describe: Describe) -> Tuple[Any, Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
+    """(the network's architecture, {array name: (shape, dtype)}) that the metadata call for: the
+    network's own arrays (``describe``) and the optimizer's buffers, each shaped like the
+    parameters. Raises TypeError/ValueError/KeyError for metadata that the constructor (or the
+    optimizer's bookkeeping) would refuse.
 
     The one place that says which arrays a checkpoint holds: a new kind of state adds its
-    entries here and is then checked like the others.
+    entries here (or in ``describe``) and is then checked like the others.
     """
-    from .network import MLP
-
-    config = meta["config"]
-    if not isinstance(config, dict) or sorted(config) != list(_NETWORK_KEYS):
-        raise ValueError(f"config must hold exactly {', '.join(_NETWORK_KEYS)}; got {config!r}"[:300])
-    if not isinstance(config["dtype"], str):
-        raise TypeError(f"config dtype must be a name; got {config['dtype']!r}")
-    net = MLP.__new__(MLP)
-    net._configure(**config)  # every rule of the constructor, no allocation
-    vector = ((net.n_params,), net.dtype)
-    arrays = {"params": vector}
+    architecture, arrays = describe(meta["config"])
+    arrays = dict(arrays)
     saved = meta["optimizer"]
     if saved is not None:
         if not isinstance(saved, dict) or sorted(saved) != ["config", "state", "t", "type"]:
@@ -250,19 +254,20 @@ def _expected_arrays(meta: Dict[str, Any]) -> Tuple[Any, Dict[str, Tuple[Tuple[i
         if (not isinstance(names, list) or not all(isinstance(k, str) and _STATE_NAME.fullmatch(k) for k in names)
                 or len(set(names)) != len(names)):
             raise ValueError(f"optimizer state must be a list of distinct buffer names; got {names!r}"[:300])
-        arrays.update({f"optimizer/{k}": vector for k in names})
-    return net, arrays
+        arrays.update({f"optimizer/{k}": arrays["params"] for k in names})
+    return architecture, arrays
 
 
-class _Checkpoint:
+class Checkpoint:
     """An open checkpoint file whose metadata are parsed and agree with its arrays' headers.
 
     Use as a context manager. Nothing but the metadata has been read yet: :meth:`read` reads
     an array, :meth:`verify` checks the checksum over everything.
     """
 
-    def __init__(self, path: PathLike):
-        self.name = _check_path(path)
+    def __init__(self, path: PathLike, describe: Describe):
+        self.name = check_path(path)
+        self._describe = describe
         try:
             self.archive = Archive(self.name)
         except FileNotFoundError:
@@ -275,7 +280,7 @@ class _Checkpoint:
             self.archive.close()
             raise
 
-    def __enter__(self) -> "_Checkpoint":
+    def __enter__(self) -> "Checkpoint":
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -310,7 +315,7 @@ class _Checkpoint:
         self.meta = meta
         try:
             self.config = dict(meta["config"])
-            self.architecture, expected = _expected_arrays(meta)
+            self.architecture, expected = _expected_arrays(meta, self._describe)
             self.epoch = _check_count(meta["epoch"], "epoch")
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = meta["rng"]
@@ -381,11 +386,10 @@ class _Checkpoint:
         if n_params != self.n_params:
             raise CheckpointError(f"{self.name!r}: the optimizer state is for {self.n_params} parameters; "
                                   f"the network has {n_params}")
-        expected = set(getattr(optimizer, "state_names", ()))
-        names = set(saved["state"])
-        if not names <= expected or (saved["t"] > 0 and names != expected):
-            raise CheckpointError(f"{self.name!r}: the saved {saved['type']} state holds buffers {sorted(names)}; this "
-                                  f"optimizer keeps {sorted(expected)}")
+        missing = set(getattr(optimizer, "state_names", ())) - set(saved["state"])
+        if saved["t"] > 0 and missing:  # it would restart them from zeros: not the saved run
+            raise CheckpointError(f"{self.name!r}: the saved {saved['type']} state, after {saved['t']} steps, lacks "
+                                  f"the buffers {sorted(missing)} this optimizer keeps")
 
     def optimizer_state(self) -> Dict[str, Any]:
         """{"t": ..., "state": {name: array}} of the saved optimizer, read from the file."""
@@ -393,38 +397,12 @@ class _Checkpoint:
         return {"t": saved["t"], "state": {k: self.read(f"optimizer/{k}") for k in saved["state"]}}
 
 
-def load(path: PathLike, optimizer: Any = None) -> "MLP":
-    """The network saved at ``path``, on the active backend; restores ``optimizer``'s state too if given.
-
-    See the module docstring for what is checked; nothing is changed (``optimizer`` included)
-    unless the whole file is valid.
-    """
-    from .network import MLP
-
-    if optimizer is not None:
-        validation.check_optimizer(optimizer)
-    with _Checkpoint(path) as ck:
-        if optimizer is not None:
-            ck.check_optimizer(optimizer, ck.n_params)
-        params = ck.read("params")
-        loaded = {"params": params}
-        state = ck.optimizer_state() if optimizer is not None else None
-        if state is not None:
-            loaded.update({f"optimizer/{k}": v for k, v in state["state"].items()})
-        ck.verify(loaded)
-        del loaded
-        net = MLP.from_parameters(params, **ck.config)  # out of memory: an error naming the sizes
-        net._rng, net.epoch = ck.rng, ck.epoch
-    if optimizer is not None:
-        optimizer.load_state_dict(state, net)
-    return net
-
-
-def load_optimizer(path: PathLike, net: "MLP") -> Optional["Optimizer"]:
-    """A new optimizer of the saved type and settings with its saved state, or None if none was saved."""
+def load_optimizer(path: PathLike, net: Any) -> Optional["Optimizer"]:
+    """A new optimizer of the saved type and settings with its saved state for ``net`` (a
+    :class:`gpubp.MLP`), or None if none was saved."""
     from .optim import OPTIMIZERS
 
-    with _Checkpoint(path) as ck:
+    with Checkpoint(path, type(net).describe) as ck:
         saved = ck.optimizer
         if saved is None:
             return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from . import distributed, memory, validation
+from . import checkpoint, distributed, memory, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
@@ -377,9 +377,23 @@ class MLP:
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:
         """Write weights, architecture and dtype (and optimizer state) to ``path`` atomically."""
-        from .checkpoint import save
+        checkpoint.save(self, path, optimizer=optimizer)
 
-        save(self, path, optimizer=optimizer)
+    @classmethod
+    def describe(cls, config: Any) -> Tuple["MLP", Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
+        """(the architecture ``config`` describes, configured but not allocated; the arrays a
+        checkpoint of it holds, {name: (shape, dtype)}) for ``config`` as :meth:`get_config`
+        gives it. TypeError or ValueError, as the constructor's, for anything else: this is how
+        :mod:`gpubp.checkpoint` checks a file's metadata before reading its arrays.
+        """
+        keys = sorted(("sizes", "activation", "output_activation", "loss", "dtype", "seed", "bias"))
+        if not isinstance(config, dict) or sorted(config) != keys:
+            raise ValueError(f"config must hold exactly {', '.join(keys)}; got {config!r}"[:300])
+        if not isinstance(config["dtype"], str):
+            raise TypeError(f"config dtype must be a name; got {config['dtype']!r}")
+        net = cls.__new__(cls)
+        net._configure(**config)  # every rule of the constructor, no allocation
+        return net, {"params": ((net.n_params,), net.dtype)}
 
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments that rebuild this architecture."""
@@ -392,3 +406,33 @@ class MLP:
             "seed": self.seed,
             "bias": self.bias,
         }
+
+
+def load(path: Any, optimizer: Any = None) -> MLP:
+    """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend;
+    restores ``optimizer``'s state too if given.
+
+    The file is untrusted (see :mod:`gpubp.checkpoint`): its metadata are checked by the
+    constructor's rules and against the stored arrays' headers before any array is read; the
+    parameters are then read straight into the network's buffer (no random initialisation:
+    the peak is about twice the parameters' size). Anything malformed is a
+    :class:`~gpubp.errors.CheckpointError` naming the file, and nothing (``optimizer``
+    included) changes unless the whole file is valid.
+    """
+    if optimizer is not None:
+        validation.check_optimizer(optimizer)
+    with checkpoint.Checkpoint(path, MLP.describe) as ck:
+        if optimizer is not None:
+            ck.check_optimizer(optimizer, ck.n_params)
+        params = ck.read("params")
+        loaded = {"params": params}
+        state = ck.optimizer_state() if optimizer is not None else None
+        if state is not None:
+            loaded.update({f"optimizer/{k}": v for k, v in state["state"].items()})
+        ck.verify(loaded)
+        del loaded
+        net = MLP.from_parameters(params, **ck.config)  # out of memory: an error naming the sizes
+        net._rng, net.epoch = ck.rng, ck.epoch
+    if optimizer is not None:
+        optimizer.load_state_dict(state, net)
+    return net

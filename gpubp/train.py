@@ -182,14 +182,15 @@ class _Guard:
     After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
     gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
     sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
-    0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On the GPU s is written into a small device vector
-    that is read back once every ``CHECK_EVERY`` batches and at the end of the epoch: one
-    synchronisation per window, none per batch. At the end of every window (and so of every
-    epoch) the weights the window's updates left are checked too, sum_w w in the same
-    read-back: an update can overflow the weights while the loss and gradients it was computed
-    from are finite (the last update of a run, which no later step would see, or weights gone
-    to -inf into a ReLU that then never fires); the window is then replayed from the verified
-    state to find the first update that did it. So ``fit`` never returns with non-finite weights.
+    0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On
+    the GPU s is written into a small device vector that is read back once every
+    ``CHECK_EVERY`` batches and at the end of the epoch: one synchronisation per window, none
+    per batch. At the end of every window (and so of every epoch) the weights the window's
+    updates left are checked too, sum_w w in the same read-back: an update can overflow the
+    weights while the loss and gradients it was computed from are finite (the last update of a
+    run, which no later step would see, or weights gone to -inf into a ReLU that then never
+    fires); the window is then replayed from the verified state to find the first update that
+    did it. So ``fit`` never returns with non-finite weights.
 
     Restore point: when batch k (of the epoch, from 0) is the first with a NaN or inf, the
     weights P_k it was computed from are useless (their loss or gradient is not finite, at
@@ -433,7 +434,7 @@ def fit(
     for epoch in range(initial_epoch + 1, epochs + 1):
         order = data.order(net._rng if shuffle else None, *shuffling)
 
-        def step(i: int) -> Tuple[Any, Optional[Any], Optional[Any]]:
+        def step(i: int, order: Any = order) -> Tuple[Any, Optional[Any], Optional[Any]]:
             """Batch i of the epoch: (C, this rank's X_b or None when its shard has run out, classes)."""
             if i * batch_size >= n:  # an empty share of a distributed step
                 return net._train_step(None, None, optimizer, comm), None, None
@@ -444,7 +445,7 @@ def fit(
         correct = xp.zeros((), dtype=xp.int64)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                    disable=None if progress and (comm is None or comm.rank == 0) else True)
-        guard.begin_epoch(lambda i: step(i)[0])
+        guard.begin_epoch(lambda i, step=step: step(i)[0])
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
                 for b in range(n_batches):

@@ -403,7 +403,7 @@ def test_any_metadata_change_loads_exactly_or_is_a_checkpoint_error(saved, tmp_p
     with gpubp.use_backend("numpy"):
         for load in (gpubp.load, lambda p: gpubp.load_optimizer(p, gpubp.load(path0))):
             try:
-                result, peak = _peak(lambda: load(path))
+                result, peak = _peak(lambda load=load: load(path))
             except gpubp.CheckpointError as exc:
                 assert str(path) in str(exc)
                 continue
