@@ -13,6 +13,40 @@ from gpubp import train
 pytestmark = pytest.mark.timeout(120)
 
 
+class _DeviceLike(np.ndarray):
+    """A NumPy array with CuPy's ``.get()``: stands in for a device array read back to the host."""
+
+    def get(self):
+        return np.asarray(self)
+
+
+class _DeviceXp:
+    """NumPy as the guard's array module, except that ``isfinite`` returns arrays with ``.get()``."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def isfinite(a):
+        return np.asarray(np.isfinite(a)).view(_DeviceLike)
+
+
+@pytest.fixture(params=["host", "device stand-in"])
+def guard_branch(request, monkeypatch):
+    """The guard as it runs on NumPy (each check at once), and as it runs on a GPU (the checks of
+    a window gathered in a device vector and read back once), the latter on NumPy arrays."""
+    if request.param == "device stand-in":
+        real_init = train._Guard.__init__
+
+        def init(self, net, optimizer, every):
+            real_init(self, net, optimizer, every)
+            self.xp, self.on_host = _DeviceXp(), False
+            self.sums = np.empty(every + 1, dtype=net.dtype)
+
+        monkeypatch.setattr(train._Guard, "__init__", init)
+    return request.param
+
+
 def _regression(n=16, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 3))
@@ -23,7 +57,7 @@ def _params(net):
     return net.backend.to_numpy(net.params).copy()
 
 
-def test_an_overflowing_final_update_is_caught(backend):
+def test_an_overflowing_final_update_is_caught(backend, guard_branch):
     """SGD(3e38) on one batch: the loss and gradient are finite, the one update overflows."""
     X, Y = _regression()
     net = gpubp.MLP([3, 1], loss="mse", seed=0)
@@ -39,7 +73,8 @@ def test_an_overflowing_final_update_is_caught(backend):
 
 @pytest.mark.parametrize("check_every", [1, 32])
 @pytest.mark.parametrize("last_epoch", [2, 3])
-def test_an_overflowing_last_update_of_an_epoch_is_caught_in_that_epoch(backend, monkeypatch, check_every, last_epoch):
+def test_an_overflowing_last_update_of_an_epoch_is_caught_in_that_epoch(backend, guard_branch, monkeypatch, check_every,
+                                                                          last_epoch):
     """A stable first epoch, then a rate that makes epoch 2's update overflow (one batch per
     epoch): fit stops in epoch 2, with the weights epoch 1 left, both when epoch 2 is the last
     and when epoch 3 would otherwise start from (and restore) the non-finite weights."""
@@ -62,7 +97,7 @@ def test_an_overflowing_last_update_of_an_epoch_is_caught_in_that_epoch(backend,
     assert opt.t == after[1][1] == 1
 
 
-def test_weights_that_overflow_while_loss_and_gradients_stay_finite_are_caught(backend, monkeypatch):
+def test_weights_that_overflow_while_loss_and_gradients_stay_finite_are_caught(backend, guard_branch, monkeypatch):
     """An update that sends a hidden unit's incoming weights to -inf: ReLU then outputs 0 there,
     so the loss and every gradient stay finite, but the weights are not. The window check of
     the weights finds it and names the step that did it."""
@@ -92,7 +127,7 @@ def test_weights_that_overflow_while_loss_and_gradients_stay_finite_are_caught(b
         assert _params(net).tobytes() == before["params"].tobytes()
 
 
-def test_a_finite_run_is_unchanged_by_the_weight_check(backend):
+def test_a_finite_run_is_unchanged_by_the_weight_check(backend, guard_branch):
     X, Y = _regression(40)
     a, b = gpubp.MLP([3, 5, 1], loss="mse", seed=4), gpubp.MLP([3, 5, 1], loss="mse", seed=4)
     h = a.fit(X, Y, epochs=3, batch_size=7, optimizer=gpubp.SGD(0.01), progress=False)
@@ -104,3 +139,25 @@ def test_a_finite_run_is_unchanged_by_the_weight_check(backend):
     assert len(h["loss"]) == 3
     if a.backend.name == "numpy":
         assert _params(a).tobytes() == _params(b).tobytes()
+
+
+@pytest.mark.parametrize("check_every", [1, 4, 32])
+def test_a_nan_loss_mid_window_is_found_by_either_branch(backend, guard_branch, monkeypatch, check_every):
+    """The device branch reads a window's checks back at once: the first failing batch is still
+    the one named, and the state restored is the one before the batch ahead of it."""
+    monkeypatch.setattr(train, "CHECK_EVERY", check_every)
+    X, Y = _regression(30)
+    X[17] = np.nan  # batch 6 (batch size 3, no shuffling) has a NaN loss
+    net = gpubp.MLP([3, 4, 1], loss="mse", seed=1)
+    opt = gpubp.SGD(0.01)
+    ref = gpubp.MLP([3, 4, 1], loss="mse", seed=1)
+    ref_opt = gpubp.SGD(0.01)
+    for s in range(0, 12, 3):  # batches 1-4: the state before batch 5
+        ref.train_step(X[s : s + 3], Y[s : s + 3], ref_opt)
+    with np.errstate(all="ignore"), gpubp.validation.check_finite(False):
+        with pytest.raises(gpubp.NonFiniteError) as info:
+            net.fit(X, Y, epochs=1, batch_size=3, optimizer=opt, shuffle=False, progress=False)
+    assert (info.value.epoch, info.value.batch) == (1, 6)
+    assert "batch 6 of 10: its loss" in str(info.value) and "before batch 5" in str(info.value)
+    assert opt.t == 4
+    np.testing.assert_array_equal(_params(net), _params(ref))
