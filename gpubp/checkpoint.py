@@ -319,7 +319,7 @@ class Checkpoint:
             self.epoch = _check_count(meta["epoch"], "epoch")
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = meta["rng"]
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise self._error("the metadata do not describe a valid network", exc) from None
         stored = {k: (m.shape, m.dtype) for k, m in members.items() if k not in (_META, _CHECKSUM)}
         for key in list(expected) + sorted(set(stored) - set(expected)):  # the network's arrays first
