@@ -19,7 +19,8 @@ import numpy as np
 from . import checkpoint, distributed, memory, parameters, philox, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
-from .layers import BatchNorm, Dense, Dropout, Input, Layer, Pass, layer_from_config, mlp_layers
+from .layers import (BatchNorm, Dense, Dropout, Input, Layer, Pass, connect, host_state, layer_from_config,
+                     mlp_layers, set_host_state)
 from .workspace import Workspace
 from .losses import Loss, get_loss
 
@@ -146,52 +147,16 @@ class MLP:
     def _setup(self, n_in: int, layers: Sequence[Layer], loss: Loss, dtype: Any, seed: Any) -> None:
         """Check the layer list, number the layers and fuse each Dropout into an activation pass
         before it; allocates nothing (:meth:`_allocate` does)."""
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
-            raise TypeError(f"layers must be a non-empty list of gpubp.layers objects; got {type(layers).__name__}")
-        layers = list(layers)
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer) or isinstance(layer, Input):
-                raise TypeError(f"layers[{i}] must be a gpubp.layers.Dense, Dropout or BatchNorm; got {type(layer).__name__}")
-            layer._check_free()
-            if any(other is layer for other in layers[:i]):
-                raise ValueError(f"layers[{i}] is the same object as an earlier layer; make a new one")
-        last = layers[-1]
-        if not isinstance(last, Dense):
-            raise ValueError(f"the last layer must be a Dense layer (the output layer); got {type(last).__name__}")
-        out_act = last.activation or get_activation(loss.default_output_activation)
-        required = loss.requires_output_activation
-        if required is not None and out_act.name != required:
-            raise ValueError(
-                f"loss {loss.name!r} needs output_activation={required!r} (its fused Delta = A - Y); got {out_act.name!r}"
-            )
-        for i, layer in enumerate(layers[:-1]):
-            if layer.activation is not None and not layer.activation.elementwise:
-                raise ValueError(f"the activation of layers[{i}] must be elementwise; {layer.activation.name!r} is "
-                                 "for the output layer only")
-        self.dtype = validation.check_dtype(dtype)
-        self.seed = validation.check_seed(seed)
-        self.loss: Loss = loss
+        dtype, seed = validation.check_dtype(dtype), validation.check_seed(seed)
+        dropout_seed = philox.dropout_seed(seed)
+        layers = connect(n_in, layers, loss, dropout_seed)
+        self.dtype, self.seed, self.loss = dtype, seed, loss
         self.backend: Backend = get_backend()
         self._rng = np.random.default_rng(self.seed)
-        self._dropout_seed = philox.dropout_seed(self.seed)
+        self._dropout_seed = dropout_seed
         #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
         self.epoch = 0
-        last._activation = out_act
-        width, l = n_in, 0
-        for i, layer in enumerate(layers, start=1):
-            layer.index = i
-            width = layer.build(width)
-            if isinstance(layer, Dense):
-                l += 1
-                layer.l = l
-            if isinstance(layer, Dropout):
-                layer.seed = self._dropout_seed
-                prev = layers[i - 2] if i > 1 else None
-                fuse = prev is not None and prev.activation is not None and isinstance(prev, (Dense, BatchNorm))
-                layer.fused_into = prev if fuse else None
-                if fuse:
-                    prev.dropout = layer
         self.layers: List[Layer] = [Input(n_in)] + layers
         self._dense: List[Dense] = [layer for layer in layers if isinstance(layer, Dense)]
         self.sizes: Tuple[int, ...] = (n_in,) + tuple(d.units for d in self._dense)
@@ -299,20 +264,10 @@ class MLP:
 
     def _host_state(self) -> Dict[str, Any]:
         """What lives on the host between steps: the dropout seed and every layer's stream position."""
-        return {"dropout_seed": self._dropout_seed, "layers": [layer.host_state() for layer in self.layers[1:]]}
+        return host_state(self.layers[1:], self._dropout_seed)
 
-    def _set_host_state(self, host: Dict[str, Any]) -> None:
-        layers = self.layers[1:]
-        states = host.get("layers") or [{}] * len(layers)
-        if len(states) != len(layers):
-            raise ValueError(f"host state for {len(states)} layers; the network has {len(layers)}")
-        seed = int(host.get("dropout_seed", self._dropout_seed))
-        for layer, s in zip(layers, states):
-            layer.set_host_state(s)
-        self._dropout_seed = seed
-        for layer in layers:
-            if isinstance(layer, Dropout):
-                layer.seed = seed
+    def _set_host_state(self, host: Any) -> None:
+        self._dropout_seed = set_host_state(self.layers[1:], host, self._dropout_seed)
 
     def __repr__(self) -> str:
         if self._config is not None:

@@ -217,7 +217,7 @@ def _forged(tmp_path, path, change_meta=None, change_arrays=None):
     ("no state array", None, lambda a: a.pop("state"), "'state'"),
     ("a state array too short", None, lambda a: a.update(state=a["state"][:-1]), "'state'"),
     ("a negative pass count", lambda m: m["host_state"]["layers"][0].update(calls=-1), None, "pass count"),
-    ("host state for too few layers", lambda m: m["host_state"].update(layers=[{}]), None, "layers"),
+    ("host state for too few layers", lambda m: m["host_state"].update(layers=[{}]), None, "one mapping per layer"),
     ("host state that is a list", lambda m: m.update(host_state=[1, 2]), None, "host_state"),
     ("a format version from the future", lambda m: m.update(version=3), None, "version 3"),
 ])
@@ -235,3 +235,16 @@ def test_forged_layer_checkpoints_are_refused(tmp_path, what, change_meta, chang
         with gpubp.use_backend("numpy"):
             gpubp.load(forged)
     assert str(forged) in str(info.value) and fragment in str(info.value), (what, str(info.value))
+
+
+def test_host_state_is_checked_before_any_layer_changes():
+    net = _layered(0)
+    before = net._host_state()
+    bad = {"dropout_seed": 5, "layers": [{"calls": 3}, {}, {"passes": -1}, {}, {}, {}, {}]}
+    with pytest.raises(ValueError, match="pass count"):
+        net._set_host_state(bad)
+    assert net._host_state() == before
+    for seed in (-1, 2**64, 1.5, True):
+        with pytest.raises(ValueError, match="dropout seed"):
+            net._set_host_state({"dropout_seed": seed, "layers": before["layers"]})
+    assert net._host_state() == before

@@ -6,12 +6,13 @@ Build a network from a list of them with :meth:`gpubp.MLP.from_layers`, or let
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Type
+from typing import Any, Dict, Type
 
 from .base import Cache, Input, Layer, ParamSpec, Pass
 from .batch_norm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
+from .stack import connect, host_state, mlp_layers, set_host_state
 
 LAYER_TYPES: Dict[str, Type[Layer]] = {cls.__name__: cls for cls in (Dense, Dropout, BatchNorm)}
 
@@ -27,24 +28,6 @@ def layer_from_config(config: Any) -> Layer:
     return LAYER_TYPES[kind](**kwargs)
 
 
-def mlp_layers(sizes: Sequence[int], hidden: Sequence[Any], output: Any, bias: bool, dropout: float,
-               batch_norm: bool) -> List[Layer]:
-    """The layers of ``gpubp.MLP(sizes, ...)``: a Dense layer per width, each hidden one followed by
-    a BatchNorm after its linear part (carrying the activation) when ``batch_norm``, and by a
-    Dropout after its activation when ``dropout`` > 0."""
-    layers: List[Layer] = []
-    for l, act in enumerate(hidden, start=1):
-        if not act.elementwise:
-            raise ValueError(f"activation of hidden layer {l} must be elementwise; {act.name!r} is for the output layer only")
-        if batch_norm:
-            layers += [Dense(sizes[l], None, bias=bias, init=act.init), BatchNorm(activation=act)]
-        else:
-            layers.append(Dense(sizes[l], act, bias=bias))
-        if dropout > 0.0:
-            layers.append(Dropout(dropout))
-    layers.append(Dense(sizes[-1], output, bias=bias))
-    return layers
-
-
 __all__ = ["BatchNorm", "Cache", "Dense", "Dropout", "Input", "LAYER_TYPES", "Layer", "ParamSpec", "Pass",
-           "layer_from_config", "mlp_layers"]
+           "connect", "host_state", "layer_from_config",
+           "mlp_layers", "set_host_state"]
