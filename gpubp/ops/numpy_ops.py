@@ -34,6 +34,7 @@ from ..losses import SOFTMAX_CROSS_ENTROPY, SQUARED_ERROR, Loss
 from . import _blas
 from .numpy_activations import IN_PLACE, Scratch, smallest_normal
 from .base import Ops
+from .numpy_batch_norm import BatchNormBlocks
 
 if TYPE_CHECKING:  # annotations only
     from ..optim import AdamHyperparameters, SGDHyperparameters
@@ -62,7 +63,7 @@ _MAX_SCRATCH = 32
 _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
 
-class NumpyOps(Ops):
+class NumpyOps(BatchNormBlocks, Ops):
     """The reference ops on NumPy, with in-place, temporary-free overrides of the hot paths.
 
     ``blas`` is the library the products go to: ``"default"`` (the one ``GPUBP_BLAS`` chose,
@@ -237,34 +238,6 @@ class NumpyOps(Ops):
             for rows in self._row_blocks(Z):
                 self._backward_block(dA[rows], Z[rows], A[rows], grad, out[rows], None if M is None else M[rows])
         return out
-
-    # ---- batch normalisation ---------------------------------------------------------------
-    def _ones(self, n: int, dtype: Any) -> np.ndarray:
-        """The vector (1, ..., 1) of length n: column sums as a product."""
-        key = ("ones", (n,), np.dtype(dtype))
-        w = self._scratch_buffers.get(key)
-        if w is None:
-            w = self._scratch("ones", (n,), dtype)
-            w.fill(1.0)
-        return w
-
-    def batch_norm_sums(self, X: Any, shift: Any, s1: Any, s2: Any, work: Any, work2: Any) -> None:
-        """s1 = sum_i (x_i - K) as a vector-matrix product with (1, ..., 1), s2 = sum_i (x_i - K)^2
-        as one einsum (no squared array): two passes over X - K instead of four."""
-        np.subtract(X, shift, out=work)
-        np.matmul(self._ones(X.shape[0], X.dtype), work, out=s1)
-        np.einsum("ij,ij->j", work, work, out=s2)
-
-    def batch_norm_backward_sums(self, dout: Any, Y: Any, A: Any, act: Optional[Activation], Xhat: Any, s1: Any,
-                                 s2: Any, dropout: Any = None, work: Any = None) -> None:
-        """Delta = dout * g'(y) in place (block by block, :meth:`activation_backward`), s1 = sum_i Delta_i
-        as a product with (1, ..., 1), s2 = sum_i Delta_i zhat_i as one einsum."""
-        if act is not None:
-            self.activation_backward(dout, Y, A, act, out=dout, dropout=dropout)
-        elif dropout is not None:
-            np.multiply(dout, dropout.mask, out=dout)
-        np.matmul(self._ones(dout.shape[0], dout.dtype), dout, out=s1)
-        np.einsum("ij,ij->j", dout, Xhat, out=s2)
 
     # ---- the output layer --------------------------------------------------------------
     def loss_head(self, loss: Loss, act: Activation, Z: Any, A: Any, Y: Any, Delta: Any) -> Any:
