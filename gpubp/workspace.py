@@ -1,7 +1,7 @@
 """The arrays of one pass: every layer's buffers for one batch size, allocated once and reused."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, List, Sequence
 
 from .layers import Dense, Layer
 
@@ -21,12 +21,3 @@ class Workspace:
         self.Z: List[Any] = [None] + [c.Z for c in dense]
         self.A: List[Any] = [None] + [c.A for c in dense]
         self.Delta: List[Any] = [None] + [c.dout for c in dense]
-
-    def arrays(self) -> List[Any]:
-        """Every distinct array of the workspace."""
-        seen: Dict[int, Any] = {}
-        for c in self.caches[1:]:
-            for a in vars(c).values():
-                if hasattr(a, "shape") and hasattr(a, "dtype"):
-                    seen.setdefault(id(a), a)
-        return list(seen.values())
