@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
@@ -123,9 +123,13 @@ _requested: str = check_backend_name(os.environ.get(ENV_VAR, "auto") or "auto", 
 _current: Optional[Backend] = None
 
 
-def set_backend(name: str) -> Backend:
-    """Select the backend by name (``numpy``, ``cupy`` or ``auto``) and return it."""
+def set_backend(name: Union[str, Backend]) -> Backend:
+    """Select the backend by name (``numpy``, ``cupy`` or ``auto``), or a :class:`Backend`
+    already made (a network's ``net.backend``), and return it."""
     global _current, _requested
+    if isinstance(name, Backend):
+        _requested, _current = name.name, name
+        return name
     key = check_backend_name(name)
     backend = _make(key)
     _requested, _current = key, backend
@@ -141,8 +145,8 @@ def get_backend() -> Backend:
 
 
 @contextlib.contextmanager
-def use_backend(name: str) -> Iterator[Backend]:
-    """Context manager: run the block on backend ``name``, then restore the previous one."""
+def use_backend(name: Union[str, Backend]) -> Iterator[Backend]:
+    """Context manager: run the block on backend ``name`` (or a :class:`Backend`), then restore the previous one."""
     global _current, _requested
     saved = (_requested, _current)
     try:

@@ -33,7 +33,7 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
         max_params = validation.check_int(max_params, "max_params", 1)
     seed = validation.check_int(seed, "seed", 0)
     cfg = dict(net.get_config(), dtype="float64")
-    with use_backend(net.backend.name):
+    with use_backend(net.backend):  # the same backend object: its device, ops and compiled kernels
         twin = MLP(**cfg)
     twin._build(net.backend.to_numpy(net.params).astype(np.float64))
     X, Y = validation.check_XY(twin, X, Y)

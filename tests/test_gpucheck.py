@@ -51,7 +51,7 @@ def test_compare_ops_passes_for_the_kernels_and_catches_a_wrong_one(host):
                 Delta *= 0.5
             return C
 
-    wrong = Backend("numpy", np, WrongSSE(), "cpu")
+    wrong = Backend("numpy", np, WrongSSE(host.ops.kernels), "cpu")
     bad = {c.name for c in gpucheck.compare_ops(wrong, NUMPY, dtypes=["float64"], n=9, width=5) if not c.passed}
     assert bad == {f"loss head sse / {a}" for a in gpucheck.ELEMENTWISE + ("softmax",)}
 

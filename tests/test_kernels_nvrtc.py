@@ -96,3 +96,24 @@ def test_row_and_column_launch_shapes(rows, cols):
     (grid,), (bx, by) = ck.launch_shape("columns", {"rows": rows, "cols": cols}, multiprocessors=108)
     assert bx * by <= ck.MAX_BLOCK and by & (by - 1) == 0 and bx <= 32
     assert by <= max(1, 2 * rows) and 1 <= grid <= -(-cols // bx)
+
+
+@needs_nvrtc
+def test_nvrtc_binaries_round_trip_through_the_disk_cache(tmp_path):
+    from gpubp.ops import kernel_cache as kc
+    from gpubp.ops.cuda_launcher import NvrtcCompiler
+
+    nvrtc = NvrtcCompiler()
+    text, names = ck.program_source("gradients.cu"), ck.instantiations("gradients.cu", ["float32"])
+    calls = []
+
+    def compile_once():
+        calls.append(1)
+        return nvrtc.compile(text, "gradients.cu", "sm_90", names, ck.NVRTC_OPTIONS)
+
+    version = f"nvrtc {nvrtc.version()}"
+    first = kc.compile_with_disk_cache(compile_once, text, names, ck.NVRTC_OPTIONS, version, "sm_90",
+                                       kc.DiskCache(tmp_path))
+    again = kc.compile_with_disk_cache(compile_once, text, names, ck.NVRTC_OPTIONS, version, "sm_90",
+                                       kc.DiskCache(tmp_path))
+    assert calls == [1] and again == first and first.binary[:4] == b"\x7fELF"

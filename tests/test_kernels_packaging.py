@@ -78,9 +78,10 @@ def test_non_editable_install_finds_the_sources(wheel, tmp_path):
 def test_importing_gpubp_compiles_nothing():
     code = ("import sys, gpubp\n"
             "print(any(m in sys.modules for m in ('gpubp.ops.cuda_kernels', 'gpubp.ops.cupy_ops', 'cupy.cublas')))\n"
-            "from gpubp.ops.cuda_kernels import CudaKernels\n"
-            "print(CudaKernels().compiled)\n")
+            "from gpubp.ops.cuda_launcher import CudaKernels\n"
+            "from gpubp.ops.kernel_cache import PROGRAMS\n"
+            "print(CudaKernels().compiled, PROGRAMS.keys(), PROGRAMS.builds)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=dict(os.environ, GPUBP_BACKEND="auto"))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["False", "[]"]
+    assert out.stdout.split("\n")[:2] == ["False", "[] [] 0"]

@@ -1,4 +1,4 @@
-"""gpubp's CUDA kernels: where their sources live, how they are assembled, compiled and launched.
+"""gpubp's CUDA kernels: their table, where their sources live, how they are assembled and compiled.
 
 The kernels are CUDA C++ templates over the element type ``T`` in the ``kernels/`` folder
 (shipped in the wheel as ``gpubp.kernels``). Each source file is compiled as one NVRTC
@@ -18,8 +18,9 @@ instantiations compiled (for every dtype, and every activation where the kernel 
 the argument checks at launch, and the host-side wrappers of the test suite.
 
 Compilation is lazy: nothing is compiled or allocated on a device until a kernel is first
-launched, then each source is compiled once per (dtype, device) with NVRTC, the compiler
-CuPy itself uses, and kept for the life of the process. The program is compiled here rather
+launched (:mod:`gpubp.ops.cuda_launcher`), then each source is compiled once per process,
+dtype and device with NVRTC, the compiler CuPy itself uses (:mod:`gpubp.ops.kernel_cache`
+keeps the programs in memory and the binaries on disk). The program is compiled here rather
 than through ``cupy.RawModule`` because CuPy forces ``-ftz=true`` (denormals flushed to
 zero), which would make float32 results differ from NumPy's; the options used are
 :data:`NVRTC_OPTIONS`, and the very same :func:`nvrtc_compile` is what the test suite runs
@@ -29,8 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from ..activations import ACTIVATIONS, Activation
 from ..errors import GpubpError
+from .kernel_cache import CompiledProgram
 
 COMMON_HEADER = "gpubp_common.cuh"
 SOURCES = ("activation.cu", "loss_heads.cu", "gradients.cu", "optimizers.cu")
@@ -246,17 +247,6 @@ def nvrtc_module() -> Any:
     return nvrtc
 
 
-@dataclass(frozen=True)
-class CompiledProgram:
-    """A compiled source: ``binary`` (cubin for ``sm_XX``, PTX for ``compute_XX``), the mangled
-    name of every instantiation, and the compiler's log (warnings)."""
-
-    binary: bytes
-    arch: str
-    lowered: Dict[str, str] = field(repr=False)
-    log: str = ""
-
-
 def nvrtc_compile(source_text: str, name: str, arch: str, name_expressions: Sequence[str],
                   options: Sequence[str] = NVRTC_OPTIONS) -> CompiledProgram:
     """Compile ``source_text`` with NVRTC for ``arch`` (``sm_90`` -> cubin, ``compute_90`` -> PTX).
@@ -372,70 +362,3 @@ def prepare_args(spec: KernelSpec, dtype: str, args: Sequence[Any], xp: Any) -> 
         else:  # pragma: no cover - the table only uses the kinds above
             raise ValueError(f"unknown parameter kind {p.kind!r}")
     return out, sizes
-
-
-# ---- the run-time cache ----------------------------------------------------------------
-class CudaKernels:
-    """Compiles each source once per (dtype, device) on first use and launches its kernels.
-
-    Creating it touches no GPU; nothing is compiled until :meth:`launch` is first called.
-    """
-
-    def __init__(self) -> None:
-        self._modules: Dict[Tuple[str, str, int], Tuple[Any, Dict[str, str]]] = {}
-        self._functions: Dict[Tuple[str, str, Optional[str], int], Any] = {}
-        self._devices: Dict[int, Tuple[int, int]] = {}  # device -> (SMs, resident threads per SM)
-        self._lock = threading.Lock()
-
-    @property
-    def compiled(self) -> List[Tuple[str, str, int]]:
-        """The (source, dtype, device) programs compiled so far."""
-        return sorted(self._modules)
-
-    def _module(self, source: str, dtype: str, device: int) -> Tuple[Any, Dict[str, str]]:
-        key = (source, dtype, device)
-        with self._lock:
-            entry = self._modules.get(key)
-            if entry is None:
-                import cupy
-
-                cc = int(cupy.cuda.Device(device).compute_capability)
-                arch = runtime_arch(cc, nvrtc_module().getSupportedArchs())
-                program = nvrtc_compile(program_source(source), source, arch, instantiations(source, [dtype]))
-                module = cupy.cuda.function.Module()
-                # the driver reads PTX as a NUL-terminated string
-                module.load(program.binary if arch.startswith("sm_") else program.binary.rstrip(b"\0") + b"\0")
-                entry = self._modules[key] = (module, program.lowered)
-                attrs = cupy.cuda.Device(device).attributes
-                self._devices[device] = (int(attrs["MultiProcessorCount"]), int(attrs["MaxThreadsPerMultiProcessor"]))
-        return entry
-
-    def function(self, name: str, dtype: str, act: Optional[str] = None) -> Any:
-        """The compiled kernel ``name`` for ``dtype`` (and activation ``act``) on the current device."""
-        import cupy
-
-        device = cupy.cuda.Device().id
-        key = (name, dtype, act, device)
-        fn = self._functions.get(key)
-        if fn is None:
-            spec = KERNELS[name]
-            module, lowered = self._module(spec.source, dtype, device)
-            fn = self._functions[key] = module.get_function(lowered[spec.instantiation(dtype, act)])
-        return fn
-
-    def launch(self, name: str, dtype: Any, *args: Any, act: Optional[str] = None) -> None:
-        """Run kernel ``name`` on ``args`` (in the order of its parameters) on the current stream."""
-        import cupy
-
-        dtype = np.dtype(dtype).name
-        if dtype not in CTYPES:
-            raise TypeError(f"gpubp's kernels run on float32 or float64 arrays; got {dtype}")
-        spec = KERNELS[name]
-        if spec.per_activation and act not in ACTIVATIONS:
-            raise ValueError(f"kernel {name} needs an elementwise activation; got {act!r}")
-        converted, sizes = prepare_args(spec, dtype, args, cupy)
-        if any(v == 0 for v in sizes.values()):
-            return
-        fn = self.function(name, dtype, act if spec.per_activation else None)
-        grid, block = launch_shape(spec.shape, sizes, *self._devices[cupy.cuda.Device().id])
-        fn(grid, block, tuple(converted))

@@ -1,0 +1,228 @@
+"""Launching gpubp's CUDA kernels and cuBLAS products on a device.
+
+:class:`CudaKernels` is what ``CupyOps`` calls: ``launch(name, dtype, *args)`` runs a kernel
+of :data:`gpubp.ops.cuda_kernels.KERNELS`, ``gemm(...)`` a matrix product. It takes its
+programs from the process-wide :data:`gpubp.ops.kernel_cache.PROGRAMS` (compiled once per
+process, dtype and device; binaries also kept on disk), checks the arguments against the
+kernel's parameters, sizes the grid from the device and hands the launch to a device:
+
+* :class:`CupyDevice`, the CUDA GPU of CuPy's current context (modules loaded by the
+  driver, kernels launched on the current stream, products through ``cupy.cublas``);
+* or a stand-in with the same methods: :class:`gpubp.ops.standin.StandInDevice` (launches
+  checked, counted and skipped: the host side measured without a GPU), or the test suite's
+  host build of the kernels.
+
+A compiler has ``version()``, ``supported_archs()`` and ``compile(text, name, arch,
+name_expressions, options)``: :class:`NvrtcCompiler`, or a stand-in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _optional
+from ..activations import ACTIVATIONS
+from . import kernel_cache
+from .cuda_kernels import (
+    CTYPES,
+    KERNELS,
+    NVRTC_OPTIONS,
+    SOURCES,
+    CompiledProgram,
+    instantiations,
+    launch_shape,
+    nvrtc_compile,
+    nvrtc_module,
+    prepare_args,
+    program_source,
+    runtime_arch,
+)
+
+
+@dataclass(frozen=True)
+class DeviceProperties:
+    """What the launcher needs to know of a device."""
+
+    compute_capability: int  # e.g. 90 for 9.0
+    multiprocessors: int
+    threads_per_multiprocessor: int
+
+
+class NvrtcCompiler:
+    """NVRTC through CuPy's binding (needs the NVRTC library, not a GPU)."""
+
+    name = "nvrtc"
+
+    def version(self) -> str:
+        return ".".join(str(v) for v in nvrtc_module().getVersion())
+
+    def supported_archs(self) -> Sequence[int]:
+        return tuple(nvrtc_module().getSupportedArchs())
+
+    def compile(self, text: str, name: str, arch: str, name_expressions: Sequence[str],
+                options: Sequence[str]) -> CompiledProgram:
+        return nvrtc_compile(text, name, arch, name_expressions, options)
+
+
+class CupyDevice:
+    """The CUDA GPU of CuPy's current context."""
+
+    @property
+    def xp(self) -> Any:
+        return _optional.cupy
+
+    def current(self) -> int:
+        return int(_optional.cupy.cuda.runtime.getDevice())
+
+    def key(self, device: int) -> Hashable:
+        """What tells this device's loaded programs apart from every other device's."""
+        return ("cuda", device)
+
+    def properties(self, device: int) -> DeviceProperties:
+        dev = _optional.cupy.cuda.Device(device)
+        attrs = dev.attributes
+        return DeviceProperties(int(dev.compute_capability), int(attrs["MultiProcessorCount"]),
+                                int(attrs["MaxThreadsPerMultiProcessor"]))
+
+    def load(self, program: CompiledProgram, device: int) -> Any:
+        module = _optional.cupy.cuda.function.Module()
+        # the driver reads PTX as a NUL-terminated string
+        binary = program.binary if program.arch.startswith("sm_") else program.binary.rstrip(b"\0") + b"\0"
+        module.load(binary)
+        return module
+
+    def function(self, module: Any, lowered: str) -> Any:
+        return module.get_function(lowered)
+
+    def launch(self, function: Any, grid: Tuple[int, ...], block: Tuple[int, ...], args: Tuple[Any, ...]) -> None:
+        function(grid, block, args)
+
+    def gemm(self, transa: str, transb: str, a: Any, b: Any, out: Any, alpha: float, beta: float) -> None:
+        from cupy import cublas  # loads cuBLAS on first use only
+
+        cublas.gemm(transa, transb, a, b, out=out, alpha=alpha, beta=beta)
+
+
+class CudaKernels:
+    """Launches gpubp's kernels and products on ``device`` (default: the CuPy GPU).
+
+    Creating it touches no GPU; each program is compiled (or read from the disk cache) and
+    loaded on first launch, once per process, dtype and device, whatever the number of
+    ``CudaKernels`` made. ``disk`` is the on-disk cache (default: as the environment says,
+    see :mod:`gpubp.ops.kernel_cache`; ``None`` for none).
+    """
+
+    _DEFAULT = object()
+
+    def __init__(self, device: Any = None, compiler: Any = None, disk: Any = _DEFAULT,
+                 options: Sequence[str] = NVRTC_OPTIONS) -> None:
+        self.device = device if device is not None else CupyDevice()
+        self.compiler = compiler if compiler is not None else NvrtcCompiler()
+        self._disk = disk
+        self.options: Tuple[str, ...] = tuple(options)
+        self._functions: Dict[Tuple[str, str, Optional[str], int], Any] = {}
+        self._properties: Dict[int, DeviceProperties] = {}
+        self._texts: Dict[str, str] = {}
+        self._used: set = set()
+
+    # ---- programs ----------------------------------------------------------------------
+    @property
+    def compiled(self) -> List[Tuple[str, str, int]]:
+        """The (source, dtype, device) programs this launcher has used so far (each compiled,
+        or read from disk, once per process: see :data:`gpubp.ops.kernel_cache.PROGRAMS`)."""
+        return sorted(self._used)
+
+    def _text(self, source: str) -> str:
+        text = self._texts.get(source)
+        if text is None:
+            text = self._texts[source] = program_source(source)
+        return text
+
+    def properties(self, device: int) -> DeviceProperties:
+        props = self._properties.get(device)
+        if props is None:
+            props = self._properties[device] = self.device.properties(device)
+        return props
+
+    def disk(self) -> Optional[kernel_cache.DiskCache]:
+        return kernel_cache.default_disk_cache() if self._disk is CudaKernels._DEFAULT else self._disk
+
+    def program(self, source: str, dtype: str, device: int) -> Tuple[Any, Dict[str, str]]:
+        """(loaded module, lowered names) of ``source`` for ``dtype`` on ``device``."""
+        text = self._text(source)
+        key = kernel_cache.program_key(text, dtype, self.device.key(device), self.options)
+
+        def build() -> Tuple[Any, Dict[str, str]]:
+            arch = runtime_arch(self.properties(device).compute_capability, self.compiler.supported_archs())
+            names = instantiations(source, [dtype])
+            program = kernel_cache.compile_with_disk_cache(
+                lambda: self.compiler.compile(text, source, arch, names, self.options), text, names, self.options,
+                f"{getattr(self.compiler, 'name', type(self.compiler).__name__)} {self.compiler.version()}", arch,
+                self.disk())
+            return self.device.load(program, device), dict(program.lowered)
+
+        entry = kernel_cache.PROGRAMS.get(key, build)
+        self._used.add((source, dtype, device))
+        return entry
+
+    def function(self, name: str, dtype: str, act: Optional[str] = None, device: Optional[int] = None) -> Any:
+        """The loaded kernel ``name`` for ``dtype`` (and activation ``act``) on ``device`` (default: current)."""
+        if device is None:
+            device = self.device.current()
+        key = (name, dtype, act, device)
+        fn = self._functions.get(key)
+        if fn is None:
+            spec = KERNELS[name]
+            module, lowered = self.program(spec.source, dtype, device)
+            fn = self._functions[key] = self.device.function(module, lowered[spec.instantiation(dtype, act)])
+        return fn
+
+    # ---- launches ----------------------------------------------------------------------
+    def launch(self, name: str, dtype: Any, *args: Any, act: Optional[str] = None) -> None:
+        """Run kernel ``name`` on ``args`` (in the order of its parameters) on the current stream."""
+        dtype = np.dtype(dtype).name
+        if dtype not in CTYPES:
+            raise TypeError(f"gpubp's kernels run on float32 or float64 arrays; got {dtype}")
+        spec = KERNELS[name]
+        if spec.per_activation and act not in ACTIVATIONS:
+            raise ValueError(f"kernel {name} needs an elementwise activation; got {act!r}")
+        converted, sizes = prepare_args(spec, dtype, args, self.device.xp)
+        if any(v == 0 for v in sizes.values()):
+            return
+        device = self.device.current()
+        fn = self.function(name, dtype, act if spec.per_activation else None, device)
+        props = self.properties(device)
+        grid, block = launch_shape(spec.shape, sizes, props.multiprocessors, props.threads_per_multiprocessor)
+        self.device.launch(fn, grid, block, tuple(converted))
+
+    def gemm(self, transa: str, transb: str, a: Any, b: Any, out: Any, alpha: float = 1.0, beta: float = 0.0) -> None:
+        """out = alpha op(a) op(b) + beta out (op is ``N`` or ``T``), one product written into ``out``."""
+        check_gemm(transa, transb, a, b, out, self.device.xp)
+        self.device.gemm(transa, transb, a, b, out, float(alpha), float(beta))
+
+
+def check_gemm(transa: str, transb: str, a: Any, b: Any, out: Any, xp: Any) -> Tuple[int, int, int]:
+    """Check the operands of out = op(a) op(b); returns (m, n, k).
+
+    Matrices of ``xp`` of one float dtype; op(a) is m x k, op(b) k x n, ``out`` m x n and
+    C-contiguous (the product is written into it, not into a copy).
+    """
+    if transa not in ("N", "T") or transb not in ("N", "T"):
+        raise ValueError(f"gemm: transa and transb must be 'N' or 'T'; got {transa!r}, {transb!r}")
+    for what, x in (("a", a), ("b", b), ("out", out)):
+        if not isinstance(x, xp.ndarray) or x.ndim != 2:
+            got = f"{x.ndim}-d array" if isinstance(x, xp.ndarray) else type(x).__name__
+            raise TypeError(f"gemm: {what} must be a 2-d {xp.__name__} array; got {got}")
+    if not (a.dtype == b.dtype == out.dtype) or a.dtype.name not in CTYPES:
+        raise TypeError(f"gemm: a, b and out must share a dtype, float32 or float64; got {a.dtype}, {b.dtype}, "
+                        f"{out.dtype}")
+    m, k = a.shape if transa == "N" else a.shape[::-1]
+    kb, n = b.shape if transb == "N" else b.shape[::-1]
+    if kb != k or out.shape != (m, n):
+        raise ValueError(f"gemm: op(a) is {m}x{k} and op(b) {kb}x{n}: out must be ({m}, {n}) and the inner sizes "
+                         f"equal; got out {tuple(out.shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"gemm: out must be C-contiguous; got strides {out.strides}")
+    return m, n, k
