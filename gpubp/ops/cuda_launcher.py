@@ -126,6 +126,8 @@ class CudaKernels:
         self._properties: Dict[int, DeviceProperties] = {}
         self._texts: Dict[str, str] = {}
         self._used: set = set()
+        self._plans: Dict[Tuple[Any, ...], _Plan] = {}
+        self._gemms: set = set()
 
     # ---- programs ----------------------------------------------------------------------
     @property
@@ -181,26 +183,117 @@ class CudaKernels:
 
     # ---- launches ----------------------------------------------------------------------
     def launch(self, name: str, dtype: Any, *args: Any, act: Optional[str] = None) -> None:
-        """Run kernel ``name`` on ``args`` (in the order of its parameters) on the current stream."""
+        """Run kernel ``name`` on ``args`` (in the order of its parameters) on the current stream.
+
+        The arguments are checked in full (:func:`gpubp.ops.cuda_kernels.prepare_args`) once
+        per signature: kernel, dtype, activation, device, and each array's type, dtype,
+        shape and strides and each size. The check's outcome (the loaded function, the grid
+        and block, the sizes as 64-bit integers, which inputs need a contiguous copy) is kept,
+        so a launch of a known signature only converts its scalars and launches.
+        """
+        device = self.device.current()
+        kinds = _KINDS.get(name)
+        try:
+            sig = tuple([(type(a), a.dtype, a.shape, a.strides) if k is _ARRAY else (a if k is _INDEX else None)
+                         for k, a in zip(kinds, args)]) if kinds is not None else None
+        except AttributeError:  # an array argument that is no array: the full check says so
+            sig = None
+        key = (name, dtype, act, device, len(args), sig)
+        plan = self._plans.get(key) if sig is not None else None
+        if plan is None:
+            plan = self._plan(name, dtype, act, args, device)
+            if sig is not None:
+                if len(self._plans) >= _MAX_PLANS:
+                    self._plans.clear()
+                self._plans[key] = plan
+        if plan.skip:
+            return
+        if plan.fixed or plan.convert:
+            args = list(args)  # type: ignore[assignment]
+            for i, v in plan.fixed:
+                args[i] = v  # type: ignore[index]
+            for i, f in plan.convert:
+                args[i] = f(args[i])  # type: ignore[index]
+            args = tuple(args)
+        self.device.launch(plan.fn, plan.grid, plan.block, args)
+
+    def _plan(self, name: str, dtype: Any, act: Optional[str], args: Tuple[Any, ...], device: int) -> "_Plan":
+        """Check a launch in full and work out everything about it that its signature fixes."""
         dtype = np.dtype(dtype).name
         if dtype not in CTYPES:
             raise TypeError(f"gpubp's kernels run on float32 or float64 arrays; got {dtype}")
+        if name not in KERNELS:
+            raise ValueError(f"unknown kernel {name!r}: expected one of {', '.join(KERNELS)}")
         spec = KERNELS[name]
         if spec.per_activation and act not in ACTIVATIONS:
             raise ValueError(f"kernel {name} needs an elementwise activation; got {act!r}")
-        converted, sizes = prepare_args(spec, dtype, args, self.device.xp)
+        xp = self.device.xp
+        converted, sizes = prepare_args(spec, dtype, args, xp)
         if any(v == 0 for v in sizes.values()):
-            return
-        device = self.device.current()
+            return _Plan(None, (), (), (), (), skip=True)
+        T = np.dtype(dtype)
+        fixed: List[Tuple[int, Any]] = []
+        convert: List[Tuple[int, Any]] = []
+        for i, (p, a, c) in enumerate(zip(spec.params, args, converted)):
+            if p.is_array:
+                if c is not a:  # an input read through a contiguous (int64, for labels) copy
+                    want = np.int64 if p.kind == "labels" else T
+                    convert.append((i, lambda x, want=want: xp.ascontiguousarray(x, dtype=want)))
+            elif p.kind == "index":
+                fixed.append((i, c))
+            elif p.kind == "scalar":
+                convert.append((i, T.type))
+            else:
+                convert.append((i, _flag))
         fn = self.function(name, dtype, act if spec.per_activation else None, device)
         props = self.properties(device)
         grid, block = launch_shape(spec.shape, sizes, props.multiprocessors, props.threads_per_multiprocessor)
-        self.device.launch(fn, grid, block, tuple(converted))
+        return _Plan(fn, grid, block, tuple(fixed), tuple(convert))
 
     def gemm(self, transa: str, transb: str, a: Any, b: Any, out: Any, alpha: float = 1.0, beta: float = 0.0) -> None:
-        """out = alpha op(a) op(b) + beta out (op is ``N`` or ``T``), one product written into ``out``."""
-        check_gemm(transa, transb, a, b, out, self.device.xp)
+        """out = alpha op(a) op(b) + beta out (op is ``N`` or ``T``), one product written into ``out``.
+
+        The operands are checked (:func:`check_gemm`) once per signature (transposes, and each
+        operand's type, dtype, shape and strides).
+        """
+        try:
+            key = (transa, transb, type(a), a.dtype, a.shape, a.strides, type(b), b.dtype, b.shape, b.strides,
+                   type(out), out.dtype, out.shape, out.strides)
+        except AttributeError:
+            key = None
+        if key is None or key not in self._gemms:
+            check_gemm(transa, transb, a, b, out, self.device.xp)
+            if key is not None:
+                if len(self._gemms) >= _MAX_PLANS:
+                    self._gemms.clear()
+                self._gemms.add(key)
         self.device.gemm(transa, transb, a, b, out, float(alpha), float(beta))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a launch signature fixes: function, grid, block, the index arguments' values,
+    and the conversions the other arguments need (scalars to the kernel's type)."""
+
+    fn: Any
+    grid: Tuple[int, ...]
+    block: Tuple[int, ...]
+    fixed: Tuple[Tuple[int, Any], ...]
+    convert: Tuple[Tuple[int, Any], ...]
+    skip: bool = False
+
+
+def _flag(x: Any) -> np.int32:
+    return np.int32(bool(x))
+
+
+_ARRAY, _INDEX, _VALUE = "array", "index", "value"
+_KINDS: Dict[str, Tuple[str, ...]] = {
+    name: tuple(_ARRAY if p.is_array else (_INDEX if p.kind == "index" else _VALUE) for p in spec.params)
+    for name, spec in KERNELS.items()
+}
+# Signatures remembered per launcher (a handful per kernel and batch size in practice).
+_MAX_PLANS = 4096
 
 
 def check_gemm(transa: str, transb: str, a: Any, b: Any, out: Any, xp: Any) -> Tuple[int, int, int]:

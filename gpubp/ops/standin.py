@@ -14,6 +14,7 @@ Build a CuPy-path backend on it with :func:`standin_backend`.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -141,7 +142,7 @@ def check_launch(function: StandInFunction, grid: Tuple[int, ...], block: Tuple[
         if not isinstance(dims, tuple) or not 1 <= len(dims) <= 3 or \
                 any(type(d) is not int or not 1 <= d <= lim for d, lim in zip(dims, limits)):
             raise ValueError(f"launch of {spec.name}: {what} {dims!r} is not 1 to 3 positive sizes within {limits}")
-    if int(np.prod(block)) > MAX_THREADS_PER_BLOCK:
+    if math.prod(block) > MAX_THREADS_PER_BLOCK:
         raise ValueError(f"launch of {spec.name}: block {block} has more than {MAX_THREADS_PER_BLOCK} threads")
     if not isinstance(args, tuple) or len(args) != len(spec.params):
         raise TypeError(f"launch of {spec.name}: {len(spec.params)} arguments expected; got {len(args)}")
@@ -161,7 +162,7 @@ def check_launch(function: StandInFunction, grid: Tuple[int, ...], block: Tuple[
         if type(a) is not np.ndarray or a.dtype != want or not a.flags.c_contiguous:
             raise TypeError(f"launch of {spec.name}: {p.name} must be a C-contiguous {want} device array; got "
                             f"{type(a).__name__} {getattr(a, 'dtype', '')}")
-        need = int(np.prod([sizes[s] for s in p.size]))
+        need = math.prod([sizes[s] for s in p.size])
         if a.size < need:
             raise ValueError(f"launch of {spec.name}: {p.name} holds {a.size} elements; the kernel reads {need}")
         if p.kind == "out" and not a.flags.writeable:
