@@ -116,3 +116,37 @@ def test_gemm_checks_each_signature_once_and_refuses_wrong_operands(launcher):
     with pytest.raises(ValueError, match="'N' or 'T'"):
         launcher.gemm("C", "T", a, b, out)
     assert len(launcher._gemms) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tall_bias_gradient_and_loss_value_take_two_deterministic_passes(dtype):
+    device = host_kernels.HostDevice(multiprocessors=3)  # 3 blocks fill it: a tall Delta splits in 3 chunks
+    ops = host_kernels.host_cupy_ops(launcher=host_kernels.host_launcher(device))
+    rng = np.random.default_rng(4)
+    Delta = rng.normal(size=(1000, 20)).astype(dtype)
+    want = Delta.astype(np.float64).mean(axis=0)
+    outs = []
+    for _ in range(2):
+        out = np.empty(20, dtype=dtype)
+        device.launches = 0
+        ops.grad_bias(Delta, out)
+        assert device.launches == 2  # partial sums over chunks of rows, then their sum
+        outs.append(out)
+    np.testing.assert_allclose(outs[0], want, rtol=1e-5 if dtype == "float32" else 1e-13, atol=1e-6)
+    assert np.array_equal(outs[0], outs[1])  # same order of additions every time
+    short = np.empty(20, dtype=dtype)
+    device.launches = 0
+    ops.grad_bias(Delta[:256], short)
+    assert device.launches == 1
+    np.testing.assert_allclose(short, Delta[:256].astype(np.float64).mean(axis=0), rtol=1e-5, atol=1e-6)
+
+    from gpubp.activations import ACTIVATIONS
+    from gpubp.losses import LOSSES
+
+    Z = rng.normal(size=(1000, 4)).astype(dtype)
+    A = ACTIVATIONS["softmax"].forward(np, Z).astype(dtype)
+    y = rng.integers(0, 4, 1000)
+    C = ops.loss_head(LOSSES["cross_entropy"], ACTIVATIONS["softmax"], Z, A, y, np.empty_like(Z))
+    assert C.shape == () and C.dtype == np.dtype(dtype)
+    want_C = LOSSES["cross_entropy"].value(np, Z.astype(np.float64), A.astype(np.float64), y).mean()
+    assert abs(float(C) - want_C) <= (1e-5 if dtype == "float32" else 1e-12) * abs(want_C)

@@ -49,9 +49,9 @@ def test_every_kernel_of_the_table_is_compiled():
 @needs_nvrtc
 def test_a_syntax_error_fails_with_the_compiler_log():
     text = (ck.kernel_dir() / "gradients.cu").read_text()
-    broken = text.replace("out[c] = s * scale;", "out[c] = s * scale", 1)  # missing semicolon
+    broken = text.replace("out[k * cols + c] = s * scale;", "out[k * cols + c] = s * scale", 1)  # missing ;
     assert broken != text
-    line = next(i for i, l in enumerate(broken.splitlines(), start=1) if "out[c] = s * scale" in l)
+    line = next(i for i, l in enumerate(broken.splitlines(), start=1) if "out[k * cols + c] = s * scale" in l)
     with pytest.raises(ck.KernelCompileError) as info:
         ck.nvrtc_compile(ck.program_source("gradients.cu", text=broken), "gradients.cu", "sm_80",
                          ck.instantiations("gradients.cu"))
@@ -93,9 +93,32 @@ def test_row_and_column_launch_shapes(rows, cols):
     (grid,), (block,) = ck.launch_shape("rows", {"rows": rows, "cols": cols}, multiprocessors=108)
     assert 32 <= block <= ck.MAX_BLOCK and block & (block - 1) == 0
     assert block >= min(cols, ck.MAX_BLOCK) and 1 <= grid <= rows
-    (grid,), (bx, by) = ck.launch_shape("columns", {"rows": rows, "cols": cols}, multiprocessors=108)
+    chunks = ck.column_chunks(rows, cols, multiprocessors=108)
+    (gx, gy), (bx, by) = ck.launch_shape("columns", {"rows": rows, "cols": cols, "chunks": chunks},
+                                         multiprocessors=108)
     assert bx * by <= ck.MAX_BLOCK and by & (by - 1) == 0 and bx <= 32
-    assert by <= max(1, 2 * rows) and 1 <= grid <= -(-cols // bx)
+    assert by <= max(1, 2 * rows) and 1 <= gx <= -(-cols // bx) and 1 <= gy <= chunks
+
+
+@pytest.mark.parametrize("rows,cols", [(65536, 128), (4096, 512), (65536, 2048), (10**6, 10), (4099, 1031)])
+def test_a_tall_bias_gradient_fills_the_device(rows, cols):
+    """dC/db of a tall Delta splits its rows across blocks so that every SM gets work (it
+    used to launch ceil(cols / 32) blocks: 4 for (65536, 128) on 132 SMs)."""
+    sms = 132
+    chunks = ck.column_chunks(rows, cols, multiprocessors=sms)
+    assert 1 < chunks <= -(-rows // ck.MIN_CHUNK_ROWS)
+    (gx, gy), (bx, by) = ck.launch_shape("columns", {"rows": rows, "cols": cols, "chunks": chunks},
+                                         multiprocessors=sms)
+    assert gy == chunks and gx == -(-cols // bx)  # one block per (column tile, chunk)
+    assert gx * gy * bx * by >= 0.9 * sms * ck.THREADS_PER_SM  # against 4 blocks of 256 threads before
+    # the second pass sums the (chunks, cols) partial sums in one launch
+    (gx2, gy2), _ = ck.launch_shape("columns", {"rows": chunks, "cols": cols, "chunks": 1}, multiprocessors=sms)
+    assert gy2 == 1
+
+
+@pytest.mark.parametrize("rows,cols", [(256, 512), (256, 10), (100, 7), (257, 65536)])
+def test_a_short_or_wide_bias_gradient_is_one_launch(rows, cols):
+    assert ck.column_chunks(rows, cols, multiprocessors=132) == 1
 
 
 @needs_nvrtc

@@ -51,6 +51,12 @@ MAX_BLOCK = 256
 FLAT_BLOCK = 256
 # Resident threads per multiprocessor aimed at when sizing grids (2048 on sm_80 and sm_90).
 THREADS_PER_SM = 2048
+# A column reduction splits its rows across blocks only beyond this many rows (below, one
+# launch with no partial sums costs less than two), into chunks of at least MIN_CHUNK_ROWS.
+COLUMN_CHUNK_ROWS = 256
+MIN_CHUNK_ROWS = 32
+# CUDA's limit on gridDim.y.
+MAX_GRID_Y = 65535
 
 # IEEE semantics on the GPU as on the CPU: denormals kept, division and sqrt correctly
 # rounded. Multiply-adds may be fused (one rounding instead of two).
@@ -97,7 +103,8 @@ class KernelSpec:
 
     ``shape`` is how it is launched: ``flat`` (grid-stride over every element), ``rows``
     (a block per row, threads over the columns) or ``columns`` (threads over columns and
-    rows, reduced along the rows). ``per_activation`` kernels take the activation functor
+    rows, reduced along the rows; a two-dimensional grid, column tiles along x and chunks of
+    rows along y, see :func:`column_chunks`). ``per_activation`` kernels take the activation functor
     as their second template argument.
     """
 
@@ -140,7 +147,8 @@ KERNELS: Dict[str, KernelSpec] = {
         _kernel("head_xent_labels", "loss_heads.cu", "rows",
                 "Z:in:rows*cols A:in:rows*cols labels:labels:rows Delta:out:rows*cols C0:out:rows " + _ROWS),
         _kernel("head_bce", "loss_heads.cu", "rows", _HEAD),
-        _kernel("bias_grad", "gradients.cu", "columns", "Delta:in:rows*cols out:out:cols " + _ROWS + " scale:scalar"),
+        _kernel("bias_grad", "gradients.cu", "columns",
+                "Delta:in:rows*cols out:out:chunks*cols " + _ROWS + " chunks:index scale:scalar"),
         _kernel("sgd", "optimizers.cu", "flat", "params:out:size grads:in:size size:index lr:scalar wd:scalar"),
         _kernel("sgd_momentum", "optimizers.cu", "flat",
                 "params:out:size grads:in:size velocity:out:size size:index lr:scalar momentum:scalar wd:scalar "
@@ -307,11 +315,31 @@ def launch_shape(shape: str, sizes: Dict[str, int], multiprocessors: int,
         block = min(MAX_BLOCK, max(32, _pow2_at_least(cols)))
         return (max(1, min(rows, resident // block)),), (block,)
     if shape == "columns":
+        chunks = max(1, sizes.get("chunks", 1))
         bx = min(32, _pow2_at_least(cols))
-        by = min(MAX_BLOCK // bx, _pow2_at_least(rows))
+        by = min(MAX_BLOCK // bx, _pow2_at_least(-(-rows // chunks)))
         tiles = -(-cols // bx)
-        return (max(1, min(tiles, resident // (bx * by))),), (bx, by)
+        target = max(1, resident // (bx * by))
+        gy = max(1, min(chunks, MAX_GRID_Y, target))
+        return (max(1, min(tiles, target // gy)), gy), (bx, by)
     raise ValueError(f"unknown launch shape {shape!r}: expected flat, rows or columns")
+
+
+def column_chunks(rows: int, cols: int, multiprocessors: int, threads_per_sm: int = THREADS_PER_SM) -> int:
+    """How many chunks a column reduction (``bias_grad``) splits the rows of a (rows, cols)
+    matrix into, on a device of ``multiprocessors`` SMs.
+
+    1 (one launch, no partial sums) up to :data:`COLUMN_CHUNK_ROWS` rows, or when the column
+    tiles alone fill the device; otherwise as many chunks (of at least :data:`MIN_CHUNK_ROWS`
+    rows) as it takes for the blocks, column tiles x chunks, to fill every multiprocessor.
+    Then a second launch adds up the partial sums.
+    """
+    if rows <= COLUMN_CHUNK_ROWS:
+        return 1
+    bx = min(32, _pow2_at_least(cols))
+    tiles = -(-cols // bx)
+    blocks = max(1, multiprocessors) * max(FLAT_BLOCK, threads_per_sm) // MAX_BLOCK
+    return max(1, min(-(-rows // MIN_CHUNK_ROWS), blocks // tiles, MAX_GRID_Y))
 
 
 # ---- arguments -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .cuda_kernels import (
     NVRTC_OPTIONS,
     SOURCES,
     CompiledProgram,
+    column_chunks,
     instantiations,
     launch_shape,
     nvrtc_compile,
@@ -128,6 +129,7 @@ class CudaKernels:
         self._used: set = set()
         self._plans: Dict[Tuple[Any, ...], _Plan] = {}
         self._gemms: set = set()
+        self._chunks: Dict[Tuple[int, int, int], int] = {}
 
     # ---- programs ----------------------------------------------------------------------
     @property
@@ -249,6 +251,20 @@ class CudaKernels:
         props = self.properties(device)
         grid, block = launch_shape(spec.shape, sizes, props.multiprocessors, props.threads_per_multiprocessor)
         return _Plan(fn, grid, block, tuple(fixed), tuple(convert))
+
+    def column_chunks(self, rows: int, cols: int) -> int:
+        """The chunks of rows a column reduction of a (rows, cols) matrix is split into on the
+        current device (:func:`gpubp.ops.cuda_kernels.column_chunks`)."""
+        device = self.device.current()
+        key = (rows, cols, device)
+        chunks = self._chunks.get(key)
+        if chunks is None:
+            props = self.properties(device)
+            if len(self._chunks) >= _MAX_PLANS:
+                self._chunks.clear()
+            chunks = self._chunks[key] = column_chunks(rows, cols, props.multiprocessors,
+                                                       props.threads_per_multiprocessor)
+        return chunks
 
     def gemm(self, transa: str, transb: str, a: Any, b: Any, out: Any, alpha: float = 1.0, beta: float = 0.0) -> None:
         """out = alpha op(a) op(b) + beta out (op is ``N`` or ``T``), one product written into ``out``.

@@ -6,7 +6,9 @@ head (Delta^(L) and C_0 per sample) in one kernel and C = (1/n) sum_i C_0 in one
 ``dC/dW = (1/n) Delta^T A`` as one GEMM with alpha = 1/n written straight into the flat
 gradient buffer, ``dC/db`` as one column reduction, ``Delta W`` (cuBLAS) then ``* g'(Z)`` in
 one kernel, and one optimizer kernel over the flat parameter buffer: for an L-layer network
-6L + 1 launches per step (:mod:`gpubp.ops.cuda_launcher` makes every launch and product).
+6L + 1 launches per step up to 256 rows (:mod:`gpubp.ops.cuda_launcher` makes every launch
+and product); beyond, each column reduction may take a second launch (partial sums over
+chunks of rows, so a tall Delta fills the GPU).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class CupyOps(Ops):
         self.kernels = kernels if kernels is not None else CudaKernels()
         super().__init__(self.kernels.device.xp)
         self._c0: Dict[Tuple[int, str, int], Any] = {}  # per-sample loss buffers, reused
+        self._partials: Dict[Tuple[Any, ...], Any] = {}  # column reductions' partial sums, reused
 
     def _loss_buffer(self, rows: int, dtype: Any) -> Any:
         """A reused (rows,) buffer for C_0 of every sample (one per batch size, dtype and device)."""
@@ -62,8 +65,25 @@ class CupyOps(Ops):
     def grad_bias(self, Delta: Any, out: Any) -> Any:
         """dC/db^(l) = (1/n) sum over rows of Delta^(l), one reduction written into ``out``."""
         rows, cols = Delta.shape
-        self.kernels.launch("bias_grad", out.dtype, Delta, out, rows, cols, 1.0 / rows)
+        self._column_mean(Delta, rows, cols, out)
         return out
+
+    def _column_mean(self, M: Any, rows: int, cols: int, out: Any) -> None:
+        """out[c] = (1/rows) sum_r M[r, c]: one launch, or for a tall M two (the rows split
+        across blocks into partial sums, then those added up), deterministic either way."""
+        k = self.kernels
+        chunks = k.column_chunks(rows, cols)
+        if chunks == 1:
+            k.launch("bias_grad", out.dtype, M, out, rows, cols, 1, 1.0 / rows)
+            return
+        key = (chunks, cols, out.dtype, k.device.current())
+        partial = self._partials.get(key)
+        if partial is None:
+            if len(self._partials) >= 16:
+                self._partials.clear()
+            partial = self._partials[key] = self.xp.empty(chunks * cols, dtype=out.dtype)
+        k.launch("bias_grad", out.dtype, M, partial, rows, cols, chunks, 1.0)
+        k.launch("bias_grad", out.dtype, partial, out, chunks, cols, 1, 1.0 / rows)
 
     # ---- elementwise work ------------------------------------------------------------
     def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
@@ -112,7 +132,7 @@ class CupyOps(Ops):
         else:  # a loss without a fused kernel runs the reference formulas (on CuPy arrays)
             return super().loss_head(loss, act, Z, A, Y, Delta)
         C = self.xp.empty((), dtype=dtype)  # a new 0-d array: the caller may keep it
-        k.launch("bias_grad", dtype, C0, C, rows, 1, 1.0 / rows)  # C = (1/n) sum_i C_0, one reduction
+        self._column_mean(C0, rows, 1, C)  # C = (1/n) sum_i C_0
         return C
 
     # ---- optimizer updates -----------------------------------------------------------
