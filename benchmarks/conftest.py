@@ -37,8 +37,19 @@ def pytest_configure(config: Any) -> None:
     _STATE["limit"] = bench.set_threads(threads)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark, which may be missing
 def pytest_benchmark_update_machine_info(config: Any, machine_info: dict) -> None:
     machine_info["gpubp"] = bench.machine_info()
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    """Without pytest-benchmark (the bench or test extra) every benchmark is skipped, not an error."""
+    if config.pluginmanager.hasplugin("benchmark"):
+        return
+    skip = pytest.mark.skip(reason="the benchmarks need pytest-benchmark (pip install 'gpubp[bench]')")
+    for item in items:
+        if "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
 
 
 def timed() -> bool:

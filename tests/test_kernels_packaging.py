@@ -48,7 +48,7 @@ def test_wheel_contains_the_kernel_sources(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ("__init__.py", ck.COMMON_HEADER, *ck.SOURCES):
         assert f"gpubp/kernels/{f}" in names
-    assert "gpubp/ops/cuda_kernels.py" in names and "gpubp/gpucheck.py" in names
+    assert "gpubp/ops/cuda_kernels.py" in names and "gpubp/gpucheck/__main__.py" in names
 
 
 def test_non_editable_install_finds_the_sources(wheel, tmp_path):

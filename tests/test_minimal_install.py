@@ -72,3 +72,33 @@ def test_without_tqdm_the_plain_bar_shows_on_a_terminal_only(monkeypatch):
     assert not isinstance(progress.progress_bar(5, "epoch 1/1", False), progress.PlainBar)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert not isinstance(progress.progress_bar(5, "epoch 1/1", True), progress.PlainBar)
+
+
+EXTRAS = ("hypothesis", "pytest_benchmark", "pytest_timeout", "torch", "matplotlib", "mpi4py", "tqdm", "scipy",
+          "sklearn", "threadpoolctl", "mkl", "cupy", "cupyx", "cupy_backends")
+
+
+def test_test_files_that_need_extras_skip_cleanly_without_them():
+    """With the optional packages (and their pytest plugins) missing, the whole suite still
+    collects, and the files that need them skip instead of failing."""
+    blocker = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {EXTRAS!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+        return None
+sys.meta_path.insert(0, Block())
+import pytest
+plugins = ["-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:hypothesispytest", "-p", "no:timeout"]
+code = pytest.main(plugins + ["--collect-only", "-q", "tests", "benchmarks"])
+if code == 0:
+    code = pytest.main(plugins + ["-q", "tests/test_properties.py", "benchmarks/bench_training.py"])
+sys.exit(code)
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "the property tests need hypothesis" in proc.stdout
+    assert "the benchmarks need pytest-benchmark" in proc.stdout
