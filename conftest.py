@@ -3,17 +3,13 @@
 ``gpu`` marks what touches the GPU: every case parametrised with the ``cupy`` backend (given
 here, from the parameter) and the tests marked by hand (NCCL, cross-backend checks, GPU-only
 benchmarks). ``python -m gpubp.gpucheck`` runs ``pytest -m gpu``: the GPU-touching part of
-the suites and nothing of the CPU-only ones.
+the suites and nothing of the CPU-only ones. (The marker is registered in pyproject.toml.)
 """
 from __future__ import annotations
 
 from typing import Any, List
 
 import pytest
-
-
-def pytest_configure(config: Any) -> None:
-    config.addinivalue_line("markers", "gpu: touches the GPU (run by python -m gpubp.gpucheck as pytest -m gpu)")
 
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
