@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpubp import bench, bench_gpu
+from gpubp import bench
+from gpubp.bench import gpu as bench_gpu
 
 pytestmark = pytest.mark.gpu
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from . import distributed
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
-from .checkpoint import load, load_optimizer
+from .checkpoint import load_optimizer
 from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError, OutOfMemoryError
 from .gradcheck import gradcheck
 from .losses import LOSSES
-from .network import MLP, Layer
+from .network import MLP, Layer, load
 from .optim import SGD, Adam, Optimizer
 from .train import History
 

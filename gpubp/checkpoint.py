@@ -6,6 +6,11 @@ new one, never a broken one. It carries a format name and version and a SHA-256 
 its contents; a truncated, corrupted or foreign file is refused with a
 :class:`~gpubp.errors.CheckpointError` naming the file. Arrays are stored as NumPy arrays, so
 a model saved on one backend loads on the other.
+
+This module is the file format: it writes a network's state (:func:`save`, given anything
+with the network's ``params``, ``get_config()`` and shuffling state) and reads it back
+verified (:func:`read`); :func:`gpubp.network.load` builds the network from what it reads.
+It never imports the network module, so the two have no import cycle.
 """
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ import numpy as np
 from .errors import CheckpointError
 
 if TYPE_CHECKING:
-    from .network import MLP
     from .optim import Optimizer
 
 FORMAT = "gpubp-checkpoint"
@@ -30,7 +34,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 
-def _check_path(path: Any) -> str:
+def check_path(path: Any) -> str:
+    """``path`` as a str (from a str, bytes or os.PathLike); a TypeError for anything else."""
     try:
         path = os.fspath(path)
     except TypeError:
@@ -65,7 +70,7 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
     A process killed while saving may leave a stray ``.gpubp-*.tmp`` file beside the target,
     never a broken target.
     """
-    path = _check_path(path)
+    path = check_path(path)
     if optimizer is not None and not callable(getattr(optimizer, "state_dict", None)):
         raise TypeError(f"optimizer must be a gpubp optimizer (with state_dict()) or None; got {type(optimizer).__name__}")
     folder = os.path.dirname(os.path.abspath(path))
@@ -116,7 +121,7 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
 
 def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     """The verified (meta, arrays) of a checkpoint; CheckpointError for anything else."""
-    path = _check_path(path)
+    path = check_path(path)
     try:
         with open(path, "rb") as f:
             blob = f.read()
@@ -145,40 +150,10 @@ def read(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     return meta, data
 
 
-def load(path: PathLike, optimizer: Any = None) -> "MLP":
-    """The network saved at ``path``, on the active backend; restores ``optimizer``'s state too if given."""
-    from .network import MLP
-
-    meta, arrays = read(path)
-    name = _check_path(path)
-    try:
-        cfg = dict(meta["config"])
-        hidden = cfg.pop("activation")
-        net = MLP(activation=hidden if hidden else "relu", **cfg)
-        params = arrays["params"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
-    if params.shape != (net.n_params,) or params.dtype != net.dtype:
-        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
-    try:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng"]
-        epoch = int(meta.get("epoch", 0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
-    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
-        restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
-    net._build(params)
-    net._rng, net.epoch = rng, epoch
-    if optimizer is not None:
-        restore_optimizer(optimizer, meta, arrays, net, path)
-    return net
-
-
 def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np.ndarray], net: Any, path: PathLike,
                       dry_run: bool = False) -> None:
     """Load the saved optimizer state into ``optimizer`` (only check that it can with ``dry_run``)."""
-    name = _check_path(path)
+    name = check_path(path)
     if not callable(getattr(optimizer, "load_state_dict", None)):
         raise TypeError(f"optimizer must be a gpubp optimizer (with load_state_dict()); got {type(optimizer).__name__}")
     saved = meta.get("optimizer")
@@ -198,7 +173,7 @@ def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np
         optimizer.load_state_dict({"t": t, "state": state}, net)
 
 
-def load_optimizer(path: PathLike, net: "MLP") -> Optional["Optimizer"]:
+def load_optimizer(path: PathLike, net: Any) -> Optional["Optimizer"]:
     """A new optimizer of the saved type and settings with its saved state, or None if none was saved."""
     from .optim import OPTIMIZERS
 
@@ -213,6 +188,6 @@ def load_optimizer(path: PathLike, net: "MLP") -> Optional["Optimizer"]:
             cfg["betas"] = tuple(cfg["betas"])
         opt = cls(**cfg)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{_check_path(path)!r}: the optimizer settings are corrupted ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{check_path(path)!r}: the optimizer settings are corrupted ({type(exc).__name__}: {exc})") from None
     restore_optimizer(opt, meta, arrays, net, path)
     return opt

@@ -7,6 +7,7 @@ exits with status 2 (130 when interrupted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -18,6 +19,9 @@ import numpy as np
 from .activations import ACTIVATIONS, ELEMENTWISE
 from .errors import GpubpError
 from .losses import LOSSES
+from .optim import OPTIMIZERS
+from .recipe import DEFAULT_LR, TrainConfig
+from .backend import BACKEND_NAMES
 from .validation import DTYPES
 
 
@@ -33,36 +37,13 @@ def _hidden_sizes(text: str) -> List[int]:
     return sizes
 
 
-def _load_data(args: argparse.Namespace):
-    """(X_train, y_train, X_test, y_test, description) for the chosen data set."""
-    from . import data
-
-    if args.data_dir is not None:
-        has_train = any(os.path.exists(os.path.join(args.data_dir, f"train-images-idx3-ubyte{ext}")) for ext in ("", ".gz"))
-        if has_train:
-            X_tr, y_tr = data.load_mnist(args.data_dir, "train")
-            X_te, y_te = data.load_mnist(args.data_dir, "t10k")
-            return X_tr, y_tr, X_te, y_te, f"MNIST from {args.data_dir} (train {len(y_tr)}, test {len(y_te)})"
-        X, y = data.load_mnist(args.data_dir, "t10k")
-        X_tr, X_te, y_tr, y_te = data.train_test_split(X, y, args.test_fraction, seed=args.split_seed)
-        return X_tr, y_tr, X_te, y_te, f"MNIST t10k from {args.data_dir}, split {len(y_tr)} train / {len(y_te)} test"
-    X, y = data.load_digits()
-    X_tr, X_te, y_tr, y_te = data.train_test_split(X, y, args.test_fraction, seed=args.split_seed)
-    return X_tr, y_tr, X_te, y_te, f"UCI digits (bundled), {len(y_tr)} train / {len(y_te)} test"
-
-
-def _targets(y: np.ndarray, loss: str, m: int) -> np.ndarray:
-    """Labels for cross-entropy (read directly), one-hot rows for the other losses."""
-    from .data import one_hot
-
-    return y if loss == "cross_entropy" else one_hot(y, m)
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe the ``train`` options describe."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import backend as backend_mod
-    from .network import MLP
-    from .optim import make_optimizer
-
     from . import validation
 
     # checked before anything is loaded or trained, so a typo costs no training time
@@ -80,16 +61,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         comm = distributed.init()
     say = print if comm is None or comm.rank == 0 else (lambda *a, **k: None)
     be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
-    X_tr, y_tr, X_te, y_te, description = _load_data(args)
-    m = int(max(y_tr.max(), y_te.max())) + 1
-    sizes = [X_tr.shape[1], *args.hidden, m]
-    net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=args.loss,
-              dtype=args.dtype, seed=args.seed)
-    opt_kwargs: Dict[str, Any] = {"lr": args.lr}
-    if args.optimizer == "sgd":
-        opt_kwargs.update(momentum=args.momentum, nesterov=args.nesterov)
-    optimizer = make_optimizer(args.optimizer, **opt_kwargs)
-    Y_tr, Y_te = _targets(y_tr, args.loss, m), _targets(y_te, args.loss, m)
+    config = _config(args)
+    data = config.load()
+    net = config.make_network(data)
+    optimizer = config.make_optimizer()
+    X_tr, Y_tr, X_te, Y_te, description = data.X_train, data.Y_train, data.X_test, data.Y_test, data.description
     X_val, Y_val = X_te, Y_te
     if comm is not None:  # each rank trains on (and validates on) its own contiguous shard
         tr, te = comm.shard(len(X_tr)), comm.shard(len(X_te))
@@ -191,22 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an MLP (default: the bundled UCI digits, offline)")
-    t.add_argument("--data-dir", default=None, help="folder with MNIST IDX files (train-*/t10k-*, plain or .gz)")
-    t.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], help="hidden layer widths, e.g. 128,64 (default)")
-    t.add_argument("--activation", default="relu", choices=ELEMENTWISE, help="hidden activation (default relu)")
-    t.add_argument("--output-activation", default=None, choices=list(ACTIVATIONS), help="default: the loss's own")
-    t.add_argument("--loss", default="cross_entropy", choices=list(LOSSES), help="default cross_entropy")
-    t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="default adam")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 for adam, 0.1 for sgd)")
-    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    d = TrainConfig()  # the recipe's defaults are the command's
+    t.add_argument("--data-dir", default=d.data_dir, help="folder with MNIST IDX files (train-*/t10k-*, plain or .gz)")
+    t.add_argument("--hidden", type=_hidden_sizes, default=list(d.hidden),
+                   help=f"hidden layer widths, e.g. {','.join(map(str, d.hidden))} (default)")
+    t.add_argument("--activation", default=d.activation, choices=ELEMENTWISE, help=f"hidden activation (default {d.activation})")
+    t.add_argument("--output-activation", default=d.output_activation, choices=list(ACTIVATIONS), help="default: the loss's own")
+    t.add_argument("--loss", default=d.loss, choices=list(LOSSES), help=f"default {d.loss}")
+    t.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS), help=f"default {d.optimizer}")
+    t.add_argument("--lr", type=float, default=d.lr, help="learning rate (default " + ", ".join(
+        f"{lr:g} for {name}" for name, lr in DEFAULT_LR.items()) + ")")
+    t.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
     t.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
-    t.add_argument("--epochs", type=int, default=40, help="default 40")
-    t.add_argument("--batch-size", type=int, default=32, help="default 32")
-    t.add_argument("--dtype", default="float32", choices=list(DTYPES))
-    t.add_argument("--backend", default=None, choices=["numpy", "cupy", "auto"], help="overrides GPUBP_BACKEND")
-    t.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
-    t.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
-    t.add_argument("--test-fraction", type=float, default=0.2, help="held-out share when splitting (default 0.2)")
+    t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    t.add_argument("--dtype", default=d.dtype, choices=list(DTYPES))
+    t.add_argument("--backend", default=None, choices=list(BACKEND_NAMES), help="overrides GPUBP_BACKEND")
+    t.add_argument("--seed", type=int, default=d.seed, help=f"initialisation and shuffling seed (default {d.seed})")
+    t.add_argument("--split-seed", type=int, default=d.split_seed, help=f"seed of the train/test split (default {d.split_seed})")
+    t.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                   help=f"held-out share when splitting (default {d.test_fraction})")
     t.add_argument("--save", default=None, help="write a checkpoint here after training")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--distributed", action="store_true",
@@ -234,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "lr", "absent") is None:
-        args.lr = 1e-3 if args.optimizer == "adam" else 0.1
+    if args.command == "train":
+        args.lr = _config(args).learning_rate
     try:
         return int(args.func(args))
     except (ValueError, TypeError, GpubpError, OSError, KeyboardInterrupt) as exc:

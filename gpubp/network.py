@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from . import distributed, memory, validation
+from . import checkpoint, distributed, memory, validation
+from .errors import CheckpointError
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
@@ -328,9 +329,7 @@ class MLP:
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:
         """Write weights, architecture and dtype (and optimizer state) to ``path`` atomically."""
-        from .checkpoint import save
-
-        save(self, path, optimizer=optimizer)
+        checkpoint.save(self, path, optimizer=optimizer)
 
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments that rebuild this architecture."""
@@ -343,3 +342,33 @@ class MLP:
             "seed": self.seed,
             "bias": self.bias,
         }
+
+
+def load(path: Any, optimizer: Any = None) -> MLP:
+    """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend;
+    restores ``optimizer``'s state too if given. A file that does not describe a valid network
+    is refused with a :class:`~gpubp.errors.CheckpointError` naming it."""
+    meta, arrays = checkpoint.read(path)
+    name = checkpoint.check_path(path)
+    try:
+        cfg = dict(meta["config"])
+        hidden = cfg.pop("activation")
+        net = MLP(activation=hidden if hidden else "relu", **cfg)
+        params = arrays["params"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
+    if params.shape != (net.n_params,) or params.dtype != net.dtype:
+        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
+    try:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = meta["rng"]
+        epoch = int(meta.get("epoch", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
+    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
+        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
+    net._build(params)
+    net._rng, net.epoch = rng, epoch
+    if optimizer is not None:
+        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path)
+    return net

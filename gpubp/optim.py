@@ -142,12 +142,16 @@ class Adam(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 
-def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
-    """An optimizer by name (``sgd`` or ``adam``); a ValueError listing the valid names otherwise."""
+def lookup_optimizer(name: Any) -> type:
+    """The optimizer class called ``name`` (``sgd`` or ``adam``, any case); a ValueError listing the valid names otherwise."""
     if not isinstance(name, str):
         raise TypeError(f"optimizer must be a name, one of {', '.join(OPTIMIZERS)}; got {type(name).__name__} {name!r}")
     try:
-        cls = OPTIMIZERS[name.lower()]
+        return OPTIMIZERS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}") from None
-    return cls(**kwargs)
+
+
+def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
+    """An optimizer by name (``sgd`` or ``adam``) with these hyper-parameters."""
+    return lookup_optimizer(name)(**kwargs)

@@ -15,8 +15,8 @@ def test_hot_path_cases_compute_the_averaged_gradient(backend):
         case = bench.hot_path_case(backend, 6, 5, "float64")
     except bench.Unavailable as exc:
         pytest.skip(str(exc))
-    D = bench._random((6, 5), "float64", 1)  # the case's Delta and A, drawn from the same seeds
-    A = bench._random((6, 5), "float64", 2)
+    D = bench.random_array((6, 5), "float64", 1)  # the case's Delta and A, drawn from the same seeds
+    A = bench.random_array((6, 5), "float64", 2)
     case()
     outputs = [np.asarray(o.numpy() if hasattr(o, "numpy") else o) for o in case.outputs]
     expected = sum(np.outer(D[i], A[i]) for i in range(6)) / 6
@@ -42,7 +42,7 @@ def test_unknown_backend_is_a_value_error():
 def test_train_step_gemm_bound_counts_the_steps_products():
     # 784-512-256-10 at n: forward 3 GEMMs, dC/dW 3 GEMMs, Delta W for layers 3 and 2
     w = [784 * 512, 512 * 256, 256 * 10]
-    assert bench._train_flops(bench.TRAIN_SIZES, 7) == 2.0 * 7 * (2 * sum(w) + w[1] + w[2])
+    assert bench.train_flops(bench.TRAIN_SIZES, 7) == 2.0 * 7 * (2 * sum(w) + w[1] + w[2])
 
 
 def test_measure_and_table_report_ratios():

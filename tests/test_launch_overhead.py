@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpubp import launch_overhead
+from gpubp.bench import launch_overhead
 from gpubp.ops import cuda_kernels as ck
 from gpubp.ops.standin import StandInDevice, StandInFunction, check_launch
 

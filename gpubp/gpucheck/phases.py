@@ -64,7 +64,7 @@ def device_info() -> Dict[str, Any]:
 
 
 def phase_device(out_dir: Path, deadline: float, root: Optional[Path]) -> Tuple[bool, str, Dict[str, Any]]:
-    from .. import launch_overhead
+    from ..bench import launch_overhead
     from ..ops import kernel_cache
     from ..ops.cuda_kernels import KERNELS, elementwise_activations
     from ..ops.cuda_launcher import CudaKernels

@@ -6,7 +6,7 @@ as the driver and cuBLAS would need it (grid and block within CUDA's limits, one
 per kernel parameter with the C type the kernel takes, arrays C-contiguous and long enough,
 conforming product shapes), counted, and then skipped: nothing is computed. What remains
 is exactly the Python gpubp runs per step on a GPU, which is what
-:mod:`gpubp.launch_overhead` measures. :class:`StandInCompiler` gives each name expression
+:mod:`gpubp.bench.launch_overhead` measures. :class:`StandInCompiler` gives each name expression
 a name without compiling anything.
 
 Build a CuPy-path backend on it with :func:`standin_backend`.

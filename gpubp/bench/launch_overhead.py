@@ -8,7 +8,7 @@ time, and that time per launch. The stand-in's own checks are timed apart and le
 the figures are the Python gpubp runs per step, as on a GPU (where CuPy's launch calls and
 the driver add their own microseconds on top).
 
-``python -m gpubp.launch_overhead`` prints them for a 784-512-256-10 ReLU network with
+``python -m gpubp.bench.launch_overhead`` prints them for a 784-512-256-10 ReLU network with
 softmax cross-entropy at batch 256 (``--json FILE`` keeps them).
 """
 from __future__ import annotations
@@ -22,17 +22,17 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-TRAIN_SIZES = (784, 512, 256, 10)
+from .cases import TRAIN_SIZES
 
 
 def step_setup(sizes: Sequence[int] = TRAIN_SIZES, n: int = 256, optimizer: str = "sgd",
                dtype: str = "float32") -> Dict[str, Any]:
     """A network on a new stand-in device, a batch and an optimizer, warmed up (programs
     loaded, workspaces allocated, first-call checks done)."""
-    from .backend import use_backend
-    from .network import MLP
-    from .ops.standin import standin_backend
-    from .optim import SGD, Adam
+    from ..backend import use_backend
+    from ..network import MLP
+    from ..ops.standin import standin_backend
+    from ..optim import SGD, Adam
 
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
@@ -96,7 +96,7 @@ def format_result(r: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpubp.launch_overhead", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gpubp.bench.launch_overhead", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[256], help="batch sizes (default 256)")
     parser.add_argument("--optimizer", nargs="+", default=["sgd", "adam"], choices=["sgd", "adam"])
     parser.add_argument("--steps", type=int, default=200)

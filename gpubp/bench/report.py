@@ -1,0 +1,125 @@
+"""Benchmark results side by side: the table, the machine's description, JSON and a PNG."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import GpubpError
+from .cases import BACKEND_LABELS, BACKENDS
+from .timing import Result, fmt_time
+
+
+class MissingExtraError(GpubpError, ImportError):
+    """An optional package this output needs is not installed (the message names the extra)."""
+
+
+def _ratio(x: Optional[float]) -> str:
+    if x is None:
+        return "       -"
+    return f"{x:7.2f}x" if x < 100 else f"{x:7.0f}x"
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """One block per group, backends side by side: time, rate, speed-up over NumPy and over the loop.
+
+    A speed-up is the reference's time divided by this row's time (above 1: faster).
+    """
+    groups: Dict[str, List[Result]] = {}
+    for r in results:
+        groups.setdefault(r.group, []).append(r)
+    lines: List[str] = []
+    order = {b: i for i, b in enumerate(BACKENDS)}
+    for group, rows in groups.items():
+        lines.append(group)
+        lines.append(f"  {'backend':<18} {'shape':<16} {'time':>11} {'rate':>30} {'vs numpy':>9} {'vs loop':>9}")
+        for r in sorted(rows, key=lambda r: (r.shape, order.get(r.backend, 99))):
+            same = [x for x in rows if x.shape == r.shape]
+            ref = {x.backend: x.seconds for x in same}
+            lines.append(
+                f"  {BACKEND_LABELS.get(r.backend, r.backend):<18} {r.shape:<16} {fmt_time(r.seconds):>11} {r.rate:>30} "
+                f"{_ratio(ref['numpy'] / r.seconds if 'numpy' in ref else None):>9} "
+                f"{_ratio(ref['loop'] / r.seconds if 'loop' in ref else None):>9}"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_machine(info: Dict[str, Any]) -> str:
+    """The machine of :func:`gpubp.bench.machine.machine_info` in a few lines."""
+    blas = info.get("blas")
+    if isinstance(blas, list):
+        blas = "; ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
+                         f"{b.get('num_threads')} threads)" for b in blas) or "none found"
+    parts = [f"cpu: {info.get('cpu')} ({info.get('logical_cpus')} logical cpus)", f"numpy {info.get('numpy')}, blas: {blas}"]
+    if info.get("gpubp_blas"):
+        parts.append(f"the numpy backend's products: {info['gpubp_blas']}")
+    if info.get("torch"):
+        parts.append(f"torch {info['torch']} ({info.get('torch_threads')} threads)")
+    parts.append(f"gpu: {info.get('gpu') or 'none visible'}")
+    return "\n".join(parts)
+
+
+def write_json(path: str, results: Sequence[Result], info: Dict[str, Any]) -> None:
+    """``{"machine": info, "results": [...]}``, what ``gpubp bench --json`` writes."""
+    with open(path, "w") as fh:
+        json.dump({"machine": info, "results": [asdict(r) for r in results]}, fh, indent=1)
+
+
+def read_results(path: str) -> Tuple[List[Result], Dict[str, Any]]:
+    """Results from a ``gpubp bench --json`` file or a pytest-benchmark ``--benchmark-json`` file."""
+    with open(path) as fh:
+        data = json.load(fh)
+    if "results" in data:
+        return [Result(**r) for r in data["results"]], data.get("machine", {})
+    if "benchmarks" not in data:
+        raise ValueError(f"{path} is neither a `gpubp bench --json` file nor a pytest-benchmark JSON file")
+    results = []
+    for b in data["benchmarks"]:
+        extra = b.get("extra_info", {})
+        if "backend" not in extra:
+            continue
+        stats = b["stats"]
+        results.append(Result(extra["group"], extra["backend"], extra["shape"], extra["dtype"], float(stats["min"]),
+                              float(stats["median"]), int(stats["rounds"]), extra.get("flops", 0.0),
+                              extra.get("nbytes", 0.0), extra.get("peak_bytes_per_s")))
+    return results, data.get("machine_info", {}).get("gpubp", {})
+
+
+def plot_available() -> None:
+    """Raise :class:`MissingExtraError` unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError('writing a PNG needs matplotlib, which is not installed: pip install "gpubp[plot]"') from None
+
+
+def plot(path: str, results: Sequence[Result]) -> None:
+    """A PNG: one panel per group, time per backend and shape (log scale)."""
+    plot_available()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: Dict[str, List[Result]] = {}
+    for r in results:
+        groups.setdefault(r.group, []).append(r)
+    heights = [1.0 + 0.22 * len(rows) for rows in groups.values()]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, sum(heights) + 0.5), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (group, rows) in zip(axes[:, 0], groups.items()):
+        labels = [f"{BACKEND_LABELS.get(r.backend, r.backend)} {r.shape}" for r in rows]
+        ax.barh(range(len(rows)), [r.seconds * 1e3 for r in rows],
+                color=[f"C{BACKENDS.index(r.backend) if r.backend in BACKENDS else 9}" for r in rows])
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_xscale("log")
+        times = [r.seconds * 1e3 for r in rows]
+        ax.set_xlim(min(times) / 3, max(times) * 1.5)  # bars start well left of the fastest
+        ax.set_xlabel("time per call (ms, log scale)", fontsize=8)
+        ax.set_title(group, fontsize=9)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
