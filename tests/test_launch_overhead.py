@@ -71,3 +71,13 @@ def test_the_standin_gemm_checks_and_counts():
         d.gemm("N", "N", a, b, out, 1.0, 0.0)
     with pytest.raises(TypeError, match="alpha and beta must be floats"):
         d.gemm("N", "T", a, b, out, 1, 0.0)
+
+
+def test_gpubp_bench_reports_the_host_side_of_a_cupy_step(capsys):
+    from gpubp import cli
+
+    assert cli.main(["bench", "--backends", "cupy", "--min-time", "0.01", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "host side of a CuPy step" in out
+    assert "784-512-256-10 sgd n=256 float32: 19 launches per step" in out
+    assert "784-512-256-10 adam n=256 float32: 19 launches per step" in out
