@@ -250,3 +250,21 @@ def test_gpucheck_refuses_without_a_gpu(tmp_path):
     assert proc.returncode == 2
     assert "gpucheck needs a CUDA GPU and refuses to run without one" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_headline_finds_the_groups_the_benchmarks_write():
+    from gpubp.bench import gpu as bench_gpu
+    from gpubp.gpucheck import report
+
+    step = bench.train_step_case("numpy", 8, "adam")
+    assert report.TRAIN_GROUP.match(step.group).groups() == ("adam", "8")
+    hot = bench.hot_path_case("numpy", 16, 8)
+    assert report.HOT_PATH_GROUP.match(hot.group).groups() == ("16", "8")
+    assert report.BIAS_GROUP.match(bench_gpu.bias_grad_group(65536, 128, "float32")).groups() == ("65536", "128")
+
+
+@pytest.mark.parametrize("bad", ["tests", "tests=abc", "nope=10", "tests=0"])
+def test_limit_must_name_a_phase_and_seconds(bad, capsys):
+    with pytest.raises(SystemExit) as info:
+        gpucheck.main(["--limit", bad])
+    assert info.value.code == 2 and "--limit" in capsys.readouterr().err

@@ -32,6 +32,10 @@ def _torch_cuda() -> Any:
     return torch
 
 
+def bias_grad_group(n: int, width: int, dtype: str) -> str:
+    return f"bias gradient dC/db  n={n} width={width} {dtype}"
+
+
 def bias_grad_case(variant: str, n: int, width: int, dtype: str = "float32") -> Case:
     """dC/db of an (n, width) Delta by gpubp's kernel, by ``Delta.sum(axis=0)``, or (as the
     scale) the layer's dC/dW GEMM against an (n, width) A^(l-1)."""
@@ -44,7 +48,7 @@ def bias_grad_case(variant: str, n: int, width: int, dtype: str = "float32") -> 
                                                                   np.empty(width, dtype)])
     ops = _ops("cupy")
     itemsize = np.dtype(dtype).itemsize
-    group = f"bias gradient dC/db  n={n} width={width} {dtype}"
+    group = bias_grad_group(n, width, dtype)
     if variant == "cupy-gemm":
         def fn() -> None:
             ops.grad_weights(Delta, A_prev, out=dW)

@@ -2,7 +2,8 @@
 
 From a source checkout, with no install step (``PYTHONPATH=. python -m gpubp.gpucheck
 --output DIR``), it runs four phases, each in its own process under its own timeout, all
-within :data:`TOTAL_BUDGET_S` (6 minutes):
+within :data:`TOTAL_BUDGET_S` (6 minutes); ``--phases`` picks some, ``--limit PHASE=SECONDS``
+gives one another timeout and ``--budget`` the whole run another limit:
 
 1. ``device``: the GPU and library versions; every kernel program compiled (or read from the
    disk cache) and loaded, float32 and float64; the host side of a CuPy step.
@@ -20,6 +21,7 @@ when every phase passed, 1 when anything failed or ran out of time, and 2 withou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import re
@@ -91,6 +93,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--phases", default=",".join(p.name for p in PHASES),
                         help=f"comma-separated subset of {','.join(p.name for p in PHASES)} (default: all)")
     parser.add_argument("--budget", type=float, default=TOTAL_BUDGET_S, help="seconds for the whole run (default 360)")
+    parser.add_argument("--limit", action="append", default=[], metavar="PHASE=SECONDS",
+                        help="another timeout for one phase, e.g. --limit tests=240 (repeatable)")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # a phase's own process
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -102,6 +106,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown or not names:
         parser.error(f"--phases: unknown {', '.join(unknown) or '(none given)'}; expected names from "
                      f"{', '.join(p.name for p in PHASES)}")
+    limits = {}
+    for item in args.limit:
+        name, _, value = item.partition("=")
+        try:
+            limits[name.strip()] = float(value)
+        except ValueError:
+            parser.error(f"--limit: expected PHASE=SECONDS, e.g. tests=240; got {item!r}")
+        if name.strip() not in {p.name for p in PHASES} or limits[name.strip()] <= 0:
+            parser.error(f"--limit: expected a phase of {', '.join(p.name for p in PHASES)} and seconds > 0; got {item!r}")
+    phases = [dataclasses.replace(p, budget_s=limits.get(p.name, p.budget_s)) for p in PHASES if p.name in names]
     from ..backend import cupy_problem
 
     problem = cupy_problem()
@@ -111,10 +125,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gpu = _gpu_name()
     date = _dt.date.today().isoformat()
     root = source_root()
-    out = args.output or (root or Path.cwd()) / "benchmarks" / "results" / f"gpucheck-{_slug(gpu)}-{date}"
+    out = (args.output or (root or Path.cwd()) / "benchmarks" / "results" / f"gpucheck-{_slug(gpu)}-{date}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    results = run_phases([p for p in PHASES if p.name in names], out, args.budget, root=root)
+    results = run_phases(phases, out, args.budget, root=root)
     report = build_report(results, date, args.budget, time.monotonic() - start, gpu)
     (out / "gpucheck.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     text = render_markdown(report)
