@@ -140,3 +140,34 @@ def test_nvrtc_binaries_round_trip_through_the_disk_cache(tmp_path):
     again = kc.compile_with_disk_cache(compile_once, text, names, ck.NVRTC_OPTIONS, version, "sm_90",
                                        kc.DiskCache(tmp_path))
     assert calls == [1] and again == first and first.binary[:4] == b"\x7fELF"
+
+
+@needs_nvrtc
+def test_the_launcher_compiles_with_nvrtc_for_the_devices_architecture(tmp_path):
+    """The production path up to the driver: the launcher picks sm_90 for a compute-capability
+    9.0 device, NVRTC compiles every program a training step needs (once), the disk cache keeps
+    them, and every launch finds its real mangled kernel (on the stand-in device)."""
+    import numpy as np
+
+    import gpubp
+    from gpubp.ops import kernel_cache as kc
+    from gpubp.ops.cuda_launcher import CudaKernels, NvrtcCompiler
+    from gpubp.ops.standin import StandInDevice, standin_backend
+
+    class Counting(NvrtcCompiler):
+        archs = []
+
+        def compile(self, text, name, arch, name_expressions, options):
+            self.archs.append(arch)
+            return super().compile(text, name, arch, name_expressions, options)
+
+    device = StandInDevice(name=f"nvrtc-{tmp_path.name}")
+    compiler = Counting()
+    launcher = CudaKernels(device, compiler, disk=kc.DiskCache(tmp_path))
+    with gpubp.use_backend(standin_backend(launcher)):
+        net = gpubp.MLP([20, 16, 4], activation="gelu", loss="cross_entropy", seed=0)
+    net._train_step(np.zeros((300, 20), np.float32), np.zeros(300, np.int64), gpubp.Adam())
+    assert compiler.archs == ["sm_90"] * len(ck.SOURCES)
+    assert device.kernels["bias_grad"] == 2 * 3  # 300 rows: two passes for dC/db of both layers and C
+    assert all(name.startswith("_Z") for name in device.loaded)  # real mangled names from NVRTC
+    assert len(list(tmp_path.glob("*.bin"))) == len(ck.SOURCES)

@@ -29,7 +29,6 @@ from .cuda_kernels import (
     CTYPES,
     KERNELS,
     NVRTC_OPTIONS,
-    SOURCES,
     CompiledProgram,
     column_chunks,
     instantiations,
