@@ -13,14 +13,17 @@ from gpubp.bench import gpu as bench_gpu
 pytestmark = pytest.mark.gpu
 
 BIAS_SHAPES = [(256, 512), (4096, 512), (65536, 128), (65536, 2048), (4099, 1031)]
+QUICK_MAX_ENTRIES = 256 * 512  # n * width of the largest dC/db quick mode runs
 
 
 @pytest.mark.parametrize("variant", bench_gpu.BIAS_VARIANTS)
-@pytest.mark.parametrize("n,width", BIAS_SHAPES)
+@pytest.mark.parametrize("n,width", [pytest.param(n, w, marks=[pytest.mark.full_run_only] if n * w > QUICK_MAX_ENTRIES else [])
+                                     for n, w in BIAS_SHAPES])
 def test_bias_grad(measure, n, width, variant):
     measure(bench_gpu.bias_grad_case, variant, n, width, "float32")
 
 
+@pytest.mark.full_run_only
 @pytest.mark.parametrize("backend", ["cupy", "torch-cuda"])
 def test_hot_path_8192x2048(measure, backend):
     if backend == "cupy":

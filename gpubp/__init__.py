@@ -40,6 +40,7 @@ __all__ = [
     "OutOfMemoryError",
     "SGD",
     "__version__",
+    "distributed",
     "get_backend",
     "gradcheck",
     "load",

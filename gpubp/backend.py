@@ -16,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 
 from . import _optional
 from .errors import BackendUnavailableError
+from .names import lookup
 
-BACKEND_NAMES = ("numpy", "cupy", "auto")
 ENV_VAR = "GPUBP_BACKEND"
 
 _INSTALL_HINT = (
@@ -35,12 +35,8 @@ _INSTALL_HINT = (
 
 def check_backend_name(name: Any, argument: str = "backend") -> str:
     """Return ``name`` normalised to lower case, or raise a ValueError listing valid names."""
-    if not isinstance(name, str):
-        raise TypeError(f"{argument} must be a string, one of {BACKEND_NAMES}; got {type(name).__name__} {name!r}")
-    key = name.strip().lower()
-    if key not in BACKEND_NAMES:
-        raise ValueError(f"unknown {argument} {name!r}: expected one of {', '.join(BACKEND_NAMES)}")
-    return key
+    lookup(BACKENDS, name, argument, "backend", fold_case=True)
+    return name.strip().lower()
 
 
 def is_device_array(a: Any) -> bool:
@@ -100,13 +96,17 @@ def cupy_problem() -> Optional[str]:
     return None
 
 
-def _make(name: str) -> Backend:
-    if name == "auto":
-        name = "cupy" if cupy_problem() is None else "numpy"
-    if name == "numpy":
-        from .ops.numpy_ops import NumpyOps
+def _make_numpy() -> Backend:
+    from .ops.numpy_ops import NumpyOps
 
-        return Backend("numpy", np, NumpyOps(), "cpu")
+    return Backend("numpy", np, NumpyOps(), "cpu")
+
+
+def _make_auto() -> Backend:
+    return _make_cupy() if cupy_problem() is None else _make_numpy()
+
+
+def _make_cupy() -> Backend:
     problem = cupy_problem()
     if problem is not None:
         raise BackendUnavailableError(f"backend 'cupy' was requested but cannot run: {problem}")
@@ -117,6 +117,15 @@ def _make(name: str) -> Backend:
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
     gpu = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     return Backend("cupy", cp, CupyOps(), f"cuda:{dev.id} ({gpu})")
+
+
+#: The backend names and what makes each: ``auto`` is CuPy where it can run, NumPy otherwise.
+BACKENDS: Dict[str, Callable[[], Backend]] = {"numpy": _make_numpy, "cupy": _make_cupy, "auto": _make_auto}
+BACKEND_NAMES = tuple(BACKENDS)
+
+
+def _make(name: str) -> Backend:
+    return BACKENDS[name]()
 
 
 _requested: str = check_backend_name(os.environ.get(ENV_VAR, "auto") or "auto", argument=ENV_VAR)

@@ -164,6 +164,8 @@ def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np
             raise CheckpointError(f"{name!r} holds {saved['type']} state, not {type(optimizer).__name__}")
         state = {k: arrays[f"optimizer/{k}"] for k in saved["state"]}
         t = int(saved["t"])
+        if t < 0:
+            raise ValueError(f"step count t = {t} < 0")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name!r}: the optimizer state is corrupted ({type(exc).__name__}: {exc})") from None
     for k, v in state.items():

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -171,6 +171,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpubp", description="Vectorized backpropagation on NumPy or CuPy.")
+    parser.add_argument("--version", action="version", version=f"gpubp {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an MLP (default: the bundled UCI digits, offline)")

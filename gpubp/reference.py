@@ -166,7 +166,8 @@ def net_loss_and_grads(net: Any, X: Any, Y: Any) -> Tuple[float, List[Tuple[np.n
     """:func:`loss_and_grads` on the weights of a :class:`gpubp.MLP`."""
     to_np = net.backend.to_numpy
     weights = [(to_np(layer.W), None if layer.b is None else to_np(layer.b)) for layer in net.layers[1:]]
-    return loss_and_grads(weights, [a.name for a in net.activations], net.loss.name, to_np(net.backend.asarray(X)), to_np(net.backend.asarray(Y)))
+    return loss_and_grads(weights, [a.name for a in net.activations], net.loss.name, to_np(net.backend.asarray(X)),
+                          to_np(net.backend.asarray(Y)))
 
 
 def average_outer_products(Delta: Any, A_prev: Any) -> np.ndarray:

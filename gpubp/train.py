@@ -165,8 +165,9 @@ class _Guard:
     After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
     gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
     sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
-    0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On the GPU s is written into a small device vector
-    that is read back once every ``CHECK_EVERY`` batches and at the end of the epoch: one
+    0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On
+    the GPU s is written into a small device vector that is read back once every
+    ``CHECK_EVERY`` batches and at the end of the epoch: one
     synchronisation per window, none per batch.
 
     Restore point: when batch k (of the epoch, from 0) is the first with a NaN or inf, the
@@ -375,7 +376,7 @@ def fit(
     for epoch in range(initial_epoch + 1, epochs + 1):
         order = data.order(net._rng if shuffle else None)
 
-        def step(i: int) -> Tuple[Any, Optional[Any], Optional[Any]]:
+        def step(i: int, order: Any = order) -> Tuple[Any, Optional[Any], Optional[Any]]:
             """Batch i of the epoch: (C, this rank's X_b or None when its shard has run out, classes)."""
             if i * batch_size >= n:  # an empty share of a distributed step
                 return net._train_step(None, None, optimizer, comm), None, None

@@ -198,8 +198,9 @@ def _Y(net: Any, Y: Any, n: int, argument: str, pending: _Pending, on_host: bool
     if Y.shape[0] != n:
         raise ValueError(f"{argument} has {Y.shape[0]} rows but X has {n}")
     _require_finite(pending, Y, argument)
-    if net.loss.name == "binary_cross_entropy":
-        pending.require(((Y >= 0) & (Y <= 1)).all(), f"{argument}: binary_cross_entropy targets must lie in [0, 1]")
+    if net.loss.target_range is not None:
+        lo, hi = net.loss.target_range
+        pending.require(((Y >= lo) & (Y <= hi)).all(), f"{argument}: {net.loss.name} targets must lie in [{lo}, {hi}]")
     return Y
 
 

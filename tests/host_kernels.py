@@ -279,3 +279,92 @@ def host_backend(kernels: Optional[HostKernels] = None, launcher: Any = None) ->
     from gpubp.backend import Backend
 
     return Backend("numpy", np, host_cupy_ops(kernels, launcher), "cpu (CUDA kernels built for the host)")
+
+
+# ---- comparing a kernel with the NumPy path ---------------------------------------------
+def z_grid(dtype: str) -> np.ndarray:
+    """Zeros, denormals, the smallest normal, moderate and huge |z|, +-inf, NaN, and a fine
+    sweep of [-12, 12]."""
+    f = np.finfo(dtype)
+    tiny_denormal = 1e-40 if dtype == "float32" else 1e-310
+    special = [0.0, float(f.smallest_subnormal), tiny_denormal, float(f.tiny), 1e-7, 1e-3, 0.5, 1, 2, 5, 10, 20,
+               30, 50, 88, 89, 100, 700, 710, 1e3, 1e4, 1e30, float(f.max), np.inf]
+    values = special + [-v for v in special] + [np.nan]
+    return np.concatenate([np.array(values, dtype=dtype), np.linspace(-12, 12, 481, dtype=dtype)])
+
+def as_matrix(v: np.ndarray, cols: int = 7) -> np.ndarray:
+    """``v`` padded with zeros to a (rows, cols) matrix."""
+    rows = -(-v.size // cols)
+    out = np.zeros(rows * cols, dtype=v.dtype)
+    out[: v.size] = v
+    return out.reshape(rows, cols)
+
+def assert_close(got, want, dtype: str, scale=None, rtol_eps: float = 16, atol_eps: float = 4, what: str = ""):
+    """NaN exactly where the reference has NaN, equal infinities, and elsewhere
+    |got - want| <= rtol |want| + atol, with atol = atol_eps eps * scale (per element).
+
+    ``scale`` is the magnitude of the terms the result is made of (default: none, so results
+    of denormal size are compared at denormal precision); it absorbs the rounding that
+    cancellation near a function's zeros leaves in both implementations alike.
+    """
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, what
+    assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}"
+    eps = float(np.finfo(dtype).eps)
+    nan_g, nan_w = np.isnan(got), np.isnan(want)
+    assert np.array_equal(nan_g, nan_w), (f"{what}: NaN at {np.argwhere(nan_g != nan_w)[:5].tolist()} "
+                                          f"(got {got[nan_g != nan_w][:5]}, want {want[nan_g != nan_w][:5]})")
+    inf = np.isinf(got) | np.isinf(want)
+    assert np.array_equal(got[inf], want[inf]), f"{what}: infinities differ: {got[inf]} vs {want[inf]}"
+    fin = ~(nan_w | inf)
+    scale = np.zeros_like(want) if scale is None else np.broadcast_to(np.asarray(scale, dtype=float), want.shape)
+    tol = rtol_eps * eps * np.abs(want[fin].astype(float)) + atol_eps * eps * scale[fin]
+    err = np.abs(got[fin].astype(float) - want[fin].astype(float))
+    bad = err > tol
+    assert not bad.any(), (
+        f"{what}: {int(bad.sum())} values differ beyond tolerance, e.g. got {got[fin][bad][:4]} want {want[fin][bad][:4]}"
+    )
+
+def z_scale(Z: np.ndarray) -> np.ndarray:
+    """The size of the terms of g(z) and g'(z) where they can cancel: min(|z|, 1) for
+    |z| <= 16 (the zeros of gelu', silu', ... lie there), and 0 beyond, where every table
+    entry is dominated by one term and is compared to full relative precision (so a
+    sigmoid that underflows to 0 instead of a denormal is caught)."""
+    a = np.abs(np.nan_to_num(Z.astype(float), nan=0.0, posinf=np.inf, neginf=np.inf))
+    return np.where(a <= 16.0, np.minimum(a, 1.0), 0.0)
+
+def logits(dtype: str, regime: str, rows: int = 6, cols: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(abs(hash(regime)) % 2**32)
+    big = {"float32": 1e30, "float64": 1e300}[dtype]
+    Z = rng.normal(0.0, 3.0, (rows, cols))
+    if regime == "large":
+        Z = Z * 300.0
+        Z[1] = [big, -big, 0.0, 1.0, big][:cols]
+    elif regime == "tiny":
+        Z = Z * float(np.finfo(dtype).smallest_subnormal) * 4
+    elif regime == "nan":
+        Z[2, 1] = np.nan
+    return Z.astype(dtype)
+
+REGIMES = ["normal", "large", "tiny", "nan"]
+
+
+def run_head(kernels, loss_name: str, act_name: str, Z, A, Y, grid: int = 1):
+    """Delta and C_0 per row from the head kernel gpubp's CuPy ops launch for this pair."""
+    dtype = Z.dtype.name
+    rows, cols = Z.shape
+    Delta, C0 = np.full_like(Z, 7.0), np.full(rows, 7.0, dtype=Z.dtype)
+    if loss_name in ("sse", "mse"):
+        scale, div = (2.0, 1.0) if loss_name == "sse" else (2.0 / cols, float(cols))
+        if act_name == "softmax":
+            kernels.run("head_squared_softmax", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div, grid=grid)
+        else:
+            kernels.run("head_squared", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div, act=act_name, grid=grid)
+    elif loss_name == "cross_entropy":
+        if Y.ndim == 1:
+            kernels.run("head_xent_labels", dtype, Z, A, Y, Delta, C0, rows, cols, grid=grid)
+        else:
+            kernels.run("head_xent_dense", dtype, Z, A, Y, Delta, C0, rows, cols, grid=grid)
+    else:
+        kernels.run("head_bce", dtype, Z, A, Y, Delta, C0, rows, cols, grid=grid)
+    return Delta, C0

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 
 import gpubp
+from helpers import rel_err
 from gpubp import distributed
 
 # uneven shard sizes by number of ranks: the last batches differ in size and the ranks run out
@@ -26,11 +27,6 @@ from gpubp import distributed
 SHARDS = {1: [13], 2: [7, 12], 3: [7, 12, 3], 4: [7, 12, 3, 5]}
 SIZES = [5, 6, 4]
 BATCH = 4
-
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 def data(loss: str, rows: int, seed: int):

@@ -51,16 +51,26 @@ def test_wheel_contains_the_kernel_sources(wheel):
     assert "gpubp/ops/cuda_kernels.py" in names and "gpubp/gpucheck/__main__.py" in names
 
 
+def _dependency_dirs():
+    """The site-packages folders this interpreter imports from (gpubp's dependencies are there)."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
 def test_non_editable_install_finds_the_sources(wheel, tmp_path):
+    # a fresh environment that sees no package of the base interpreter: the wheel goes into its
+    # own site-packages, and the dependencies (NumPy, tqdm) come from the environment running
+    # the tests, appended after it by a .pth file (whose folders' own .pth files, such as an
+    # editable install of gpubp, are not read)
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
-    python = env_dir / "bin" / "python"
-    # the outer interpreter's pip installs into the throwaway environment's site-packages
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
+    python = env_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
+    # the outer interpreter's pip installs into the throwaway environment's site-packages
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                            "--target", site, str(wheel)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    (Path(site) / "dependencies.pth").write_text("\n".join(_dependency_dirs()) + "\n")
     code = (
         "import gpubp, sys\n"
         "from gpubp.ops import cuda_kernels as ck\n"

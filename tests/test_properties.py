@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import gpubp  # noqa: E402
 from gpubp.losses import LOSSES  # noqa: E402
+from helpers import snapshot  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -73,11 +74,6 @@ def setups(draw):
                 entry=draw(st.sampled_from(["fit", "train_step", "loss_and_grads", "forward", "evaluate"])))
 
 
-def _state(net, opt):
-    to_np = net.backend.to_numpy
-    return to_np(net.params).tobytes(), {k: to_np(v).tobytes() for k, v in opt.state.items()}, opt.t
-
-
 @SETTINGS
 @given(case=setups())
 def test_random_inputs_train_or_raise_an_allowed_error(backend, case):
@@ -86,7 +82,7 @@ def test_random_inputs_train_or_raise_an_allowed_error(backend, case):
         opt = (gpubp.SGD if case["optimizer"] == "sgd" else gpubp.Adam)(lr=case["lr"])
     except ALLOWED:
         return
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     X, Y = case["X"], case["Y"]
     calls = {
         "fit": lambda: net.fit(X, Y, epochs=case["epochs"], batch_size=case["batch_size"], optimizer=opt, progress=False),
@@ -103,7 +99,7 @@ def test_random_inputs_train_or_raise_an_allowed_error(backend, case):
         assert np.isfinite(net.backend.to_numpy(net.params)).all()
     except ALLOWED as exc:
         assert str(exc), "an error must say what was wrong"
-        assert _state(net, opt) == before, f"rejected ({type(exc).__name__}: {exc}) but changed the network"
+        assert snapshot(net, opt) == before, f"rejected ({type(exc).__name__}: {exc}) but changed the network"
 
 
 @SETTINGS

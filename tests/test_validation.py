@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gpubp
+from helpers import snapshot
 from gpubp import validation
 from gpubp.backend import cupy_problem
 from gpubp.cli import main as cli_main
@@ -40,23 +41,12 @@ def _trained(loss: str = "cross_entropy"):
     return net, opt
 
 
-def _state(net, opt):
-    to_np = net.backend.to_numpy
-    return {
-        "params": to_np(net.params).tobytes(),
-        "opt": {k: to_np(v).tobytes() for k, v in opt.state.items()},
-        "t": opt.t,
-        "rng": repr(net._rng.bit_generator.state),
-        "epoch": net.epoch,
-    }
-
-
 def _rejects(net, opt, call, exc, fragment):
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     with pytest.raises(exc) as info:
         call()
     assert fragment in str(info.value), f"message does not name {fragment!r}: {info.value}"
-    assert _state(net, opt) == before, "a rejected call changed the network or the optimizer"
+    assert snapshot(net, opt) == before, "a rejected call changed the network or the optimizer"
     return info.value
 
 
@@ -230,9 +220,9 @@ def test_bad_arguments_are_rejected_and_change_nothing(backend, case, call, exc,
 def test_epochs_zero_trains_nothing(backend):
     net, opt = _trained()
     X, Y = _good("cross_entropy")
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     history = net.fit(X, Y, epochs=0, optimizer=opt, progress=False)
-    assert history["loss"] == [] and _state(net, opt) == before
+    assert history["loss"] == [] and snapshot(net, opt) == before
 
 
 # ---- construction, optimizers, backend names ------------------------------------------------
@@ -366,3 +356,23 @@ def test_cli_process_exits_nonzero_without_traceback():
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert proc.returncode == 2
     assert "batch-size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+NAME_TABLES = [
+    ("activation[0]", lambda name: gpubp.MLP([2, 2, 2], activation=[name]), gpubp.ACTIVATIONS),
+    ("output_activation", lambda name: gpubp.MLP([2, 2], output_activation=name), gpubp.ACTIVATIONS),
+    ("loss", lambda name: gpubp.MLP([2, 2], loss=name), gpubp.LOSSES),
+    ("optimizer", lambda name: make_optimizer(name), gpubp.optim.OPTIMIZERS),
+    ("backend", lambda name: gpubp.use_backend(name).__enter__(), gpubp.backend.BACKENDS),
+]
+
+
+@pytest.mark.parametrize("argument,call,table", NAME_TABLES, ids=[t[0] for t in NAME_TABLES])
+def test_every_name_table_refuses_alike(argument, call, table):
+    with pytest.raises(ValueError) as info:
+        call("no-such-name")
+    assert str(info.value) == f"unknown {argument} 'no-such-name': expected one of {', '.join(table)}"
+    with pytest.raises(TypeError) as info:
+        call(7)
+    assert str(info.value).startswith(f"{argument} must be a")
+    assert f"name (str), one of {', '.join(table)}; got int 7" in str(info.value)

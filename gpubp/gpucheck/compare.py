@@ -19,6 +19,7 @@ import numpy as np
 from ..activations import ACTIVATIONS, ELEMENTWISE
 from ..backend import Backend, use_backend
 from ..losses import LOSSES
+from ..optim import AdamHyperparameters, SGDHyperparameters
 
 TOLERANCES: Dict[str, float] = {"float32": 1e-5, "float64": 1e-12}
 DTYPES = tuple(TOLERANCES)
@@ -133,11 +134,12 @@ def _compare_ops(candidate: Backend, reference: Backend, dtypes: Sequence[str], 
         dA = rng.normal(size=(n, width)).astype(dtype)
         for name, act in ACTIVATIONS.items():
             A = np.empty_like(Z)
-            compare(f"forward {name}, bias", dtype, lambda o, Z, b, A: o.bias_activation(Z, b, act, A), Z, b, A)
-            compare(f"forward {name}, no bias", dtype, lambda o, Z, A: o.bias_activation(Z, None, act, A), Z, A)
+            compare(f"forward {name}, bias", dtype, lambda o, Z, b, A, act=act: o.bias_activation(Z, b, act, A), Z, b, A)
+            compare(f"forward {name}, no bias", dtype, lambda o, Z, A, act=act: o.bias_activation(Z, None, act, A), Z, A)
             with np.errstate(all="ignore"):
                 A = act.forward(np, Z).astype(dtype)
-            compare(f"backward {name}", dtype, lambda o, dA, Z, A: o.activation_backward(dA, Z, A, act, dA), dA, Z, A)
+            compare(f"backward {name}", dtype, lambda o, dA, Z, A, act=act: o.activation_backward(dA, Z, A, act, dA),
+                    dA, Z, A)
         m = width
         Zo = (rng.normal(size=(n, m)) * 3.0).astype(dtype)
         for loss_key, act_name in HEADS:
@@ -147,7 +149,7 @@ def _compare_ops(candidate: Backend, reference: Backend, dtypes: Sequence[str], 
                 A = act.forward(np, Zo).astype(dtype)
             Delta = np.empty_like(Zo)
             compare(f"loss head {loss_key} / {act_name}", dtype,
-                    lambda o, Z, A, Y, D: o.loss_head(loss, act, Z, A, Y, D), Zo, A, Y, Delta)
+                    lambda o, Z, A, Y, D, loss=loss, act=act: o.loss_head(loss, act, Z, A, Y, D), Zo, A, Y, Delta)
         A_prev = rng.normal(size=(n, 67)).astype(dtype)
         compare("dC/dW (1/n) Delta^T A", dtype, lambda o, D, Ap, out: o.grad_weights(D, Ap, out), dA, A_prev,
                 np.empty((width, 67), dtype=dtype))
@@ -157,11 +159,13 @@ def _compare_ops(candidate: Backend, reference: Backend, dtypes: Sequence[str], 
         for label, mom, nest, wd in (("SGD", 0.0, False, 0.0), ("SGD + decay", 0.0, False, 1e-2),
                                      ("SGD momentum", 0.9, False, 0.0), ("SGD Nesterov + decay", 0.9, True, 5e-4)):
             v = np.ones_like(p) * 0.01 if mom else None
-            compare(label, dtype, lambda o, p, g, v: o.sgd_update(p, g, v, 0.1, mom, nest, wd), p, g, v)
+            sgd = SGDHyperparameters(lr=0.1, momentum=mom, nesterov=nest, weight_decay=wd)
+            compare(label, dtype, lambda o, p, g, v, sgd=sgd: o.sgd_update(p, g, v, sgd), p, g, v)
         for wd in (0.0, 1e-2):
             m1, v1 = (g * 0.1).astype(dtype), (g * g).astype(dtype)
+            adam = AdamHyperparameters(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
             compare(f"Adam step 3, decay {wd}", dtype,
-                    lambda o, p, g, m1, v1: o.adam_update(p, g, m1, v1, 3, 1e-3, (0.9, 0.999), 1e-8, wd), p, g, m1, v1)
+                    lambda o, p, g, m1, v1, adam=adam: o.adam_update(p, g, m1, v1, 3, adam), p, g, m1, v1)
     return checks
 
 

@@ -12,12 +12,15 @@ chunks of rows, so a tall Delta fills the GPU).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ..activations import Activation
-from ..losses import Loss
+from ..losses import SIGMOID_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, SQUARED_ERROR, Loss
 from .base import Ops
 from .cuda_launcher import CudaKernels
+
+if TYPE_CHECKING:  # annotations only
+    from ..optim import AdamHyperparameters, SGDHyperparameters
 
 
 class CupyOps(Ops):
@@ -115,19 +118,21 @@ class CupyOps(Ops):
         dtype = Z.dtype
         C0 = self._loss_buffer(rows, dtype)
         k = self.kernels
-        if loss.name in ("sse", "mse"):
-            # sse: dC_0/dA = 2 (A - Y), C_0 = sum (a - y)^2; mse: both divided by m = cols
-            scale, div = (2.0, 1.0) if loss.name == "sse" else (2.0 / cols, float(cols))
+        if loss.head == SQUARED_ERROR:
+            # C_0 = s sum (a - y)^2 and dC_0/dA = 2 s (A - Y), s = 1 (sse) or 1/m (mse): the
+            # kernel takes 2 s and the divisor of the sum (m for mse)
+            scale = 2.0 * loss.squared_scale(cols)
+            div = float(cols) if loss.mean_over_outputs else 1.0
             if act.elementwise:
                 k.launch("head_squared", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div, act=act.name)
             else:
                 k.launch("head_squared_softmax", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div)
-        elif loss.name == "cross_entropy":
+        elif loss.head == SOFTMAX_CROSS_ENTROPY:
             if Y.ndim == 1:  # integer labels, read directly
                 k.launch("head_xent_labels", dtype, Z, A, Y, Delta, C0, rows, cols)
             else:
                 k.launch("head_xent_dense", dtype, Z, A, Y, Delta, C0, rows, cols)
-        elif loss.name == "binary_cross_entropy":
+        elif loss.head == SIGMOID_CROSS_ENTROPY:
             k.launch("head_bce", dtype, Z, A, Y, Delta, C0, rows, cols)
         else:  # a loss without a fused kernel runs the reference formulas (on CuPy arrays)
             return super().loss_head(loss, act, Z, A, Y, Delta)
@@ -136,20 +141,18 @@ class CupyOps(Ops):
         return C
 
     # ---- optimizer updates -----------------------------------------------------------
-    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], lr: float, momentum: float,
-                   nesterov: bool, weight_decay: float) -> None:
+    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """One SGD kernel over the flat buffer (torch.optim.SGD's arithmetic, see :class:`Ops`)."""
         if velocity is None:
-            self.kernels.launch("sgd", params.dtype, params, grads, params.size, lr, weight_decay)
+            self.kernels.launch("sgd", params.dtype, params, grads, params.size, hyper.lr, hyper.weight_decay)
         else:
-            self.kernels.launch("sgd_momentum", params.dtype, params, grads, velocity, params.size, lr, momentum,
-                                weight_decay, nesterov)
+            self.kernels.launch("sgd_momentum", params.dtype, params, grads, velocity, params.size, hyper.lr,
+                                hyper.momentum, hyper.weight_decay, hyper.nesterov)
 
-    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, lr: float, betas: Tuple[float, float],
-                    eps: float, weight_decay: float) -> None:
+    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
         """One Adam kernel over the flat buffer; the bias corrections are computed here in double."""
-        b1, b2 = betas
+        b1, b2 = hyper.betas
         bias1 = 1.0 - b1**t
         bias2 = 1.0 - b2**t
-        self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, lr / bias1, b1, 1.0 - b1, b2,
-                            1.0 - b2, bias2**0.5, eps, weight_decay)
+        self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, hyper.lr / bias1, b1, 1.0 - b1, b2,
+                            1.0 - b2, bias2**0.5, hyper.eps, hyper.weight_decay)
