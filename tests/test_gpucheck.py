@@ -268,3 +268,35 @@ def test_limit_must_name_a_phase_and_seconds(bad, capsys):
     with pytest.raises(SystemExit) as info:
         gpucheck.main(["--limit", bad])
     assert info.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+def test_main_writes_the_report_and_exits_non_zero_when_a_comparison_fails(tmp_path, monkeypatch, capsys):
+    """The whole command with its phases' processes replaced by stand-ins that report fixed
+    results: the report files, the printed summary, and the exit status."""
+    import gpubp.backend
+
+    outcomes = {"device": "write(True, 'ready', {'device': {'gpu': 'Stand-in GPU'}})",
+                "compare": "write(False, '1/2 checks passed', {'comparisons': [{'name': 'x', 'dtype': 'float32', "
+                           "'shape': '3x2', 'rel_err': 1.0, 'tol': 1e-5, 'passed': False}]})",
+                "tests": "write(True, '5 passed')", "bench": "write(True, '3 cases timed')"}
+
+    def command(phase, out_dir, deadline):
+        code = ("from pathlib import Path\nfrom gpubp.gpucheck.runner import write_phase_result\n"
+                f"def write(ok, summary, details=None): write_phase_result(Path({str(out_dir)!r}), {phase.name!r}, ok, "
+                f"summary, details or {{}})\n" + outcomes[phase.name])
+        return [sys.executable, "-c", code]
+
+    real = gpucheck.run_phases
+    monkeypatch.setattr(gpucheck, "run_phases", lambda *a, **k: real(*a, command=command, **k))
+    monkeypatch.setattr(gpubp.backend, "cupy_problem", lambda: None)
+    monkeypatch.setattr(gpucheck, "_gpu_name", lambda: "Stand-in GPU")
+    assert gpucheck.main(["--output", str(tmp_path / "a")]) == 1
+    out = capsys.readouterr().out
+    assert "gpucheck [2/4] compare: FAIL" in out and "- compare: x [float32, 3x2]" in out
+    report = json.loads((tmp_path / "a" / "gpucheck.json").read_text())
+    assert [p["status"] for p in report["phases"]] == ["PASS", "FAIL", "PASS", "PASS"] and not report["passed"]
+    assert (tmp_path / "a" / "gpucheck.md").read_text().startswith("# gpucheck: Stand-in GPU, ")
+    outcomes["compare"] = "write(True, '2/2 checks passed')"
+    assert gpucheck.main(["--output", str(tmp_path / "b"), "--phases", "compare,tests"]) == 0
+    report = json.loads((tmp_path / "b" / "gpucheck.json").read_text())
+    assert [p["name"] for p in report["phases"]] == ["compare", "tests"] and report["passed"]
