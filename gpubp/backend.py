@@ -1,8 +1,11 @@
 """Backend selection: which array module (NumPy or CuPy) runs the math.
 
 ``GPUBP_BACKEND`` = ``numpy`` | ``cupy`` | ``auto`` (default ``auto``) is read once, when
-gpubp is imported; an unknown name is a ``ValueError`` there and then. The backend itself
-is resolved lazily on first use, so importing gpubp initialises nothing on a GPU.
+gpubp is imported; an unknown name is a ``ValueError`` naming the variable and the valid
+names when the backend it would choose is first needed (so importing gpubp, or a command
+line that reports errors in one line, still works; :func:`set_backend` with a valid name
+overrides it). The backend itself is resolved lazily on first use, so importing gpubp
+initialises nothing on a GPU.
 
 ``auto`` means CuPy when ``cupy.is_available()`` and NumPy otherwise, quietly. ``cupy``
 asked for by name never falls back: it raises :class:`BackendUnavailableError` saying
@@ -128,7 +131,18 @@ def _make(name: str) -> Backend:
     return BACKENDS[name]()
 
 
-_requested: str = check_backend_name(os.environ.get(ENV_VAR, "auto") or "auto", argument=ENV_VAR)
+def _from_environment() -> str:
+    """GPUBP_BACKEND normalised, or a marker that holds its error until the backend is needed."""
+    try:
+        return check_backend_name(os.environ.get(ENV_VAR, "auto") or "auto", argument=ENV_VAR)
+    except (TypeError, ValueError) as exc:
+        global _environment_error
+        _environment_error = exc
+        return "invalid"
+
+
+_environment_error: Optional[Exception] = None
+_requested: str = _from_environment()
 _current: Optional[Backend] = None
 
 
@@ -149,6 +163,8 @@ def get_backend() -> Backend:
     """The active backend (resolved from ``GPUBP_BACKEND`` on first use)."""
     global _current
     if _current is None:
+        if _requested == "invalid" and _environment_error is not None:
+            raise ValueError(str(_environment_error))
         _current = _make(_requested)
     return _current
 

@@ -34,8 +34,7 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
     seed = validation.check_int(seed, "seed", 0)
     cfg = dict(net.get_config(), dtype="float64")
     with use_backend(net.backend):  # the same backend object: its device, ops and compiled kernels
-        twin = MLP(**cfg)
-    twin._build(net.backend.to_numpy(net.params).astype(np.float64))
+        twin = MLP.from_parameters(net.backend.to_numpy(net.params).astype(np.float64), **cfg)
     X, Y = validation.check_XY(twin, X, Y)
     twin._loss_and_grads(X, Y)
     analytic = twin.backend.to_numpy(twin.grads).copy()

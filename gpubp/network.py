@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from . import checkpoint, distributed, memory, validation
-from .errors import CheckpointError
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .losses import Loss, get_loss
@@ -72,8 +71,9 @@ class MLP:
         loss: ``sse`` (the tutorial's C_0 = sum_j (a_j - y_j)^2), ``mse``, ``cross_entropy``
             or ``binary_cross_entropy``.
         dtype: ``"float32"`` (default) or ``"float64"``.
-        seed: seeds the initialisation (He for ReLU-like layers, Glorot otherwise) and the
-            shuffling of :meth:`fit`; the same seed gives the same numbers on every backend.
+        seed: an integer in [0, 2**128) or None; seeds the initialisation (He for ReLU-like
+            layers, Glorot otherwise) and the shuffling of :meth:`fit`; the same seed gives the
+            same numbers on every backend.
         bias: ``False`` drops every b^(l), reproducing the tutorial exactly.
     """
 
@@ -87,6 +87,23 @@ class MLP:
         seed: Optional[int] = None,
         bias: bool = True,
     ):
+        self._configure(sizes, activation, output_activation, loss, dtype, seed, bias)
+        with self._allocation_errors():
+            self._build(self._initial_parameters(), copy=False)
+
+    def _allocation_errors(self) -> Any:
+        """A context in which running out of memory is a :class:`gpubp.OutOfMemoryError` naming
+        ``sizes`` and the bytes its parameters and gradients need."""
+        P = self.n_params
+        return memory.translated_out_of_memory(
+            self.backend, f"building a network of sizes {list(self.sizes)}",
+            f"its {P:,} parameters need {2 * P * self.dtype.itemsize:,} bytes ({self.dtype.name} weights and "
+            f"their gradients): choose smaller sizes")
+
+    def _configure(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "relu",
+                   output_activation: Optional[str] = None, loss: str = "sse", dtype: Union[str, Any] = "float32",
+                   seed: Optional[int] = None, bias: bool = True) -> None:
+        """Check the constructor's arguments and set the architecture; allocates nothing."""
         self.sizes: Tuple[int, ...] = validation.check_sizes(sizes)
         L = len(self.sizes) - 1
         self.loss: Loss = get_loss(loss)
@@ -112,7 +129,24 @@ class MLP:
         #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
         self.epoch = 0
-        self._build(self._initial_parameters())
+
+    @classmethod
+    def from_parameters(cls, params: Any, **config: Any) -> "MLP":
+        """The network ``config`` describes (the constructor's arguments, as :meth:`get_config`
+        gives them) with the flat parameter buffer ``params`` (shape (n_params,), the network's
+        dtype) in place of a random initialisation. A NumPy ``params`` on the NumPy backend
+        becomes the network's buffer itself, not a copy; the shuffling generator is seeded from
+        ``seed`` as in the constructor.
+        """
+        net = cls.__new__(cls)
+        net._configure(**config)
+        shape, dtype = getattr(params, "shape", None), getattr(params, "dtype", None)
+        if shape != (net.n_params,) or dtype != net.dtype:
+            raise ValueError(f"params must be an array of shape ({net.n_params},) and dtype {net.dtype} for sizes "
+                             f"{list(net.sizes)} (bias={net.bias}); got {validation._describe(params)}")
+        with net._allocation_errors():
+            net._build(params, copy=False)
+        return net
 
     # ---- construction ----------------------------------------------------------------
     @property
@@ -148,10 +182,24 @@ class MLP:
                 chunks.append(np.zeros(fan_out))
         return np.concatenate(chunks).astype(self.dtype)
 
-    def _build(self, flat: Any) -> None:
-        """Put ``flat`` on the backend as the parameter buffer; make the per-layer views."""
+    def _build(self, flat: Any, copy: bool = True) -> None:
+        """Put ``flat`` on the backend as the parameter buffer; make the per-layer views.
+
+        The buffer is ``flat`` itself where ``copy`` is False and ``flat`` is already a
+        C-contiguous, aligned, writable backend array of the dtype, and the array converting
+        ``flat`` made where that is new (another dtype, or moved between host and device);
+        otherwise a copy, so the network never shares memory its caller keeps.
+        """
         xp = self.backend.xp
-        self.params = self.backend.asarray(flat, dtype=self.dtype).copy()
+        params = self.backend.asarray(flat, dtype=self.dtype)
+        if params is flat:
+            reuse = not copy
+        else:  # converted: new memory, unless NumPy made a view of flat (of a subclass such as memmap)
+            reuse = not (isinstance(flat, np.ndarray) and isinstance(params, np.ndarray)
+                         and np.may_share_memory(params, flat))
+        flags = params.flags
+        reuse = reuse and flags.c_contiguous and getattr(flags, "writeable", True) and getattr(flags, "aligned", True)
+        self.params = params if reuse else params.copy()
         # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
         # step reduces gradients, loss and row count in one call (gpubp.distributed)
         self._grad_buffer = xp.zeros(self.params.size + 2, dtype=self.dtype)
@@ -260,10 +308,10 @@ class MLP:
         gets the averages over all rows of all ranks, as one process would on their
         concatenation; the first call broadcasts rank 0's parameters to every rank.
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "loss_and_grads")
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "loss_and_grads")
         with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
             C = self._loss_and_grads(X, Y)
@@ -283,11 +331,11 @@ class MLP:
         With ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
         over all their rows (one all-reduce) before the same update is applied on every rank.
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "train_step")
         validation.check_optimizer(optimizer, self)
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "train_step", optimizer)
         with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
             return self._train_step(X, Y, optimizer, comm)
@@ -331,6 +379,22 @@ class MLP:
         """Write weights, architecture and dtype (and optimizer state) to ``path`` atomically."""
         checkpoint.save(self, path, optimizer=optimizer)
 
+    @classmethod
+    def describe(cls, config: Any) -> Tuple["MLP", Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
+        """(the architecture ``config`` describes, configured but not allocated; the arrays a
+        checkpoint of it holds, {name: (shape, dtype)}) for ``config`` as :meth:`get_config`
+        gives it. TypeError or ValueError, as the constructor's, for anything else: this is how
+        :mod:`gpubp.checkpoint` checks a file's metadata before reading its arrays.
+        """
+        keys = sorted(("sizes", "activation", "output_activation", "loss", "dtype", "seed", "bias"))
+        if not isinstance(config, dict) or sorted(config) != keys:
+            raise ValueError(f"config must hold exactly {', '.join(keys)}; got {config!r}"[:300])
+        if not isinstance(config["dtype"], str):
+            raise TypeError(f"config dtype must be a name; got {config['dtype']!r}")
+        net = cls.__new__(cls)
+        net._configure(**config)  # every rule of the constructor, no allocation
+        return net, {"params": ((net.n_params,), net.dtype)}
+
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments that rebuild this architecture."""
         return {
@@ -346,29 +410,29 @@ class MLP:
 
 def load(path: Any, optimizer: Any = None) -> MLP:
     """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend;
-    restores ``optimizer``'s state too if given. A file that does not describe a valid network
-    is refused with a :class:`~gpubp.errors.CheckpointError` naming it."""
-    meta, arrays = checkpoint.read(path)
-    name = checkpoint.check_path(path)
-    try:
-        cfg = dict(meta["config"])
-        hidden = cfg.pop("activation")
-        net = MLP(activation=hidden if hidden else "relu", **cfg)
-        params = arrays["params"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
-    if params.shape != (net.n_params,) or params.dtype != net.dtype:
-        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
-    try:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng"]
-        epoch = int(meta.get("epoch", 0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
-    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
-        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
-    net._build(params)
-    net._rng, net.epoch = rng, epoch
+    restores ``optimizer``'s state too if given.
+
+    The file is untrusted (see :mod:`gpubp.checkpoint`): its metadata are checked by the
+    constructor's rules and against the stored arrays' headers before any array is read; the
+    parameters are then read straight into the network's buffer (no random initialisation:
+    the peak is about twice the parameters' size). Anything malformed is a
+    :class:`~gpubp.errors.CheckpointError` naming the file, and nothing (``optimizer``
+    included) changes unless the whole file is valid.
+    """
     if optimizer is not None:
-        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path)
+        validation.check_optimizer(optimizer)
+    with checkpoint.Checkpoint(path, MLP.describe) as ck:
+        if optimizer is not None:
+            ck.check_optimizer(optimizer, ck.n_params)
+        params = ck.read("params")
+        loaded = {"params": params}
+        state = ck.optimizer_state() if optimizer is not None else None
+        if state is not None:
+            loaded.update({f"optimizer/{k}": v for k, v in state["state"].items()})
+        ck.verify(loaded)
+        del loaded
+        net = MLP.from_parameters(params, **ck.config)  # out of memory: an error naming the sizes
+        net._rng, net.epoch = ck.rng, ck.epoch
+    if optimizer is not None:
+        optimizer.load_state_dict(state, net)
     return net

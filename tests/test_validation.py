@@ -66,6 +66,11 @@ BAD_X = [
     ("None", lambda X: None, TypeError),
     ("a str", lambda X: "data.csv", TypeError),
     ("ragged list", lambda X: [[1.0, 2.0, 3.0, 4.0], [1.0]], TypeError),
+    ("generator", lambda X: (row for row in X), TypeError),
+    ("iterator", lambda X: iter(X.tolist()), TypeError),
+    ("dict", lambda X: {"X": X}, TypeError),
+    ("set", lambda X: {1.0, 2.0}, TypeError),
+    ("a class", lambda X: np.ndarray, TypeError),
 ]
 ENTRY_X = {
     "forward": lambda net, opt, X, Y: net.forward(X),
@@ -183,6 +188,11 @@ BAD_ARGS = [
     ("initial_epoch > epochs", _fit(epochs=2, initial_epoch=3), ValueError, "initial_epoch"),
     ("initial_epoch -1", _fit(initial_epoch=-1), ValueError, "initial_epoch"),
     ("optimizer a name", _fit(optimizer="adam"), TypeError, "optimizer"),
+    ("optimizer a class", _fit(optimizer=gpubp.Adam), TypeError, "optimizer"),
+    ("train_step optimizer a class", lambda net, opt, X, Y: net.train_step(X, Y, gpubp.SGD), TypeError, "optimizer"),
+    ("load optimizer a class", lambda net, opt, X, Y: gpubp.load(_saved(net, opt), optimizer=gpubp.Adam), TypeError,
+     "optimizer"),
+    ("batch_size a huge negative integer", _fit(batch_size=-10**5000), ValueError, "batch_size"),
     ("shuffle a str", _fit(shuffle="yes"), TypeError, "shuffle"),
     ("progress None", _fit(progress=None), TypeError, "progress"),
     ("callback not callable", _fit(callback=3), TypeError, "callback"),
@@ -201,6 +211,14 @@ BAD_ARGS = [
     ("gradcheck max_params 0", lambda net, opt, X, Y: gpubp.gradcheck(net, X, Y, max_params=0), ValueError, "max_params"),
     ("gradcheck max_params str", lambda net, opt, X, Y: gpubp.gradcheck(net, X, Y, max_params="9"), TypeError, "max_params"),
 ]
+
+
+def _saved(net, opt):
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "m.npz")
+    net.save(path, optimizer=opt)
+    return path
 
 
 def _trained_other():
@@ -247,6 +265,7 @@ BAD_CONSTRUCTION = [
     ("dtype nonsense", dict(dtype="bogus"), TypeError, "dtype", None),
     ("seed negative", dict(seed=-1), ValueError, "seed", None),
     ("seed float", dict(seed=1.5), TypeError, "seed", None),
+    ("seed 2**128", dict(seed=2**128), ValueError, "seed", None),
     ("bias str", dict(bias="yes"), TypeError, "bias", None),
 ]
 
@@ -277,6 +296,10 @@ BAD_OPTIMIZERS = [
     ("Adam beta 1", lambda: gpubp.Adam(betas=(0.9, 1.0)), ValueError, "betas"),
     ("Adam betas scalar", lambda: gpubp.Adam(betas=0.9), TypeError, "betas"),
     ("Adam eps 0", lambda: gpubp.Adam(eps=0.0), ValueError, "eps"),
+    ("Adam lr 10**400", lambda: gpubp.Adam(lr=10**400), ValueError, "lr"),
+    ("SGD lr -10**5000", lambda: gpubp.SGD(lr=-10**5000), ValueError, "lr"),
+    ("SGD weight_decay 10**400", lambda: gpubp.SGD(weight_decay=10**400), ValueError, "weight_decay"),
+    ("Adam betas of 10**400", lambda: gpubp.Adam(betas=(10**400, 0.9)), ValueError, "betas"),
     ("unknown optimizer", lambda: make_optimizer("rmsprop"), ValueError, "sgd"),
 ]
 
