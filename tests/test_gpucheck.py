@@ -300,3 +300,25 @@ def test_main_writes_the_report_and_exits_non_zero_when_a_comparison_fails(tmp_p
     assert gpucheck.main(["--output", str(tmp_path / "b"), "--phases", "compare,tests"]) == 0
     report = json.loads((tmp_path / "b" / "gpucheck.json").read_text())
     assert [p["name"] for p in report["phases"]] == ["compare", "tests"] and report["passed"]
+
+
+_MARKER_AUDIT = """
+import sys, pytest
+class Audit:
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            reasons = [m.kwargs.get("reason", "") for m in item.iter_markers("skipif")]
+            needs_gpu = any(("GPU" in r or "CuPy" in r) and "is visible" not in r for r in reasons)
+            if needs_gpu and item.get_closest_marker("gpu") is None:
+                print("UNMARKED", item.nodeid)
+        print("AUDITED", len(session.items))
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "tests"], plugins=[Audit()]))
+"""
+
+
+def test_every_test_that_needs_a_gpu_carries_the_gpu_marker():
+    """A test skipped without a GPU that gpucheck would not select would never run anywhere."""
+    proc = subprocess.run([sys.executable, "-c", _MARKER_AUDIT], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "AUDITED" in proc.stdout
+    assert [line for line in proc.stdout.splitlines() if line.startswith("UNMARKED")] == []
