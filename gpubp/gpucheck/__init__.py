@@ -42,10 +42,10 @@ __all__ = ["Check", "DTYPES", "ELEMENTWISE", "HEADS", "PHASES", "SHAPES", "TOLER
 #: The whole run's limit in seconds: 6 minutes of a GPU loan of about 15.
 TOTAL_BUDGET_S = 360.0
 PHASES = (
-    Phase("device", 40.0, "the GPU, every kernel compiled and loaded, the host side of a step"),
-    Phase("compare", 90.0, "every kernel and training steps against NumPy, wrapping shapes included"),
-    Phase("tests", 120.0, "the GPU-touching tests (pytest -m gpu tests) on the CuPy backend"),
-    Phase("bench", 100.0, "the CuPy benchmarks timed, PyTorch CUDA beside them"),
+    Phase("device", 30.0, "the GPU, every kernel compiled and loaded, the host side of a step"),
+    Phase("compare", 80.0, "every kernel and training steps against NumPy, wrapping shapes included"),
+    Phase("tests", 150.0, "the GPU-touching tests (pytest -m gpu tests) on the CuPy backend"),
+    Phase("bench", 90.0, "the CuPy benchmarks timed, PyTorch CUDA beside them"),
 )
 
 
