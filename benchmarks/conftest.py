@@ -39,7 +39,13 @@ def pytest_configure(config: Any) -> None:
 
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
-    """Quick mode leaves out the shapes marked ``full_run_only`` (deselected, not skipped)."""
+    """Quick mode leaves out the shapes marked ``full_run_only`` (deselected, not skipped); without
+    pytest-benchmark (the bench or test extra) every benchmark is skipped, not an error."""
+    if not config.pluginmanager.hasplugin("benchmark"):
+        skip = pytest.mark.skip(reason="the benchmarks need pytest-benchmark (pip install 'gpubp[bench]')")
+        for item in items:
+            if "benchmark" in getattr(item, "fixturenames", ()):
+                item.add_marker(skip)
     if timed():
         return
     large = [item for item in items if item.get_closest_marker("full_run_only")]
@@ -48,6 +54,7 @@ def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
         items[:] = [item for item in items if not item.get_closest_marker("full_run_only")]
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark, which may be missing
 def pytest_benchmark_update_machine_info(config: Any, machine_info: dict) -> None:
     machine_info["gpubp"] = bench.machine_info()
 

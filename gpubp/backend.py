@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 
@@ -146,9 +146,13 @@ _requested: str = _from_environment()
 _current: Optional[Backend] = None
 
 
-def set_backend(name: str) -> Backend:
-    """Select the backend by name (``numpy``, ``cupy`` or ``auto``) and return it."""
+def set_backend(name: Union[str, Backend]) -> Backend:
+    """Select the backend by name (``numpy``, ``cupy`` or ``auto``), or a :class:`Backend`
+    already made (a network's ``net.backend``), and return it."""
     global _current, _requested
+    if isinstance(name, Backend):
+        _requested, _current = name.name, name
+        return name
     key = check_backend_name(name)
     backend = _make(key)
     _requested, _current = key, backend
@@ -166,8 +170,8 @@ def get_backend() -> Backend:
 
 
 @contextlib.contextmanager
-def use_backend(name: str) -> Iterator[Backend]:
-    """Context manager: run the block on backend ``name``, then restore the previous one."""
+def use_backend(name: Union[str, Backend]) -> Iterator[Backend]:
+    """Context manager: run the block on backend ``name`` (or a :class:`Backend`), then restore the previous one."""
     global _current, _requested
     saved = (_requested, _current)
     try:

@@ -163,6 +163,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"measured {len(results)} cases in {time.perf_counter() - start:.0f} s\n")
         del limit
     print(bench.format_table(results))
+    if not args.from_json and "cupy" in backends:
+        from .bench import launch_overhead
+
+        print("host side of a CuPy step (measured on the stand-in device: launches checked, counted and skipped)")
+        for opt in ("sgd", "adam"):
+            print("  " + launch_overhead.format_result(launch_overhead.measure(optimizer=opt)), flush=True)
+        print()
     if args.json:
         bench.write_json(args.json, results, info)
         print(f"wrote {args.json}")

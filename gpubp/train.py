@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import distributed, memory, validation
 from .backend import is_device_array
 from .errors import NonFiniteError
+from .progress import progress_bar
 
 
 class History(dict):
@@ -465,8 +465,7 @@ def fit(
 
         loss_sum = xp.zeros((), dtype=np.float64)  # bookkeeping only, summed like evaluate's
         correct = xp.zeros((), dtype=xp.int64)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-                   disable=None if progress and (comm is None or comm.rank == 0) else True)
+        bar = progress_bar(n_batches, f"epoch {epoch}/{epochs}", progress and (comm is None or comm.rank == 0))
         guard.begin_epoch(lambda i, step=step: step(i)[0])
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf

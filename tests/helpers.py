@@ -124,3 +124,11 @@ def softmax_logits(rng, n, m, dtype):
     Z[:k] = special[:k]
     Z[n - k:] = special[:k]
     return Z.astype(dtype)
+
+
+def dense_sources() -> tuple:
+    """The kernel sources a network of Dense layers launches (the Dropout and BatchNorm sources
+    are compiled only for a network that has those layers)."""
+    from gpubp.ops import cuda_kernels as ck
+
+    return tuple(s for s in ck.SOURCES if s not in ("dropout.cu", "batch_norm.cu"))

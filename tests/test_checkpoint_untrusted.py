@@ -13,12 +13,14 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import gpubp
-from gpubp import checkpoint, parameters
-from gpubp.network import MLP
+pytest.importorskip("hypothesis", reason="these tests need hypothesis (the test extra)")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import gpubp  # noqa: E402
+from gpubp import checkpoint, parameters  # noqa: E402
+from gpubp.network import MLP  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 1 << 20

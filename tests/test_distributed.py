@@ -183,6 +183,7 @@ def test_cli_train_distributed(tmp_path):
     assert net.sizes == (64, 16, 10)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(cupy_problem() is not None, reason="NCCL path needs a CUDA GPU (none visible or CuPy missing)")
 @needs_mpi
 def test_nccl_collectives_and_gradients():

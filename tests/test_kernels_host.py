@@ -47,10 +47,32 @@ def test_bias_gradient_column_mean(kernels, dtype, shape):
     rows, cols = shape
     want = np.empty(cols, dtype=dtype)
     REF.grad_bias(Delta, out=want)
-    for grid in (1, 3):
+    for grid in (1, 3, (2, 2)):
         out = np.full(cols, 9.0, dtype=dtype)
-        kernels.run("bias_grad", dtype, Delta, out, rows, cols, 1.0 / rows, grid=grid)
+        kernels.run("bias_grad", dtype, Delta, out, rows, cols, 1, 1.0 / rows, grid=grid)
         assert_close(out, want, dtype, scale=np.abs(np.nan_to_num(Delta)).max(), what="dC/db")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,chunks", [((37, 10), 3), ((64, 70), 7), ((10, 3), 6), ((5, 1), 5), ((1000, 33), 9)])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 3), (3, 2), (40, 20)])
+def test_bias_gradient_in_two_passes(kernels, dtype, shape, chunks, grid):
+    """The rows split into chunks: partial sums (chunks, cols), then their sum, equal the
+    one-pass reduction; grids smaller than the column tiles and the chunks wrap in both
+    directions, larger ones leave blocks idle."""
+    rng = np.random.default_rng(6)
+    Delta = rng.normal(size=shape).astype(dtype)
+    rows, cols = shape
+    per = -(-rows // chunks)
+    partial = np.full((chunks, cols), 9.0, dtype=dtype)
+    kernels.run("bias_grad", dtype, Delta, partial, rows, cols, chunks, 1.0, grid=grid)
+    want_partial = np.stack([Delta[k * per:(k + 1) * per].sum(axis=0) for k in range(chunks)]).astype(dtype)
+    assert_close(partial, want_partial, dtype, scale=np.abs(Delta).max() * per, what="partial sums")
+    out = np.full(cols, 9.0, dtype=dtype)
+    kernels.run("bias_grad", dtype, partial, out, chunks, cols, 1, 1.0 / rows, grid=grid)
+    want = np.empty(cols, dtype=dtype)
+    REF.grad_bias(Delta, out=want)
+    assert_close(out, want, dtype, scale=np.abs(Delta).max(), what="dC/db in two passes")
 
 
 # ---- optimizers ------------------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from layouts import LAYOUTS_1D, LAYOUTS_2D, arrange, laid_out
 
-import gpubp
-from gpubp.ops import _blas, numpy_ops
+pytest.importorskip("hypothesis", reason="these tests need hypothesis (the test extra)")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from layouts import LAYOUTS_1D, LAYOUTS_2D, arrange, laid_out  # noqa: E402
+
+import gpubp  # noqa: E402
+from gpubp.ops import _blas, numpy_ops  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 SETTINGS = settings(max_examples=80, deadline=None, derandomize=True,

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
-from layouts import FREE, FREE_1D, arrange
 
-import gpubp
-from helpers import snapshot
-from gpubp.losses import LOSSES
+pytest.importorskip("hypothesis", reason="the property tests need hypothesis (the test extra)")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+import gpubp  # noqa: E402
+from gpubp.losses import LOSSES  # noqa: E402
+from helpers import snapshot  # noqa: E402
+from layouts import FREE, FREE_1D, arrange  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -323,6 +323,7 @@ def test_bad_backend_name(name, exc):
 
 
 # ---- NumPy and CuPy arrays in one call -----------------------------------------------------
+@pytest.mark.gpu
 @pytest.mark.skipif(cupy_problem() is not None, reason="needs a CUDA GPU (CuPy backend)")
 def test_arrays_of_the_other_backend_are_moved_once():
     import cupy
