@@ -304,3 +304,26 @@ def test_layer_sources_are_compiled_once_and_only_for_networks_with_those_layers
         used = {s for s, _ in compiler.calls}
         assert ("dropout.cu" in used) == (k >= 1) and ("batch_norm.cu" in used) == (k == 2), used
     assert all(count == 1 for count in compiler.calls.values()), compiler.calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_layer_launch_passes_the_drivers_checks_on_the_stand_in_device(dtype):
+    """Each launch of a step with Dropout and BatchNorm (first pass, later passes, inference)
+    carries one argument of the C type the kernel takes (the generator's words as 64-bit
+    unsigned integers), arrays long enough, grids and blocks within CUDA's limits."""
+    from gpubp.ops.standin import StandInDevice, standin_backend, standin_kernels
+
+    device = StandInDevice(name=f"layers-{dtype}")
+    with gpubp.use_backend(standin_backend(standin_kernels(device))):
+        net = gpubp.MLP([20, 64, 32, 4], activation="gelu", loss="cross_entropy", dtype=dtype, seed=0, dropout=0.3,
+                        batch_norm=True)
+        first = gpubp.MLP.from_layers(20, [Dropout(0.2), BatchNorm(), Dense(16, None), Dropout(0.5), Dense(4)],
+                                      loss="cross_entropy", dtype=dtype, seed=1)
+    X, y = np.zeros((300, 20), dtype), np.zeros(300, np.int64)
+    for model in (net, first):
+        for _ in range(2):
+            model._train_step(X, y, gpubp.SGD(0.1, momentum=0.9))
+        model.forward(X)
+    launched = set(device.kernels)
+    assert {"bn_sums", "bn_stats", "bn_dropout_forward", "bn_dropout_backward_sums", "bn_param_grads", "bn_backward",
+            "bn_forward", "bn_backward_sums", "dropout_forward", "dropout_backward"} <= launched, launched
