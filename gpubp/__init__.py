@@ -45,6 +45,7 @@ __all__ = [
     "OutOfMemoryError",
     "SGD",
     "__version__",
+    "distributed",
     "get_backend",
     "gradcheck",
     "layers",

@@ -18,24 +18,22 @@ import pytest
 
 import gpubp
 from gpubp import reference
-from gpubp.activations import ACTIVATIONS, ELEMENTWISE
+from gpubp.activations import ELEMENTWISE
 from gpubp.explain import FUSED, SOFTMAX, parse
 from gpubp.layers import BatchNorm, Dense, Dropout
 
-from layer_oracles import rel_err
+from helpers import HEADS, rel_err, targets
 
-#: (loss, output activations it takes)
-HEAD_OUTPUTS = {"sse": list(ACTIVATIONS), "mse": list(ACTIVATIONS), "cross_entropy": ["softmax"],
-                "binary_cross_entropy": ["sigmoid"]}
-DEFAULT_OUTPUT = {"sse": "sigmoid", "mse": "identity", "cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+#: One loss of each head for the sweeps over the hidden activations (the output layer's default activation).
+LOSSES = ["sse", "mse", "cross_entropy:labels", "binary_cross_entropy"]
 
 
-def targets(loss, n, m, rng):
-    if loss == "cross_entropy":
-        return rng.integers(0, m, n)
-    if loss == "binary_cross_entropy":
-        return rng.uniform(size=(n, m))
-    return rng.normal(size=(n, m))
+def make_targets(loss_key, n, m, rng):
+    return targets(loss_key, n, m, rng, soft_first_row=True)
+
+
+def loss_name(loss_key):
+    return loss_key.partition(":")[0]
 
 
 def close(got, want, scale, tol=1e-12):
@@ -108,28 +106,28 @@ def check_network(net, X, Y, training=True):
 
 @pytest.mark.parametrize("depth", [2, 3, 4])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("loss", list(HEAD_OUTPUTS))
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("act", ELEMENTWISE)
-def test_every_activation_and_head_at_every_layer(act, loss, bias, depth):
+def test_every_hidden_activation_at_every_layer(act, loss, bias, depth):
     rng = np.random.default_rng(depth * 7 + len(act))
     sizes = [4, 5, 4, 3, 3][:depth] + [3]
-    net = gpubp.MLP(sizes, activation=act, loss=loss, dtype="float64", seed=depth, bias=bias)
+    net = gpubp.MLP(sizes, activation=act, loss=loss_name(loss), dtype="float64", seed=depth, bias=bias)
     X = rng.normal(size=(6, 4))
-    expl = check_network(net, X, targets(loss, 6, 3, rng))
+    expl = check_network(net, X, make_targets(loss, 6, 3, rng))
     out = expl[(depth, 3, sizes[-2])]
-    assert out.head == (FUSED if loss in ("cross_entropy", "binary_cross_entropy") else "chain")
+    assert out.head == (FUSED if net.loss.head != "squared_error" else "chain")
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("loss", ["sse", "mse"])
-@pytest.mark.parametrize("output", list(ACTIVATIONS))
-def test_every_output_activation_of_the_squared_errors(output, loss, bias):
+@pytest.mark.parametrize("loss, output", HEADS)
+def test_every_head(loss, output, bias):
+    """Every output activation of every loss (labels and one-hot rows, a soft row among them)."""
     rng = np.random.default_rng(3)
-    net = gpubp.MLP([4, 5, 4, 3], activation="tanh", output_activation=output, loss=loss, dtype="float64", seed=1,
-                    bias=bias)
-    expl = check_network(net, rng.normal(size=(5, 4)), targets(loss, 5, 3, rng))
+    net = gpubp.MLP([4, 5, 4, 3], activation="tanh", output_activation=output, loss=loss_name(loss), dtype="float64",
+                    seed=1, bias=bias)
+    expl = check_network(net, rng.normal(size=(5, 4)), make_targets(loss, 5, 3, rng))
     e = expl[(3, 3, 4)]
-    if output == "softmax":  # the Jacobian's column contracted with the row of dC_0/da_r
+    if output == "softmax" and net.loss.head == "squared_error":  # the Jacobian's column contracted with the row of dC_0/da_r
         assert e.head == SOFTMAX and e.dC_da.shape == e.da_dz.shape == (5, 3)
         close((e.dC_da * e.da_dz).sum(axis=1), e.dC_dz, size(e.dC_dz), 1e-15)
         close(e.da_dz.sum(axis=1), np.zeros(5), 1.0, 1e-15)  # a_r ([r = j] - a_j) sums to 0 over r
@@ -151,12 +149,12 @@ LAYER_ARCHS = {
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("loss", list(HEAD_OUTPUTS))
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("arch", sorted(LAYER_ARCHS))
 def test_dropout_and_batch_norm_are_factors_of_their_own(arch, loss, bias, training):
     rng = np.random.default_rng(11)
-    net = gpubp.MLP.from_layers(4, LAYER_ARCHS[arch](bias), loss=loss, dtype="float64", seed=5)
-    X, Y = rng.normal(1.0, 2.0, size=(7, 4)), targets(loss, 7, 3, rng)
+    net = gpubp.MLP.from_layers(4, LAYER_ARCHS[arch](bias), loss=loss_name(loss), dtype="float64", seed=5)
+    X, Y = rng.normal(1.0, 2.0, size=(7, 4)), make_targets(loss, 7, 3, rng)
     if training:
         net.loss_and_grads(X, Y)  # one step before: BatchNorm's sums shifted by a previous mean, later masks
     expl = check_network(net, X, Y, training=training)

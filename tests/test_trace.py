@@ -12,7 +12,7 @@ import gpubp
 from gpubp import reference
 from gpubp.layers import BatchNorm, Dense, Dropout
 
-from layer_oracles import rel_err
+from helpers import rel_err
 
 
 def _layers():

@@ -14,6 +14,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from ..layers import BatchNorm, Dense, Dropout
+from ..losses import SQUARED_ERROR
 from ..trace import Trace, trace
 from .explanation import Explanation, Factor, Terms
 from .modes import CHAIN, FUSED, SOFTMAX
@@ -21,13 +22,9 @@ from .weight import WeightName, resolve
 
 
 def _fused(loss: Any) -> bool:
-    """Whether the loss head gives Delta^(L) = dC_0/dZ^(L) without its two factors."""
-    return loss.requires_output_activation is not None
-
-
-def _squared_scale(loss: Any, m: int) -> float:
-    """s of C_0 = s sum_j (a_j - y_j)^2 (1 for sse, 1/m for mse)."""
-    return 1.0 / m if loss.name == "mse" else 1.0
+    """Whether the loss head gives Delta^(L) = dC_0/dZ^(L) without its two factors (every head but
+    the squared error's)."""
+    return loss.head != SQUARED_ERROR
 
 
 def _one_hot(xp: Any, Y: Any, m: int, dtype: Any) -> Any:
@@ -59,7 +56,7 @@ def _layer_signal(tr: Trace, l: int) -> Tuple[str, Optional[Any], Optional[Any],
         return FUSED, None, None, d.Delta
     m = d.A.shape[1]
     Y = _one_hot(xp, tr.Y, m, d.A.dtype)
-    dA = xp.multiply(xp.subtract(d.A, Y), 2.0 * _squared_scale(net.loss, m))  # the tutorial's 2 (a_j - y_j)
+    dA = xp.multiply(xp.subtract(d.A, Y), 2.0 * net.loss.squared_scale(m))  # the tutorial's 2 (a_j - y_j)
     if act.elementwise:
         gp = act.grad(xp, d.Z, d.A)
         return CHAIN, dA, gp, xp.multiply(dA, gp)
