@@ -371,14 +371,12 @@ def test_float32_explains_the_float32_pass(backend):
         assert rel_err(e32.per_sample, e64.per_sample) < 1e-5
 
 
-def test_the_cuda_kernels_give_the_same_explanation():
+def test_the_cuda_kernels_give_the_same_explanation(kernels):
     """CupyOps with the kernels built for the host (no mask array: the dropout masks are computed
     in the kernels) explains with the numbers of the NumPy backend."""
     import host_kernels
 
-    if host_kernels.compiler_missing():
-        pytest.skip(host_kernels.compiler_missing())
-    ops = host_kernels.host_cupy_ops(host_kernels.build())
+    ops = host_kernels.host_cupy_ops(kernels)
     rng = np.random.default_rng(6)
     X, y = rng.normal(size=(7, 4)), rng.integers(0, 3, 7)
     got = {}
