@@ -3,15 +3,17 @@
 (100,000 x 100), one group per data set, the test accuracy and epochs in extra_info.
 
 Quick mode (plain ``pytest``) fits the digits once per implementation, for 10 epochs; the
-other two, and every fit at scikit-learn's full 200 epochs, run in the timed run only (``pytest benchmarks --benchmark-enable``). ``gpubp bench --sklearn`` runs
-the same comparison, plus the 5-fold cross-validated scores, and prints them side by side.
+other two, and every fit at scikit-learn's full 200 epochs, run in the timed run only
+(``pytest benchmarks --benchmark-enable``). ``gpubp bench --sklearn`` runs the same comparison
+(each implementation in a fresh process), plus the 5-fold cross-validated scores, and prints
+them side by side.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
 import pytest
-from conftest import full_run_only, timed
+from conftest import timed
 
 pytest.importorskip("sklearn")
 
@@ -29,9 +31,9 @@ def _data(dataset: str, request: Any) -> Tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("implementation", comparison.IMPLEMENTATIONS)
-@pytest.mark.parametrize("dataset", comparison.FIT_DATASETS)
+@pytest.mark.parametrize("dataset", [d if d == "digits" else pytest.param(d, marks=pytest.mark.full_run_only)
+                                     for d in comparison.FIT_DATASETS])
 def test_fit(benchmark, request, dataset, implementation):
-    full_run_only(dataset != "digits")
     data = _data(dataset, request)
     benchmark.group = f"scikit-learn MLPClassifier fit: {dataset}"
     fits = []

@@ -1,4 +1,5 @@
-"""One training step of a 784-512-256-10 MLP, and an epoch of ``gpubp train``'s default workload.
+"""One training step of a 784-512-256-10 MLP (Dense layers only, with Dropout, with BatchNorm), and an
+epoch of ``gpubp train``'s default workload.
 
 The step's ``gemm`` row runs only its matrix products: the BLAS bound the NumPy step is held to.
 """
@@ -14,6 +15,15 @@ from gpubp import bench
 @pytest.mark.parametrize("n", [32, 256, 4096])
 def test_train_step(measure, n, optimizer, backend):
     measure(bench.train_step_case, backend, n, optimizer, "float32")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "gemm", "cupy", "torch"])
+@pytest.mark.parametrize("layers", ["dropout", "batch_norm"])
+@pytest.mark.parametrize("n", [32, 256, pytest.param(4096, marks=pytest.mark.full_run_only)])
+def test_train_step_with_layers(measure, n, layers, backend):
+    """The same step with a Dropout after each hidden activation, or a BatchNorm after each hidden
+    linear part (PyTorch with torch.nn.Dropout / torch.nn.BatchNorm1d in the same places)."""
+    measure(bench.train_step_case, backend, n, "sgd", "float32", layers=layers)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cupy"])

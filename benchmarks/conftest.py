@@ -1,8 +1,8 @@
 """The benchmark suite's two modes.
 
 * Quick mode (plain ``pytest``, what CI runs): every benchmark is built and called once with
-  no timing kept (pytest-benchmark's ``--benchmark-disable``), and the largest shapes are
-  skipped, so the files cannot rot and the run stays short.
+  no timing kept (pytest-benchmark's ``--benchmark-disable``), and the largest shapes (marked
+  ``full_run_only``) are deselected, so the files cannot rot and the run stays short.
 * Timed mode (``pytest benchmarks --benchmark-enable`` or ``--benchmark-only``): every shape,
   timed by pytest-benchmark; at the end the results are printed side by side per shape with
   GFLOP/s (or GB/s) and speed-ups, by :func:`gpubp.bench.format_table`. ``--benchmark-json
@@ -28,6 +28,7 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "full_run_only: a large shape, measured in the timed run only")
     timed = bool(config.getoption("benchmark_enable", False) or config.getoption("benchmark_only", False))
     _STATE["timed"] = timed
     if not timed:
@@ -38,6 +39,23 @@ def pytest_configure(config: Any) -> None:
     _STATE["limit"] = bench.set_threads(threads)
 
 
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    """Quick mode leaves out the shapes marked ``full_run_only`` (deselected, not skipped); without
+    pytest-benchmark (the bench or test extra) every benchmark is skipped, not an error."""
+    if not config.pluginmanager.hasplugin("benchmark"):
+        skip = pytest.mark.skip(reason="the benchmarks need pytest-benchmark (pip install 'gpubp[bench]')")
+        for item in items:
+            if "benchmark" in getattr(item, "fixturenames", ()):
+                item.add_marker(skip)
+    if timed():
+        return
+    large = [item for item in items if item.get_closest_marker("full_run_only")]
+    if large:
+        config.hook.pytest_deselected(items=large)
+        items[:] = [item for item in items if not item.get_closest_marker("full_run_only")]
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark, which may be missing
 def pytest_benchmark_update_machine_info(config: Any, machine_info: dict) -> None:
     machine_info["gpubp"] = bench.machine_info()
 
@@ -47,22 +65,13 @@ def timed() -> bool:
     return bool(_STATE["timed"])
 
 
-def full_run_only(too_big: bool) -> None:
-    """Skip a shape that only the timed run measures."""
-    if too_big and not timed():
-        pytest.skip("large shape: measured in the timed run only (pytest benchmarks --benchmark-enable)")
-
-
-# The MNIST test set (t10k IDX files), found as the tests find it (tests/conftest.py):
-# GPUBP_MNIST_DIR, or the project's shared data folder beside the checkout.
-MNIST_DIR = Path(os.environ.get("GPUBP_MNIST_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+# The real MNIST test set (t10k IDX files) the tests use (tests/data/mnist), or GPUBP_MNIST_DIR.
+MNIST_DIR = Path(os.environ.get("GPUBP_MNIST_DIR") or Path(__file__).resolve().parents[1] / "tests" / "data" / "mnist")
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The folder with the real MNIST t10k IDX files; the benchmark is skipped where there is none."""
-    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists() and not (MNIST_DIR / "t10k-images-idx3-ubyte").exists():
-        pytest.skip(f"no MNIST t10k IDX files in {MNIST_DIR} (set GPUBP_MNIST_DIR)")
+    """The folder with the real MNIST t10k IDX files (as tests/conftest.py's fixture)."""
     return MNIST_DIR
 
 

@@ -4,6 +4,10 @@ Quick use::
 
     import gpubp
     net = gpubp.MLP([64, 128, 10], activation="relu", loss="cross_entropy", seed=0)
+    # or layer by layer:
+    from gpubp.layers import Dense, Dropout
+    net = gpubp.MLP.from_layers(64, [Dense(128, "relu"), Dropout(0.2), Dense(10, "softmax")],
+                                loss="cross_entropy", seed=0)
     history = net.fit(X, y, epochs=20, batch_size=64, optimizer=gpubp.Adam(1e-3))
 
 The backend (NumPy or CuPy) comes from ``GPUBP_BACKEND`` (``numpy`` | ``cupy`` | ``auto``),
@@ -11,14 +15,15 @@ read once at import, or from :func:`set_backend` / :func:`use_backend`.
 """
 from __future__ import annotations
 
-from . import distributed
+from . import distributed, layers
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
 from .checkpoint import load_optimizer
 from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError, OutOfMemoryError
 from .gradcheck import gradcheck
 from .losses import LOSSES
-from .network import MLP, Layer, load
+from .layers import Layer
+from .network import MLP, load
 from .optim import SGD, Adam, Optimizer
 from .train import History
 
@@ -40,8 +45,10 @@ __all__ = [
     "OutOfMemoryError",
     "SGD",
     "__version__",
+    "distributed",
     "get_backend",
     "gradcheck",
+    "layers",
     "load",
     "load_optimizer",
     "set_backend",

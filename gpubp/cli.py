@@ -1,4 +1,4 @@
-"""The ``gpubp`` console command: ``gpubp train``, ``gpubp bench`` and ``gpubp info``.
+"""The ``gpubp`` console command: ``gpubp train``, ``gpubp explain``, ``gpubp bench`` and ``gpubp info``.
 
 Errors in what the user asked for (bad arguments or data, a missing or broken file, a
 diverged run, an exhausted GPU) are printed as one line, without a traceback, and the command
@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -37,6 +37,16 @@ def _hidden_sizes(text: str) -> List[int]:
     return sizes
 
 
+def _check_save_path(path: str) -> None:
+    """Refuse a --save path that a checkpoint cannot be written to, before any training."""
+    from .checkpoint import check_save_path
+
+    try:
+        check_save_path(path)
+    except (OSError, ValueError) as exc:
+        raise type(exc)(f"--save: {exc}") from None
+
+
 def _config(args: argparse.Namespace) -> TrainConfig:
     """The recipe the ``train`` options describe."""
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
@@ -50,15 +60,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     validation.check_int(args.epochs, "--epochs", 0)
     validation.check_int(args.batch_size, "--batch-size", 1)
     validation.check_positive_float(args.lr, "--lr")
-    if args.save:
-        folder = os.path.dirname(os.path.abspath(args.save))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"--save {args.save!r}: folder {folder!r} does not exist")
+    if not 0.0 <= args.dropout < 1.0:
+        raise ValueError(f"--dropout must lie in [0, 1) (the probability of dropping a value); got {args.dropout}")
     comm = None
     if args.distributed:  # before the backend is made: under MPI each rank picks its own GPU
         from . import distributed
 
         comm = distributed.init()
+    if args.save is not None and (comm is None or comm.rank == 0):  # the rank that will save
+        _check_save_path(args.save)
     say = print if comm is None or comm.rank == 0 else (lambda *a, **k: None)
     be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
     config = _config(args)
@@ -94,9 +104,54 @@ def cmd_train(args: argparse.Namespace) -> int:
         loss, acc = net.evaluate(X_te, Y_te)
         acc_text = f", test accuracy {acc:.4f}" if acc is not None else ""
         print(f"done in {elapsed:.1f} s: test loss {loss:.4f}{acc_text}")
-        if args.save:
+        if args.save is not None:
             net.save(args.save, optimizer=optimizer)
             print(f"saved to {args.save}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """The chain rule of one parameter on the first ``--samples`` held-out rows, of a saved network
+    or of the ``gpubp train`` recipe's network trained first."""
+    from . import backend as backend_mod
+    from . import validation
+    from .explain import resolve
+    from .network import load
+
+    validation.check_int(args.samples, "--samples", 1)
+    validation.check_int(args.epochs, "--epochs", 0)
+    if args.png:
+        from .plot import _matplotlib
+
+        _matplotlib()  # a missing extra is said before anything is trained
+    be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
+    if args.load:
+        net = load(args.load)
+        config = TrainConfig(data_dir=args.data_dir, loss=net.loss.name)
+        data = config.load()
+        if data.X_test.shape[1] != net.sizes[0]:
+            raise ValueError(f"--load {args.load!r}: the network takes {net.sizes[0]} inputs, the data ({data.description}) "
+                             f"has {data.X_test.shape[1]}; give the data it was trained on with --data-dir")
+        resolve(net, args.weight, None, None, None)
+        print(f"gpubp {_version()} | backend {be.name} | {net!r} from {args.load}")
+    else:
+        config = TrainConfig(data_dir=args.data_dir, epochs=args.epochs, seed=args.seed)
+        data = config.load()
+        net = config.make_network(data)
+        resolve(net, args.weight, None, None, None)  # a wrong name costs no training time
+        print(f"gpubp {_version()} | backend {be.name} | {data.description}\nmodel {net!r}: "
+              f"training {args.epochs} epochs first (gpubp train's recipe)", flush=True)
+        net.fit(data.X_train, data.Y_train, epochs=config.epochs, batch_size=config.batch_size,
+                optimizer=config.make_optimizer(), progress=False)
+    X, Y = data.X_test[: args.samples], data.Y_test[: args.samples]
+    expl = net.explain(X, Y, args.weight, training=not args.inference)
+    print(f"the first {len(X)} held-out samples:\n")
+    print(expl.format(samples=args.samples, style=args.format))
+    if args.png:
+        from . import plot
+
+        plot.network(net, X, Y, show=args.show, path=args.png, training=not args.inference)
+        print(f"wrote {args.png}")
     return 0
 
 
@@ -120,7 +175,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"cupy {cp.__version__ if cp is not None else 'not installed'}")
     problem = backend_mod.cupy_problem()
     print(f"cupy backend: {'available' if problem is None else 'unavailable: ' + problem}")
-    print(f"{backend_mod.ENV_VAR}={backend_mod._requested}")
+    print(f"{backend_mod.ENV_VAR}={os.environ.get(backend_mod.ENV_VAR) or 'auto (unset)'}")
     be = backend_mod.get_backend()
     print(f"active backend: {be.name} on {be.device}")
     if be.name == "cupy":
@@ -155,6 +210,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"measured {len(results)} cases in {time.perf_counter() - start:.0f} s\n")
         del limit
     print(bench.format_table(results))
+    if not args.from_json and "cupy" in backends:
+        from .bench import launch_overhead
+
+        print("host side of a CuPy step (measured on the stand-in device: launches checked, counted and skipped)")
+        for opt in ("sgd", "adam"):
+            print("  " + launch_overhead.format_result(launch_overhead.measure(optimizer=opt)), flush=True)
+        print()
     if args.json:
         bench.write_json(args.json, results, info)
         print(f"wrote {args.json}")
@@ -206,6 +268,7 @@ def _bench_sklearn(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpubp", description="Vectorized backpropagation on NumPy or CuPy.")
+    parser.add_argument("--version", action="version", version=f"gpubp {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an MLP (default: the bundled UCI digits, offline)")
@@ -223,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    t.add_argument("--dropout", type=float, default=d.dropout, metavar="P",
+                   help="a Dropout layer (drop probability P) after each hidden activation (default 0: none)")
+    t.add_argument("--batch-norm", action="store_true",
+                   help="a BatchNorm layer after each hidden layer's linear part (before its activation)")
     t.add_argument("--dtype", default=d.dtype, choices=list(DTYPES))
     t.add_argument("--backend", default=None, choices=list(BACKEND_NAMES), help="overrides GPUBP_BACKEND")
     t.add_argument("--seed", type=int, default=d.seed, help=f"initialisation and shuffling seed (default {d.seed})")
@@ -234,6 +301,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel under mpiexec -n K: each rank trains on its shard, rank 0 prints and saves")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("explain", help="the chain rule of one weight, sample by sample (trains the default network "
+                                       "first unless --load)")
+    e.add_argument("--load", default=None, help="a network saved by gpubp train --save (default: train one first)")
+    e.add_argument("--weight", default="w_12^(L)",
+                   help="the parameter in the tutorial's notation: w_jk^(l) or b_j^(l), nodes from 1, l a number or "
+                        "L, L-1, ... (default w_12^(L))")
+    e.add_argument("--samples", type=int, default=5, help="held-out rows explained (default 5)")
+    e.add_argument("--format", default="text", choices=["text", "markdown", "latex"], help="default text")
+    e.add_argument("--inference", action="store_true", help="an inference pass (no dropout, running statistics)")
+    e.add_argument("--png", default=None, help="also draw the network into this PNG (needs matplotlib: gpubp[plot])")
+    e.add_argument("--show", default="gradients", choices=["gradients", "weights"],
+                   help="what the picture's edges show (default: the gradients of these samples)")
+    e.add_argument("--data-dir", default=d.data_dir, help="MNIST IDX files, as for gpubp train (default: the digits)")
+    e.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs of training without --load (default {d.epochs})")
+    e.add_argument("--seed", type=int, default=d.seed, help=f"initialisation and shuffling seed (default {d.seed})")
+    e.add_argument("--backend", default=None, choices=list(BACKEND_NAMES), help="overrides GPUBP_BACKEND")
+    e.set_defaults(func=cmd_explain)
 
     b = sub.add_parser("bench", help="time the hot path and a training step on NumPy, CuPy and PyTorch (about a minute)")
     b.add_argument("--backends", default="loop,numpy,gemm,cupy,torch",

@@ -5,7 +5,8 @@ The function differentiated is the training objective: the loss C and, for a net
 
 For each parameter w, (C(w + eps) - C(w - eps)) / (2 eps) approximates dC/dw with an error
 of order eps^2; backprop's value must agree. The check runs on a float64 twin of the network
-(same weights, same backend) so rounding does not swamp the comparison.
+(same weights, same backend) so rounding does not swamp the comparison; every layer type
+takes part (Dropout with a fixed mask, BatchNorm with the statistics of the batch).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from . import validation
 
 
 def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[int] = None, seed: int = 0,
-              floor: float = 1e-6) -> float:
+              floor: float = 1e-6, training: bool = True) -> float:
     """Max relative error |g_bp - g_fd| / max(|g_bp|, |g_fd|, floor) over the parameters.
 
     Args:
@@ -26,22 +27,30 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
             (the rounding error of a difference quotient is about 1e-16 * C / eps).
         max_params: check a random subset of this many parameters (all when ``None``).
         seed: picks that subset.
+        training: check the gradient of a training pass (every Dropout with one fixed mask,
+            the mask its next pass would draw; BatchNorm on the batch's statistics, which move
+            with every weight below it) or, with ``False``, of an inference pass. ``net`` is
+            not changed: the check runs on a twin whose passes leave their state alone.
     """
-    from .network import MLP
     from .backend import use_backend
+    from .network import MLP
 
     eps = validation.check_positive_float(eps, "eps")
     floor = validation.check_positive_float(floor, "floor")
     if max_params is not None:
         max_params = validation.check_int(max_params, "max_params", 1)
     seed = validation.check_int(seed, "seed", 0)
+    training = validation.check_bool(training, "training")
+    to_np = net.backend.to_numpy
     cfg = dict(net.get_config(), dtype="float64")
-    with use_backend(net.backend.name):
-        twin = MLP(**cfg)
-    twin._build(net.backend.to_numpy(net.params).astype(np.float64))
+    with use_backend(net.backend):  # the same backend object: its device, ops and compiled kernels
+        twin = MLP.from_parameters(to_np(net.params).astype(np.float64), state=to_np(net.state).astype(np.float64),
+                                   **cfg)
+    twin._set_host_state(net._host_state())
     X, Y = validation.check_XY(twin, X, Y)
     n = X.shape[0]
-    twin._add_l2(twin._loss_and_grads(X, Y), n)
+    run = twin._pass(training, n, update=False)  # fixed masks, running statistics untouched
+    twin._add_l2(twin._loss_and_grads(X, Y, run), n)
     analytic = twin.backend.to_numpy(twin.grads).copy()
 
     ops = twin.backend.ops
@@ -49,10 +58,10 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
 
     def C() -> float:
         """The training objective: the data's C, plus the L2 penalty (lambda/2n) sum_l ||W^(l)||^2."""
-        A = twin._forward(X, ws)
+        A = twin._forward(X, ws, run)
         c = float(ops.loss_value(twin.loss, ws.Z[twin.L], A, Y))
         if twin.l2:
-            c += twin.l2 / (2.0 * n) * sum(float((layer.W * layer.W).sum()) for layer in twin.layers[1:])
+            c += twin.l2 / (2.0 * n) * sum(float((dense.W * dense.W).sum()) for dense in twin._dense)
         return c
 
     P = twin.n_params

@@ -1,69 +1,45 @@
-"""The multilayer perceptron: flat parameter buffers, batched forward and backward passes.
+"""The network: its layers, flat parameter buffers, and batched forward and backward passes.
 
-Notation as in MATH.md: layer 0 is the input, layers 1..L have weights ``W^(l)`` of shape
-(n_l, n_{l-1}) with ``W[j, k] = w_jk^(l)`` and biases ``b^(l)`` of shape (n_l,). Rows of
-``X``, ``Z``, ``A`` and ``Delta`` are the n samples of a batch; every pass is a handful of
-matrix products and elementwise operations over the whole batch, never a loop over samples.
+Notation as in MATH.md: layer 0 is the input; the Dense layers l = 1..L have weights ``W^(l)``
+of shape (n_l, n_{l-1}) with ``W[j, k] = w_jk^(l)`` and biases ``b^(l)`` of shape (n_l,);
+Dropout and BatchNorm layers may sit between them (:mod:`gpubp.layers`). Rows of ``X``, ``Z``,
+``A`` and ``Delta`` are the n samples of a batch; every pass is a handful of matrix products
+and elementwise operations over the whole batch per layer, never a loop over samples.
 
-All parameters live in one contiguous buffer (and all gradients in another) of which the
-layers' ``W`` and ``b`` are views, so an optimizer updates every parameter in one fused
-operation and a distributed run reduces every gradient in one call.
+All parameters live in one contiguous buffer (all gradients in another, the layers' state in a
+third) of which the layers' arrays are views (:mod:`gpubp.parameters`), so an optimizer updates
+every parameter in one fused operation and a distributed run reduces every gradient in one call.
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import checkpoint, distributed, memory, validation
-from .errors import CheckpointError
+from . import checkpoint, distributed, memory, parameters, philox, validation
 from .activations import Activation, get_activation
 from .backend import Backend, cupy_problem, get_backend, use_backend
+from .layers import (BatchNorm, Dense, Dropout, Input, Layer, Pass, connect, host_state, layer_from_config,
+                     mlp_layers, set_host_state)
+from .workspace import Workspace
 from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
+    from .explain import Explanation
     from .optim import Optimizer
+    from .trace import Trace
     from .train import History
 
 
-@dataclass
-class Layer:
-    """Layer l of the network: ``W`` (n_l, n_{l-1}), ``b`` (n_l,) or None, activation g^(l).
-
-    ``W``, ``b``, ``dW`` and ``db`` are views into the network's flat parameter and gradient
-    buffers. Layer 0 (the input layer) has no parameters: its ``W`` and ``b`` are ``None``.
-    """
-
-    index: int
-    size: int
-    activation: Optional[Activation]
-    W: Optional[Any] = None
-    b: Optional[Any] = None
-    dW: Optional[Any] = None
-    db: Optional[Any] = None
-
-    def __repr__(self) -> str:
-        if self.W is None:
-            return f"Layer({self.index}, input, n_0={self.size})"
-        act = self.activation.name if self.activation else None
-        return f"Layer({self.index}, W{tuple(self.W.shape)}, bias={self.b is not None}, g={act})"
-
-
-class _Workspace:
-    """Z^(l), A^(l) and Delta^(l) buffers for one batch size n, allocated once and reused."""
-
-    def __init__(self, xp: Any, n: int, sizes: Sequence[int], dtype: Any):
-        L = len(sizes) - 1
-        self.n = n
-        self.Z: List[Any] = [None] + [xp.empty((n, sizes[l]), dtype=dtype) for l in range(1, L + 1)]
-        self.A: List[Any] = [None] + [xp.empty((n, sizes[l]), dtype=dtype) for l in range(1, L + 1)]
-        self.Delta: List[Any] = [None] + [xp.empty((n, sizes[l]), dtype=dtype) for l in range(1, L + 1)]
-
-
 class MLP:
-    """A fully connected network trained by backpropagation (MATH.md).
+    """A network of layers trained by backpropagation (MATH.md).
+
+    Built from sizes, as the tutorial draws it::
+
+        MLP([64, 128, 64, 10], activation="relu", loss="cross_entropy", dropout=0.2, batch_norm=True)
+
+    or from a list of layers (:meth:`from_layers`).
 
     Args:
         sizes: node counts ``[n_0, n_1, ..., n_L]`` (input width first, at least two sizes).
@@ -73,53 +49,150 @@ class MLP:
         loss: ``sse`` (the tutorial's C_0 = sum_j (a_j - y_j)^2), ``mse``, ``cross_entropy``
             or ``binary_cross_entropy``.
         dtype: ``"float32"`` (default) or ``"float64"``.
-        seed: seeds the initialisation (He for ReLU-like layers, Glorot otherwise) and the
-            shuffling of :meth:`fit`; the same seed gives the same numbers on every backend.
+        seed: seeds the initialisation (He for ReLU-like layers, Glorot otherwise), the
+            shuffling of :meth:`fit` and the dropout masks; the same seed gives the same numbers
+            on every backend.
         bias: ``False`` drops every b^(l), reproducing the tutorial exactly.
-        l2: lambda >= 0 of the L2 penalty on the weights (not the biases) that training adds to
-            each batch's loss, C = (1/n) sum_i C_0^(i) + (lambda/2n) sum_l ||W^(l)||^2 (MATH.md,
-            L2 penalty; scikit-learn's ``alpha``); 0 (the default) leaves it out. It can be
-            changed between calls as ``net.l2``.
+        dropout: p > 0 puts a :class:`~gpubp.layers.Dropout` (p) after each hidden activation.
+        batch_norm: ``True`` puts a :class:`~gpubp.layers.BatchNorm` after each hidden Dense
+            layer's linear part (the hidden activation moves after it).
+        l2: lambda >= 0 of the L2 penalty on the Dense layers' weights (not the biases, not
+            BatchNorm's gamma and beta) that training adds to each batch's loss,
+            C = (1/n) sum_i C_0^(i) + (lambda/2n) sum_l ||W^(l)||^2 (MATH.md, L2 penalty;
+            scikit-learn's ``alpha``); 0 (the default) leaves it out. ``net.l2`` changes it.
     """
 
-    def __init__(
-        self,
-        sizes: Sequence[int],
-        activation: Union[str, Sequence[str]] = "relu",
-        output_activation: Optional[str] = None,
-        loss: str = "sse",
-        dtype: Union[str, Any] = "float32",
-        seed: Optional[int] = None,
-        bias: bool = True,
-        l2: float = 0.0,
-    ):
-        self.sizes: Tuple[int, ...] = validation.check_sizes(sizes)
-        L = len(self.sizes) - 1
-        self.loss: Loss = get_loss(loss)
+    def __init__(self, sizes: Sequence[int], activation: Union[str, Sequence[str]] = "relu",
+                 output_activation: Optional[str] = None, loss: str = "sse", dtype: Union[str, Any] = "float32",
+                 seed: Optional[int] = None, bias: bool = True, dropout: float = 0.0, batch_norm: bool = False,
+                 l2: float = 0.0):
+        self._from_args(sizes, activation, output_activation, loss, dtype, seed, bias, dropout, batch_norm, l2)
+        self._allocate()
+
+    def _from_args(self, sizes: Sequence[int], activation: Any, output_activation: Any, loss: Any, dtype: Any,
+                   seed: Any, bias: Any, dropout: Any, batch_norm: Any, l2: Any = 0.0) -> None:
+        """Check the constructor's arguments and lay out its layers (:meth:`_setup`); allocates nothing."""
+        sizes = validation.check_sizes(sizes)
+        L = len(sizes) - 1
+        loss_head = get_loss(loss)
         hidden = validation.check_activations(activation, L - 1)
-        out_name = output_activation if output_activation is not None else self.loss.default_output_activation
+        out_name = output_activation if output_activation is not None else loss_head.default_output_activation
         out_act = get_activation(out_name, "output_activation")
-        for l, act in enumerate(hidden, start=1):
-            if not act.elementwise:
-                raise ValueError(f"activation of hidden layer {l} must be elementwise; {act.name!r} is for the output layer only")
-        required = self.loss.requires_output_activation
-        if required is not None and out_act.name != required:
-            raise ValueError(
-                f"loss {self.loss.name!r} needs output_activation={required!r} (its fused Delta = A - Y); got {out_act.name!r}"
-            )
-        self.activations: Tuple[Activation, ...] = tuple(hidden) + (out_act,)
-        self.dtype = validation.check_dtype(dtype)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False; got {type(bias).__name__} {bias!r}")
-        self.bias = bool(bias)
+        p = Dropout(dropout).p  # checks 0 <= p < 1
+        batch_norm = validation.check_bool(batch_norm, "batch_norm")
+        layers = mlp_layers(sizes, hidden, out_act, bool(bias), p, batch_norm)
+        self._setup(sizes[0], layers, loss_head, dtype, seed, l2)
+        self._config: Optional[Dict[str, Any]] = {
+            "sizes": list(sizes), "activation": [a.name for a in hidden], "output_activation": out_act.name,
+            "loss": loss_head.name, "dtype": self.dtype.name, "seed": self.seed, "bias": bool(bias),
+            "dropout": p, "batch_norm": batch_norm}
+
+    @classmethod
+    def from_layers(cls, n_in: int, layers: Sequence[Layer], loss: str = "sse", dtype: Union[str, Any] = "float32",
+                    seed: Optional[int] = None, l2: float = 0.0) -> "MLP":
+        """A network of ``n_in`` inputs and ``layers`` (``gpubp.layers.Dense``, ``Dropout``,
+        ``BatchNorm``), the last a Dense layer: the output layer, whose activation the loss head
+        differentiates (None there means the loss's natural one). ``net.layers`` lists the same
+        objects after the input layer; a layer object belongs to one network only."""
+        net = cls.__new__(cls)
+        net._setup(validation.check_int(n_in, "n_in", 1), layers, get_loss(loss), dtype, seed, l2)
+        net._config = None
+        net._allocate()
+        return net
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "MLP":
+        """A new (randomly initialised) network of the architecture :meth:`get_config` describes."""
+        net = cls.__new__(cls)
+        net._configure(config)
+        net._allocate()
+        return net
+
+    @classmethod
+    def from_parameters(cls, params: Any, state: Any = None, **config: Any) -> "MLP":
+        """The network ``config`` describes (as :meth:`get_config` gives it) with the flat parameter
+        buffer ``params`` (shape (n_params,), the network's dtype), and the flat ``state`` buffer
+        of its layers (running statistics; their first values when None), in place of a random
+        initialisation. A NumPy ``params`` on the NumPy backend becomes the network's buffer itself,
+        not a copy; the shuffling generator is seeded from ``seed`` as in the constructor.
+        """
+        net = cls.__new__(cls)
+        net._configure(config)
+        for name, given, length in (("params", params, net.n_params), ("state", state, net._n_state)):
+            shape, dtype = getattr(given, "shape", None), getattr(given, "dtype", None)
+            if (given is not None or name == "params") and (shape != (length,) or dtype != net.dtype):
+                raise ValueError(f"{name} must be an array of shape ({length},) and dtype {net.dtype} for the "
+                                 f"network of sizes {list(net.sizes)}; got {validation._describe(given)}")
+        net._allocate(params, state)
+        return net
+
+    def _configure(self, config: Any) -> None:
+        """Check ``config`` (either form of :meth:`get_config`) and lay out the network; allocates nothing."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a mapping as get_config() gives; got {type(config).__name__}")
+        cfg = dict(config)
+        if "layers" in cfg:
+            keys = sorted(("input", "layers", "loss", "dtype", "seed"))
+            if sorted(set(cfg) - {"l2"}) != keys:
+                raise ValueError(f"config must hold exactly {', '.join(keys)} (and l2); got {config!r}"[:300])
+            if not isinstance(cfg["layers"], list) or not isinstance(cfg["dtype"], str):
+                raise TypeError("config layers must be a list of layer configs and dtype a name")
+            layers = [layer_from_config(c) for c in cfg["layers"]]
+            self._setup(validation.check_int(cfg["input"], "input", 1), layers, get_loss(cfg["loss"]), cfg["dtype"],
+                        cfg["seed"], cfg.get("l2", 0.0))
+            self._config = None
+            return
+        # a network from sizes; version 1 checkpoints lack dropout and batch_norm (and l2)
+        keys = ["activation", "bias", "dtype", "loss", "output_activation", "seed", "sizes"]
+        if sorted(set(cfg) - {"dropout", "batch_norm", "l2"}) != keys:
+            raise ValueError(f"config must hold exactly {', '.join(keys)} (and dropout, batch_norm, l2); got "
+                             f"{config!r}"[:300])
+        if not isinstance(cfg["dtype"], str):
+            raise TypeError(f"config dtype must be a name; got {cfg['dtype']!r}")
+        self._from_args(**{"dropout": 0.0, "batch_norm": False, **cfg})
+
+    def _setup(self, n_in: int, layers: Sequence[Layer], loss: Loss, dtype: Any, seed: Any, l2: Any = 0.0) -> None:
+        """Check the layer list, number the layers and fuse each Dropout into an activation pass
+        before it; allocates nothing (:meth:`_allocate` does)."""
+        dtype, seed = validation.check_dtype(dtype), validation.check_seed(seed)
         self.l2 = l2
-        self.seed = validation.check_seed(seed)
+        dropout_seed = philox.dropout_seed(seed)
+        layers = connect(n_in, layers, loss, dropout_seed)
+        self.dtype, self.seed, self.loss = dtype, seed, loss
         self.backend: Backend = get_backend()
         self._rng = np.random.default_rng(self.seed)
+        self._dropout_seed = dropout_seed
         #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
         self.epoch = 0
-        self._build(self._initial_parameters())
+        self.layers: List[Layer] = [Input(n_in)] + layers
+        self._dense: List[Dense] = [layer for layer in layers if isinstance(layer, Dense)]
+        self.sizes: Tuple[int, ...] = (n_in,) + tuple(d.units for d in self._dense)
+        self._couples_rows = any(isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)
+                                 for layer in layers)
+        self._batch_norm = any(isinstance(layer, BatchNorm) for layer in layers)
+        self._slots, self._n_params = parameters.layout(layers)
+        self._state_slots, self._n_state = parameters.layout(layers, state=True)
+
+    def _allocate(self, params: Any = None, state: Any = None) -> None:
+        """Build the buffers (:meth:`_build`; out of memory is an error naming the sizes) and make
+        the layers this network's."""
+        layers = self.layers[1:]
+        P = self._n_params
+        try:
+            with memory.translated_out_of_memory(
+                    self.backend, f"building a network of sizes {list(self.sizes)}",
+                    f"its {P:,} parameters need {2 * P * self.dtype.itemsize:,} bytes ({self.dtype.name} weights and "
+                    f"their gradients): choose smaller sizes"):
+                self._build(params, state, copy=False)
+        except BaseException:
+            for layer in layers:
+                layer._network = None
+            raise
+        for layer in layers:
+            layer._network = self
 
     # ---- construction ----------------------------------------------------------------
     @property
@@ -133,179 +206,247 @@ class MLP:
 
     @property
     def L(self) -> int:
-        """Number of layers with weights (layer 0 is the input)."""
-        return len(self.sizes) - 1
+        """Number of Dense layers (layer 0 is the input)."""
+        return len(self._dense)
 
     @property
     def n_params(self) -> int:
         """Total number of parameters (length of the flat buffer)."""
-        return sum(self._shapes_sizes())
+        return self._n_params
 
-    def _shapes_sizes(self) -> List[int]:
-        out = []
-        for l in range(1, self.L + 1):
-            out.append(self.sizes[l] * self.sizes[l - 1])
-            if self.bias:
-                out.append(self.sizes[l])
-        return out
+    @property
+    def bias(self) -> bool:
+        """Whether every Dense layer has a bias b^(l)."""
+        return all(d.bias for d in self._dense)
 
-    def _initial_parameters(self) -> np.ndarray:
-        """He (ReLU-like g) or Glorot initialisation, drawn in float64 on the host from ``seed``."""
-        chunks = []
-        for l in range(1, self.L + 1):
-            fan_out, fan_in = self.sizes[l], self.sizes[l - 1]
-            if self.activations[l - 1].init == "he":
-                W = self._rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
-            else:
-                limit = np.sqrt(6.0 / (fan_in + fan_out))
-                W = self._rng.uniform(-limit, limit, size=(fan_out, fan_in))
-            chunks.append(W.ravel())
-            if self.bias:
-                chunks.append(np.zeros(fan_out))
-        return np.concatenate(chunks).astype(self.dtype)
+    @property
+    def activations(self) -> Tuple[Optional[Activation], ...]:
+        """g^(l) for l = 1..L: the Dense layer's activation, or that of the BatchNorm after it."""
+        out: List[Optional[Activation]] = []
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                out.append(layer.activation)
+            elif isinstance(layer, BatchNorm) and out and out[-1] is None and layer.activation is not None:
+                out[-1] = layer.activation
+        return tuple(out)
 
-    def _build(self, flat: Any) -> None:
-        """Put ``flat`` on the backend as the parameter buffer; make the per-layer views."""
+    def _build(self, flat: Any = None, state: Any = None, copy: bool = True) -> None:
+        """Allocate the parameter, gradient and state buffers on the backend, fill them (from
+        ``flat`` / ``state`` when given, else the initialisation) and hand the layers their views.
+
+        The parameter buffer is ``flat`` itself where ``copy`` is False and ``flat`` is already a
+        C-contiguous, aligned, writable backend array of the dtype, and the array converting
+        ``flat`` made where that is new (another dtype, or moved between host and device);
+        otherwise a copy, so the network never shares memory its caller keeps.
+        """
         xp = self.backend.xp
-        self.params = self.backend.asarray(flat, dtype=self.dtype).copy()
+        layers = self.layers[1:]
+        P, S = self._n_params, self._n_state
+        for name, given, length in (("parameter", flat, P), ("state", state, S)):
+            if given is not None and tuple(np.shape(given)) != (length,):
+                raise ValueError(f"the network has {length} {name} values; got a {name} buffer of shape "
+                                 f"{tuple(np.shape(given))}")
+        if flat is None:
+            params = xp.empty(P, dtype=self.dtype)
+            parameters.initialise(self.backend, params, self._slots, self._rng)
+        else:
+            params = self.backend.asarray(flat, dtype=self.dtype)
+            if params is flat:
+                reuse = not copy
+            else:  # converted: new memory, unless NumPy made a view of flat (of a subclass such as memmap)
+                reuse = not (isinstance(flat, np.ndarray) and isinstance(params, np.ndarray)
+                             and np.may_share_memory(params, flat))
+            flags = params.flags
+            reuse = reuse and flags.c_contiguous and getattr(flags, "writeable", True) and getattr(flags, "aligned", True)
+            params = params if reuse else params.copy()
+        net_state = xp.empty(S, dtype=self.dtype)
+        parameters.fill(self.backend, net_state, self._state_slots, state)
         # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
         # step reduces gradients, loss and row count in one call (gpubp.distributed)
-        self._grad_buffer = xp.zeros(self.params.size + 2, dtype=self.dtype)
-        self.grads = self._grad_buffer[: self.params.size]
-        self.layers: List[Layer] = [Layer(0, self.sizes[0], None)]
-        offset = 0
-        for l in range(1, self.L + 1):
-            shape = (self.sizes[l], self.sizes[l - 1])
-            size = shape[0] * shape[1]
-            layer = Layer(l, self.sizes[l], self.activations[l - 1])
-            layer.W = self.params[offset : offset + size].reshape(shape)
-            layer.dW = self.grads[offset : offset + size].reshape(shape)
-            offset += size
-            if self.bias:
-                layer.b = self.params[offset : offset + shape[0]]
-                layer.db = self.grads[offset : offset + shape[0]]
-                offset += shape[0]
-            self.layers.append(layer)
-        self._workspaces: Dict[int, _Workspace] = {}
+        self._grad_buffer = xp.zeros(P + 2, dtype=self.dtype)
+        self.params, self.state = params, net_state
+        self.grads = self._grad_buffer[:P]
+        pv, gv, sv = (parameters.views(buf, slots) for buf, slots in ((params, self._slots), (self.grads, self._slots),
+                                                                       (net_state, self._state_slots)))
+        for layer in layers:
+            layer.bind(pv.get(id(layer), {}), gv.get(id(layer), {}), sv.get(id(layer), {}))
+        self._workspaces: Dict[int, Workspace] = {}
 
-    def _workspace(self, n: int) -> _Workspace:
+    def _workspace(self, n: int) -> Workspace:
         ws = self._workspaces.get(n)
-        if ws is None:
+        ops = self.backend.ops
+        if ws is None or ws.ops is not ops:
             if len(self._workspaces) >= 4:  # a fit uses two sizes at most (full and last batch)
                 self._workspaces.clear()
-            ws = self._workspaces[n] = _Workspace(self.backend.xp, n, self.sizes, self.dtype)
+            ws = self._workspaces[n] = Workspace(self.backend.xp, n, self.layers, self.dtype, ops)
         return ws
 
+    def _host_state(self) -> Dict[str, Any]:
+        """What lives on the host between steps: the dropout seed and every layer's stream position."""
+        return host_state(self.layers[1:], self._dropout_seed)
+
+    def _set_host_state(self, host: Any) -> None:
+        self._dropout_seed = set_host_state(self.layers[1:], host, self._dropout_seed)
+
     def __repr__(self) -> str:
-        acts = ",".join(a.name for a in self.activations)
-        return (
-            f"MLP(sizes={list(self.sizes)}, activations=[{acts}], loss={self.loss.name!r}, "
-            f"dtype={self.dtype.name!r}, bias={self.bias}, l2={self.l2!r}, backend={self.backend.name!r})"
-        )
+        if self._config is not None:
+            acts = ",".join(a.name for a in self.activations if a is not None)
+            extra = "".join(f", {k}={self._config[k]}" for k in ("dropout", "batch_norm") if self._config[k])
+            extra += f", l2={self.l2}" if self.l2 else ""
+            return (f"MLP(sizes={list(self.sizes)}, activations=[{acts}], loss={self.loss.name!r}, "
+                    f"dtype={self.dtype.name!r}, bias={self.bias}{extra}, backend={self.backend.name!r})")
+        return (f"MLP(n_0={self.sizes[0]}, layers=[{', '.join(map(repr, self.layers[1:]))}], loss={self.loss.name!r}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend.name!r})")
 
     def to(self, backend: str) -> "MLP":
-        """Move the parameters to another backend (in place); returns ``self``."""
+        """Move the parameters and state to another backend (in place); returns ``self``."""
         with use_backend(backend) as target:
-            flat = self.backend.to_numpy(self.params)
+            flat, state = self.backend.to_numpy(self.params), self.backend.to_numpy(self.state)
             self.backend = target
-            self._build(flat)
+            self._build(flat, state)
         return self
 
-    # ---- forward ---------------------------------------------------------------------
-    def _forward(self, X: Any, ws: _Workspace) -> Any:
-        """Z^(l) = A^(l-1) W^(l)T + b^(l), A^(l) = g^(l)(Z^(l)) for l = 1..L; returns A^(L)."""
-        ops = self.backend.ops
-        A_prev = X
-        for l in range(1, self.L + 1):
-            layer = self.layers[l]
-            ops.layer_forward(A_prev, layer.W, layer.b, layer.activation, ws.Z[l], ws.A[l])
-            A_prev = ws.A[l]
-        return A_prev
+    # ---- passes ------------------------------------------------------------------------
+    def _pass(self, training: bool, rows: int, comm: Any = None, row_offset: int = 0, update: bool = True) -> Pass:
+        if training and self._batch_norm and rows < 2:
+            raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step (the variance of one row is "
+                             f"0); got {rows}")
+        return Pass(self.backend.ops, training, rows, update=update, comm=comm, row_offset=row_offset)
 
-    def forward(self, X: Any) -> Any:
-        """A^(L) for the n rows of X (shape (n, n_0)), as a new backend array of shape (n, n_L)."""
+    def _rows(self, n: int, comm: Any) -> Tuple[int, int]:
+        """(rows of the step over all ranks, rows of the ranks before this one): one small
+        collective where a layer couples the rows (BatchNorm statistics, Dropout's stream)."""
+        if comm is None or comm.size == 1 or not self._couples_rows:
+            return n, 0
+        counts = comm.allgather(int(n))
+        return sum(counts), sum(counts[: comm.rank])
+
+    def _forward(self, X: Any, ws: Workspace, run: Optional[Pass] = None, inputs: Optional[List[Any]] = None) -> Any:
+        """Every layer forward (Z^(l) = A^(l-1) W^(l)T + b^(l), A^(l) = g^(l)(Z^(l)) for Dense layer l);
+        returns A^(L). ``inputs`` (a list as long as the layers) receives each layer's input."""
+        if run is None:
+            run = Pass(self.backend.ops, False, X.shape[0])
+        x = X
+        for i in range(1, len(self.layers)):
+            if inputs is not None:
+                inputs[i] = x
+            x = self.layers[i].forward(run, ws.caches[i], x)
+        return x
+
+    def forward(self, X: Any, training: bool = False) -> Any:
+        """A^(L) for the n rows of X (shape (n, n_0)), as a new backend array of shape (n, n_L).
+
+        In inference mode (default) Dropout is the identity and BatchNorm uses its running
+        statistics; ``training=True`` runs them as a training step does (a new dropout mask,
+        the batch's statistics, running statistics updated).
+        """
+        training = validation.check_bool(training, "training")
         X = validation.check_X(self, X)
+        run = self._pass(training, X.shape[0])
         with memory.translated_out_of_memory(self.backend, f"in forward on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "number of rows per call")):
-            return self._forward(X, self._workspace(X.shape[0])).copy()
+            return self._forward(X, self._workspace(X.shape[0]), run).copy()
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Any, training: bool = False) -> Any:
         """The network's outputs A^(L) for X (same as :meth:`forward`)."""
-        return self.forward(X)
+        return self.forward(X, training=training)
 
-    def predict_classes(self, X: Any) -> Any:
+    def predict_classes(self, X: Any, training: bool = False) -> Any:
         """Class index per row: argmax of A^(L), or A^(L) > 0.5 for a single output node."""
-        A = self.forward(X)
+        A = self.forward(X, training=training)
         xp = self.backend.xp
         if A.shape[1] == 1:
             return (A[:, 0] > 0.5).astype(xp.int64)
         return A.argmax(axis=1)
 
-    # ---- backward --------------------------------------------------------------------
-    def _loss_and_grads(self, X: Any, Y: Any) -> Any:
+    def _loss_and_grads(self, X: Any, Y: Any, run: Optional[Pass] = None, watch: Any = None) -> Any:
         """One forward and backward pass over the batch; gradients land in ``self.grads``.
 
-        MATH.md: Delta^(L) = dC_0/dA^(L) * g'^(L)(Z^(L)); Delta^(l-1) = (Delta^(l) W^(l)) *
-        g'^(l-1)(Z^(l-1)); dC/dW^(l) = (1/n) Delta^(l)T A^(l-1); dC/db^(l) = (1/n) sum_rows Delta^(l).
-        Returns C as a 0-d backend array.
+        MATH.md: Delta^(L) = dC_0/dA^(L) * g'^(L)(Z^(L)), then every layer's backward from the top:
+        for Dense layer l, dC/dW^(l) = (1/n) Delta^(l)T A^(l-1), dC/db^(l) = (1/n) sum_rows Delta^(l)
+        and Delta^(l-1) = (Delta^(l) W^(l)) * g'^(l-1)(Z^(l-1)). Returns C as a 0-d backend array.
+
+        ``watch(i, ws, inputs)`` (:mod:`gpubp.trace`) is called as the backward pass reaches layer
+        i = k (the last; after the forward pass), k-1, ..., 1 and 0 (the end), before layer i runs.
         """
-        ops = self.backend.ops
         n = X.shape[0]
+        if run is None:
+            run = self._pass(True, n)
         ws = self._workspace(n)
-        self._forward(X, ws)
-        L = self.L
-        out = self.layers[L]
-        C = ops.loss_head(self.loss, out.activation, ws.Z[L], ws.A[L], Y, ws.Delta[L])
-        for l in range(L, 0, -1):
-            layer = self.layers[l]
-            A_prev = ws.A[l - 1] if l > 1 else X
-            ops.grad_weights(ws.Delta[l], A_prev, out=layer.dW)
-            if layer.db is not None:
-                ops.grad_bias(ws.Delta[l], out=layer.db)
-            if l > 1:
-                below = self.layers[l - 1]
-                ops.backprop_linear(ws.Delta[l], layer.W, out=ws.Delta[l - 1])
-                ops.activation_backward(ws.Delta[l - 1], ws.Z[l - 1], ws.A[l - 1], below.activation, out=ws.Delta[l - 1])
+        k = len(self.layers) - 1
+        inputs: List[Any] = [None] * (k + 1)
+        self._forward(X, ws, run, inputs)
+        caches, layers = ws.caches, self.layers
+        out = caches[k]
+        if watch is not None:
+            watch(k, ws, inputs)
+        C = run.ops.loss_head(self.loss, layers[k].activation, out.Z, out.A, Y, out.dout)
+        layers[k].backward_from_delta(run, out, inputs[k], caches[k - 1].dout if k > 1 else None)
+        for i in range(k - 1, 0, -1):
+            if watch is not None:
+                watch(i, ws, inputs)
+            layers[i].backward(run, caches[i], inputs[i], caches[i - 1].dout if i > 1 else None)
+        if watch is not None:
+            watch(0, ws, inputs)
         return C
 
     def _add_l2(self, C: Any, n: Any) -> Any:
         """C + (lambda/2n) sum_l ||W^(l)||^2, and dC/dW^(l) += (lambda/n) W^(l) in the gradient buffer
-        (MATH.md, L2 penalty; biases are not penalised). ``n``: the rows the step averages over."""
+        (MATH.md, L2 penalty; biases and BatchNorm's parameters are not penalised). ``n``: the
+        rows the step averages over."""
         if not self._l2:
             return C
         ops = self.backend.ops
         scale = self._l2 / n
-        for layer in self.layers[1:]:
-            C = C + ops.l2_penalty(layer.W, layer.dW, scale)
+        for dense in self._dense:
+            C = C + ops.l2_penalty(dense.W, dense.dW, scale)
         return self.backend.xp.asarray(C)
 
-    def loss_and_grads(self, X: Any, Y: Any, comm: Any = None) -> Tuple[float, List[Tuple[Any, Optional[Any]]]]:
-        """C = (1/n) sum_i C_0^(i) and [(dC/dW^(l), dC/db^(l)) for l = 1..L], averaged over the n rows.
+    def _collectives_only(self, run: Pass) -> None:
+        """This rank's part in a distributed step in which it has no rows (its shard has run out)."""
+        for layer in self.layers[1:]:
+            layer.forward_collectives(run)
+        for layer in reversed(self.layers[1:]):
+            layer.backward_collectives(run)
 
-        With ``l2`` > 0, C and dC/dW^(l) include the penalty on the weights (MATH.md, L2 penalty).
+    def loss_and_grads(self, X: Any, Y: Any, comm: Any = None,
+                       training: bool = True) -> Tuple[float, List[Tuple[Any, Optional[Any]]]]:
+        """C = (1/n) sum_i C_0^(i) and the gradients, averaged over the n rows (with ``l2`` > 0, C and
+        dC/dW^(l) include the penalty on the weights: MATH.md, L2 penalty).
 
-        The gradients are copies (backend arrays); ``db`` is ``None`` when ``bias=False``.
-        With ``comm`` (from :func:`gpubp.distributed.init`) every rank passes its own rows and
-        gets the averages over all rows of all ranks, as one process would on their
-        concatenation; the first call broadcasts rank 0's parameters to every rank.
+        The gradients come as one tuple per layer with parameters, in order: ``(dC/dW^(l),
+        dC/db^(l))`` for a Dense layer (``db`` None without bias), ``(dC/dgamma, dC/dbeta)`` for a
+        BatchNorm; copies (backend arrays). The pass is a training pass (a new dropout mask,
+        BatchNorm on the batch's statistics, its running statistics updated), or with
+        ``training=False`` an inference pass. With ``comm`` (from :func:`gpubp.distributed.init`)
+        every rank passes its own rows and gets the averages over all rows of all ranks, as one
+        process would on their concatenation; the first call broadcasts rank 0's parameters.
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "loss_and_grads")
+        training = validation.check_bool(training, "training")
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "loss_and_grads")
+        rows, offset = self._rows(X.shape[0], comm)
+        run = self._pass(training, rows, comm, offset)
         with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
-            C = self._loss_and_grads(X, Y)
+            C = self._loss_and_grads(X, Y, run)
             if comm is not None:
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
             C = self._add_l2(C, distributed.step_rows(self, X, comm))
-        grads = [
-            (layer.dW.copy(), None if layer.db is None else layer.db.copy()) for layer in self.layers[1:]
-        ]
+        grads = []
+        for layer in self.layers[1:]:
+            names = [spec.name for spec in layer.param_specs()]
+            if isinstance(layer, Dense):
+                grads.append((layer.dW.copy(), None if layer.db is None else layer.db.copy()))
+            elif names:
+                grads.append(tuple(getattr(layer, "d" + name).copy() for name in names))
         return float(C), grads
 
     def train_step(self, X: Any, Y: Any, optimizer: "Optimizer", comm: Any = None) -> Any:
-        """One forward, backward and optimizer update on one batch; returns C as a 0-d array.
+        """One forward, backward and optimizer update on one batch (a training pass); returns C
+        as a 0-d array.
 
         The arguments are checked first (a rejected call changes neither the weights nor the
         optimizer); on the GPU that check is one synchronisation, the only one: the returned
@@ -313,33 +454,59 @@ class MLP:
         With ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
         over all their rows (one all-reduce) before the same update is applied on every rank.
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "train_step")
         validation.check_optimizer(optimizer, self)
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "train_step", optimizer)
+        rows, offset = self._rows(X.shape[0], comm)
+        self._pass(True, rows)  # checked before anything changes
         with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
-            return self._train_step(X, Y, optimizer, comm)
+            return self._train_step(X, Y, optimizer, comm, rows, offset)
 
-    def _train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None) -> Any:
+    def _train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None, rows: Optional[int] = None,
+                    row_offset: int = 0) -> Any:
         """:meth:`train_step` on arguments already checked (``fit``'s inner loop).
 
-        ``X is None`` is this rank's empty share of a distributed step (its shard has run out).
+        ``X is None`` is this rank's empty share of a distributed step (its shard has run out);
+        ``rows`` and ``row_offset`` place this rank's rows in the step (default: alone).
         """
         if X is None:
+            self._collectives_only(Pass(self.backend.ops, True, rows or 0, comm=comm))
             C = distributed.allreduce_gradients(self, None, 0, comm)
         else:
-            C = self._loss_and_grads(X, Y)
+            run = Pass(self.backend.ops, True, X.shape[0] if rows is None else rows, comm=comm, row_offset=row_offset)
+            C = self._loss_and_grads(X, Y, run)
             if comm is not None:
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         C = self._add_l2(C, distributed.step_rows(self, X, comm))
         optimizer.step(self)
         return C
 
+    # ---- looking inside -----------------------------------------------------------------
+    def trace(self, X: Any, Y: Any, training: bool = True) -> "Trace":
+        """One pass over X, Y with its inside kept (``trace[l]``: copies of Z^(l), A^(l), Delta^(l),
+        dC/dW^(l), dC/db^(l)); the pass the next training step runs, leaving the network as it was
+        (:mod:`gpubp.trace`)."""
+        from .trace import trace
+
+        return trace(self, X, Y, training=training)
+
+    def explain(self, X: Any, Y: Any, weight: Optional[str] = None, *, layer: Any = None, j: Optional[int] = None,
+                k: Optional[int] = None, training: bool = True) -> "Explanation":
+        """The tutorial's chain rule for one parameter in the numbers of this batch's pass (MATH.md,
+        One parameter, in numbers): ``weight`` as the tutorial writes it (``"w_12^(L)"``,
+        ``"w_22^(L-1)"``, ``"b_1^(2)"``; layers l = 1..L or ``L``, ``L-1``; nodes from 1), or
+        ``layer=``, ``j=``, ``k=`` (no ``k``: the bias b_j^(l)). See :mod:`gpubp.explain`."""
+        from .explain import explain
+
+        return explain(self, X, Y, weight, layer=layer, j=j, k=k, training=training)
+
     # ---- evaluation ------------------------------------------------------------------
     def evaluate(self, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
-        """(C, accuracy) over the whole of X, Y in batches; accuracy is None for non-class targets."""
+        """(C, accuracy) over the whole of X, Y in batches, in inference mode; accuracy is None
+        for non-class targets."""
         from .train import evaluate
 
         return evaluate(self, X, Y, batch_size=batch_size)
@@ -347,9 +514,8 @@ class MLP:
     def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Optional["Optimizer"] = None,
             validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
             progress: bool = True, callback: Any = None, initial_epoch: int = 0, comm: Any = None) -> "History":
-        """Train by mini-batch gradient descent; returns the per-epoch :class:`~gpubp.train.History`.
-
-        See :func:`gpubp.train.fit` for the arguments.
+        """Train by mini-batch gradient descent (training passes); returns the per-epoch
+        :class:`~gpubp.train.History`. See :func:`gpubp.train.fit` for the arguments.
         """
         from .train import fit
 
@@ -359,79 +525,92 @@ class MLP:
 
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:
-        """Write weights, architecture and dtype (and optimizer state) to ``path`` atomically."""
+        """Write weights, state, architecture and dtype (and optimizer state) to ``path`` atomically."""
         checkpoint.save(self, path, optimizer=optimizer)
 
+    @classmethod
+    def describe(cls, config: Any) -> Tuple["MLP", Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
+        """(the architecture ``config`` describes, configured but not allocated; the arrays a
+        checkpoint of it holds, {name: (shape, dtype)}: ``params``, and ``state`` where the network
+        has state) for ``config`` as :meth:`get_config` gives it. TypeError or ValueError, as the
+        constructor's, for anything else: this is how :mod:`gpubp.checkpoint` checks a file's
+        metadata before reading its arrays.
+        """
+        net = cls.__new__(cls)
+        net._configure(config)  # every rule of the constructor, no allocation
+        arrays = {"params": ((net.n_params,), net.dtype)}
+        if net._n_state:
+            arrays["state"] = ((net._n_state,), net.dtype)
+        return net, arrays
+
     def get_config(self) -> Dict[str, Any]:
-        """The constructor arguments that rebuild this architecture."""
-        return {
-            "sizes": list(self.sizes),
-            "activation": [a.name for a in self.activations[:-1]],
-            "output_activation": self.activations[-1].name,
-            "loss": self.loss.name,
-            "dtype": self.dtype.name,
-            "seed": self.seed,
-            "bias": self.bias,
-            "l2": self.l2,
-        }
+        """What rebuilds this architecture (:meth:`from_config`): the constructor's arguments for
+        a network built from sizes, ``input`` and ``layers`` (each layer's config) otherwise."""
+        if self._config is not None:
+            return {**{k: (list(v) if isinstance(v, list) else v) for k, v in self._config.items()}, "l2": self.l2}
+        return {"input": self.sizes[0], "layers": [layer.get_config() for layer in self.layers[1:]],
+                "loss": self.loss.name, "dtype": self.dtype.name, "seed": self.seed, "l2": self.l2}
 
     def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]:
-        """Pickle as a NumPy snapshot: configuration, weights, shuffling generator and epoch (GPU arrays
-        go to the host); unpickled on the backend it was pickled from where that can run, else on
-        the active one (:func:`network_state`, :func:`network_from_state`)."""
+        """Pickle as a NumPy snapshot: configuration, parameters, the layers' state, shuffling
+        generator and epoch (GPU arrays go to the host); unpickled on the backend it was pickled
+        from where that can run, else on the active one (:func:`network_state`)."""
         return network_from_state, (network_state(self),)
+
 
 def load(path: Any, optimizer: Any = None) -> MLP:
     """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend;
-    restores ``optimizer``'s state too if given. A file that does not describe a valid network
-    is refused with a :class:`~gpubp.errors.CheckpointError` naming it."""
-    meta, arrays = checkpoint.read(path)
-    name = checkpoint.check_path(path)
-    try:
-        cfg = dict(meta["config"])
-        hidden = cfg.pop("activation")
-        net = MLP(activation=hidden if hidden else "relu", **cfg)
-        params = arrays["params"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
-    if params.shape != (net.n_params,) or params.dtype != net.dtype:
-        raise CheckpointError(f"{name!r}: parameter buffer {params.shape}/{params.dtype} does not fit the architecture")
-    try:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng"]
-        epoch = int(meta.get("epoch", 0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r}: the shuffling generator's state is corrupted ({type(exc).__name__}: {exc})") from None
-    if optimizer is not None:  # checked before the network is finished, so a mismatch changes nothing
-        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
-    net._build(params)
-    net._rng, net.epoch = rng, epoch
+    restores ``optimizer``'s state too if given.
+
+    The file is untrusted (see :mod:`gpubp.checkpoint`): its metadata are checked by the
+    constructor's rules and against the stored arrays' headers before any array is read; the
+    parameters (and the layers' state) are then read straight into the network's buffers (no
+    random initialisation: the peak is about twice the parameters' size). Anything malformed is
+    a :class:`~gpubp.errors.CheckpointError` naming the file, and nothing (``optimizer``
+    included) changes unless the whole file is valid.
+    """
     if optimizer is not None:
-        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path)
+        validation.check_optimizer(optimizer)
+    with checkpoint.Checkpoint(path, MLP.describe) as ck:
+        if optimizer is not None:
+            ck.check_optimizer(optimizer, ck.n_params)
+        loaded = {key: ck.read(key) for key in ("params", "state") if key in ck.archive.members}
+        params, state = loaded["params"], loaded.get("state")
+        opt_state = ck.optimizer_state() if optimizer is not None else None
+        if opt_state is not None:
+            loaded.update({f"optimizer/{k}": v for k, v in opt_state["state"].items()})
+        ck.verify(loaded)
+        del loaded
+        net = MLP.from_parameters(params, state=state, **ck.config)  # out of memory: an error naming the sizes
+        try:
+            net._set_host_state(ck.host_state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ck._error("a layer's saved state is corrupted", exc) from None
+        net._rng, net.epoch = ck.rng, ck.epoch
+    if optimizer is not None:
+        optimizer.load_state_dict(opt_state, net)
     return net
 
 
 def network_state(net: MLP) -> Dict[str, Any]:
-    """What rebuilds ``net`` anywhere, in plain Python and NumPy: its configuration, a host copy of
-    the parameter buffer, the shuffling generator's state, the epoch count and the backend's name
-    (what pickling a network keeps; :func:`network_from_state` reverses it)."""
-    return {"config": net.get_config(), "params": net.backend.to_numpy(net.params).copy(),
-            "rng": net._rng.bit_generator.state, "epoch": int(net.epoch), "backend": net.backend.name}
+    """What rebuilds ``net`` anywhere, in plain Python and NumPy: its configuration, host copies of
+    the parameter and state buffers, the layers' host state (dropout streams), the shuffling
+    generator's state, the epoch count and the backend's name (what pickling a network keeps;
+    :func:`network_from_state` reverses it)."""
+    to_np = net.backend.to_numpy
+    return {"config": net.get_config(), "params": to_np(net.params).copy(), "state": to_np(net.state).copy(),
+            "host_state": net._host_state(), "rng": net._rng.bit_generator.state, "epoch": int(net.epoch),
+            "backend": net.backend.name}
 
 
 def network_from_state(state: Dict[str, Any]) -> MLP:
     """The network :func:`network_state` described, on the backend it came from where that can run
     here (a network from a GPU comes back to the GPU), else on the active backend."""
-    cfg = dict(state["config"])
-    hidden = cfg.pop("activation")
     saved = state.get("backend")
     move = saved is not None and saved != get_backend().name and (saved != "cupy" or cupy_problem() is None)
     with use_backend(saved) if move else contextlib.nullcontext():
-        net = MLP(activation=hidden if hidden else "relu", **cfg)
-    params = np.asarray(state["params"])
-    if params.shape != (net.n_params,):
-        raise ValueError(f"network state: parameter buffer of shape {params.shape} does not fit {net!r}")
-    net._build(params)
+        net = MLP.from_parameters(np.array(state["params"]), state=np.array(state["state"]), **state["config"])
+    net._set_host_state(state["host_state"])
     net._rng.bit_generator.state = state["rng"]
     net.epoch = int(state["epoch"])
     return net

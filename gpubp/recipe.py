@@ -53,6 +53,8 @@ class TrainConfig:
     nesterov: bool = False
     epochs: int = 40
     batch_size: int = 32
+    dropout: float = 0.0
+    batch_norm: bool = False
     dtype: str = "float32"
     seed: int = 0
     split_seed: int = 0
@@ -102,7 +104,7 @@ class TrainConfig:
         from .network import MLP
 
         return MLP(list(self.sizes(data)), activation=self.activation, output_activation=self.output_activation,
-                   loss=self.loss, dtype=self.dtype, seed=self.seed)
+                   loss=self.loss, dtype=self.dtype, seed=self.seed, dropout=self.dropout, batch_norm=self.batch_norm)
 
     def optimizer_arguments(self) -> Dict[str, Any]:
         """The learning rate, and momentum and Nesterov where the optimizer takes them."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import distributed, memory, validation
 from .backend import is_device_array
 from .errors import NonFiniteError
+from .progress import progress_bar
 
 
 class History(dict):
@@ -51,11 +51,12 @@ def _n_correct(A: Any, classes: Any) -> Any:
 
 
 def _host_nbytes(net: Any, X: Any, Y: Any) -> int:
-    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes."""
-    rows_x = int(np.prod(getattr(X, "shape", (0,)), dtype=np.int64))
-    rows_y = int(np.prod(getattr(Y, "shape", (0,)), dtype=np.int64))
-    n = int(getattr(X, "shape", (0,))[0]) if getattr(X, "ndim", 0) else 0
-    return rows_x * net.dtype.itemsize + rows_y * 8 + n * 8
+    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes
+    (0 for what is not a host array yet: it is checked, and refused or converted, afterwards)."""
+    x = X.size if isinstance(X, np.ndarray) else 0
+    y = Y.size if isinstance(Y, np.ndarray) else 0
+    n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim else 0
+    return int(x) * net.dtype.itemsize + int(y) * 8 + int(n) * 8
 
 
 def _upload(backend: Any, dst: Any, src: np.ndarray) -> None:
@@ -83,9 +84,25 @@ class _Data:
         self.n = self.X.shape[0]
         self._buffers: Dict[int, Tuple[Any, ...]] = {}
 
-    def order(self, rng: Optional[np.random.Generator]) -> Any:
-        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it."""
-        order = rng.permutation(self.n) if rng is not None else np.arange(self.n)
+    def order(self, rng: Optional[np.random.Generator], rank: int = 0, ranks: int = 1, rows: int = 0) -> Any:
+        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it.
+
+        In a distributed fit (``ranks`` > 1) every rank holds the same generator (rank 0's,
+        broadcast when fit starts) and draws the same ``ranks`` permutations of ``rows`` (the
+        largest shard's row count), keeping permutation ``rank`` restricted to its own n rows:
+        a uniform permutation of them, independent of the other ranks', while the generators
+        of all ranks stay equal. So the one generator state a checkpoint holds resumes every
+        rank exactly, whatever the shards' sizes. One process draws ``rng.permutation(n)``.
+        """
+        if rng is None:
+            order = np.arange(self.n)
+        elif ranks == 1:
+            order = rng.permutation(self.n)
+        else:
+            for k in range(ranks):
+                drawn = rng.permutation(rows)
+                if k == rank:
+                    order = drawn[drawn < self.n]
         return order if self.stream else self.backend.asarray(order)
 
     def _buffers_for(self, nb: int) -> Tuple[Any, ...]:
@@ -152,31 +169,42 @@ CHECK_EVERY = 32
 
 
 class _Snapshot:
-    """The weights and optimizer state before batch ``index`` of the epoch, in buffers allocated once."""
+    """The weights, layer state (running statistics, dropout streams) and optimizer state before
+    batch ``index`` of the epoch, in buffers allocated once."""
 
     def __init__(self, net: Any, state: Dict[str, Any]):
         xp = net.backend.xp
         self.params = xp.empty_like(net.params)
+        self.layer_state = xp.empty_like(net.state)
+        self.host: Any = None
         self.state = {k: xp.empty_like(v) for k, v in state.items()}
         self.t: Any = None
         self.index = -1  # -1: holds nothing yet
 
 
 class _Guard:
-    """Stops ``fit`` at the first non-finite loss or gradient and puts back the newest finite state.
+    """Stops ``fit`` at the first non-finite loss, gradient or weight and puts back the newest finite state.
 
     After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
     gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
     sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
-    0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On the GPU s is written into a small device vector
-    that is read back once every ``CHECK_EVERY`` batches and at the end of the epoch: one
-    synchronisation per window, none per batch.
+    0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On
+    the GPU s is written into a small device vector that is read back once every
+    ``CHECK_EVERY`` batches and at the end of the epoch: one synchronisation per window, none
+    per batch. At the end of every window (and so of every epoch) the weights the window's
+    updates left are checked too, sum_w w in the same read-back: an update can overflow the
+    weights while the loss and gradients it was computed from are finite (the last update of a
+    run, which no later step would see, or weights gone to -inf into a ReLU that then never
+    fires); the window is then replayed from the verified state to find the first update that
+    did it. So ``fit`` never returns with non-finite weights.
 
     Restore point: when batch k (of the epoch, from 0) is the first with a NaN or inf, the
     weights P_k it was computed from are useless (their loss or gradient is not finite, at
     any learning rate); the newest useful state is P_{k-1}, the one before batch k-1's update,
     whose loss and gradient were finite: retaking that step with a lower learning rate is how
-    training goes on (for k = 0 it is P_0, the state at the start of the epoch). Two snapshots
+    training goes on (for k = 0 it is P_0, the state at the start of the epoch). Weights made
+    non-finite by batch i's update count as batch k = i + 1 failing (the restore point is P_i,
+    before that update). Two snapshots
     make it reachable without a copy per step: ``verified`` holds the state before the last
     batch of the previous window (whose check passed), ``spare`` receives the state before
     the last batch of the current window and replaces ``verified`` when the window passes. On
@@ -196,7 +224,8 @@ class _Guard:
             bind(net)
         state = self._opt_state()
         self.verified, self.spare = _Snapshot(net, state), _Snapshot(net, state)
-        self.sums = None if self.on_host else self.xp.empty(every, dtype=net.dtype)
+        # the window's s values, and one slot for the weights' sum at the window's end
+        self.sums = None if self.on_host else self.xp.empty(every + 1, dtype=net.dtype)
         self.window = 0  # the epoch's batch index where the current window starts
         self.count = 0  # steps recorded in the current window
 
@@ -208,6 +237,8 @@ class _Guard:
 
     def _save(self, snap: _Snapshot, index: int) -> None:
         self.xp.copyto(snap.params, self.net.params)
+        self.xp.copyto(snap.layer_state, self.net.state)
+        snap.host = self.net._host_state()
         for k, v in self._opt_state().items():
             self.xp.copyto(snap.state[k], v)
         snap.t, snap.index = getattr(self.optimizer, "t", None), index
@@ -217,16 +248,23 @@ class _Guard:
         returns the batch index it was taken before."""
         snap = self.verified
         self.xp.copyto(self.net.params, snap.params)
+        self.xp.copyto(self.net.state, snap.layer_state)
+        if snap.host is not None:
+            self.net._set_host_state(snap.host)
         for k, v in self._opt_state().items():
             self.xp.copyto(v, snap.state[k])
         if snap.t is not None:
             self.optimizer.t = snap.t
         return snap.index
 
-    def begin_epoch(self) -> None:
+    def begin_epoch(self, step: Callable[[int], Any]) -> None:
+        """Start an epoch whose batch ``i`` is re-run by ``step(i)`` (gather, forward, backward,
+        update; returns C) when the guard replays."""
+        self.step = step
         self._save(self.verified, 0)
         self.spare.index = -1
         self.window, self.count = 0, 0
+        self.weights_failed = False
 
     def before_step(self, b: int, last: bool) -> None:
         """Called before batch ``b``: keep the state before a window's last batch in ``spare``."""
@@ -236,8 +274,12 @@ class _Guard:
     def _value(self, C: Any) -> Any:
         return C + self.net.grads.sum()
 
+    def _weights_finite(self) -> bool:
+        return bool(self.xp.isfinite(self.net.params.sum()))
+
     def after_step(self, b: int, C: Any, last: bool) -> Optional[int]:
-        """Record batch ``b``'s check; the index of the first non-finite batch once known, else None."""
+        """Record batch ``b``'s check; the index k of the first non-finite batch once known (k = i + 1
+        when batch i's update made the weights non-finite; ``weights_failed`` says which), else None."""
         s = self._value(C)
         self.count += 1
         if self.on_host:
@@ -247,28 +289,52 @@ class _Guard:
             self.sums[self.count - 1] = s
         if self.count < self.every and not last:
             return None
-        if not self.on_host:  # the one synchronisation of the window
-            flags = self.xp.isfinite(self.sums[: self.count]).get()
-            if not flags.all():
-                return self.window + int(np.argmin(flags))
+        if self.on_host:
+            weights_ok = self._weights_finite()
+        else:  # the one synchronisation of the window: every step's s and the weights' sum
+            self.sums[self.count] = self.net.params.sum()
+            flags = self.xp.isfinite(self.sums[: self.count + 1]).get()
+            if not flags[: self.count].all():
+                return self.window + int(np.argmin(flags[: self.count]))
+            weights_ok = bool(flags[self.count])
+        if not weights_ok:
+            return self._locate(b)
         if self.spare.index == b:  # the window passed: the state before its last batch is verified
             self.verified, self.spare = self.spare, self.verified
             self.spare.index = -1
         self.window, self.count = b + 1, 0
         return None
 
-    def rewind(self, k: int, step: Callable[[int], Any]) -> int:
-        """Batch ``k`` is the first non-finite one: put back the state before batch k-1 (or
-        before k = 0); returns the index of the batch the restored state comes before.
+    def _first_failure(self, i: int) -> Tuple[Optional[int], bool]:
+        """Re-run batch ``i``: (i, False) if its loss or gradient is not finite, (i + 1, True) if its
+        update made the weights non-finite, else (None, False)."""
+        if not bool(self.xp.isfinite(self._value(self.step(i)))):
+            return i, False
+        if not self._weights_finite():
+            return i + 1, True
+        return None, False
 
-        ``step(i)`` re-runs batch ``i`` of the epoch (gather, forward, backward, update).
-        """
+    def _locate(self, end: int) -> int:
+        """The weights are not finite after batch ``end``: replay from the verified state (whose
+        weights are finite) to the first batch that fails, and return its k."""
+        start = self.restore()
+        for i in range(start, end + 1):
+            k, self.weights_failed = self._first_failure(i)
+            if k is not None:
+                return k
+        self.weights_failed = True  # a replay that rounds differently (GPU): blame the last update
+        return end + 1
+
+    def rewind(self, k: int) -> int:
+        """Batch ``k`` is the first non-finite one: put back the state before batch k-1 (or
+        before k = 0); returns the index of the batch the restored state comes before."""
         target = max(k - 1, self.verified.index)
         while True:
             start = self.restore()
             for i in range(start, target):
-                if not bool(self.xp.isfinite(self._value(step(i)))):
-                    target = max(i - 1, start)  # replay met an earlier failure: go before it
+                failed, _ = self._first_failure(i)
+                if failed is not None:
+                    target = max(failed - 1, start)  # replay met an earlier failure: go before it
                     break
             else:
                 return target
@@ -333,7 +399,7 @@ def fit(
     """
     from .optim import Adam
 
-    comm = distributed.check_comm(comm)
+    comm = distributed.check_comm(comm, "fit")
     epochs = validation.check_int(epochs, "epochs", 0)
     initial_epoch = validation.check_int(initial_epoch, "initial_epoch", 0)
     if initial_epoch > epochs:
@@ -362,37 +428,50 @@ def fit(
     n = data.n
     n_batches = -(-n // batch_size)
     n_total, step_rows = n, None
+    shuffling = (0, 1, n)  # (this rank, ranks, rows of the largest shard): see _Data.order
     if comm is not None and comm.size > 1:
         # checked before the first collective that depends on them: ranks that disagree on the
         # network, the optimizer or the loop's shape would otherwise hang or abort inside MPI
-        cfg = net.get_config()
         counts, n_total = distributed.global_rows(
-            comm, n, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=shuffle,
-            validation=val is not None, optimizer=type(optimizer).__name__,
-            network=(cfg["sizes"], cfg["activation"], cfg["output_activation"], cfg["loss"], cfg["dtype"], cfg["bias"],
-                     cfg["l2"]))
-        distributed.broadcast_parameters(net, comm, optimizer)
+            comm, n, entry="fit", batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch, shuffle=shuffle,
+            validation=val is not None, optimizer=distributed.optimizer_config(optimizer),
+            network=distributed.network_config(net))
+        shuffling = (comm.rank, comm.size, max(counts))
         n_batches = max(-(-c // batch_size) for c in counts)
-        # rows of all ranks in step k (a rank whose shard has run out adds none)
-        step_rows = [sum(min(batch_size, max(0, c - k * batch_size)) for c in counts) for k in range(n_batches)]
+        # rows of all ranks in step k (a rank whose shard has run out adds none), and of the ranks
+        # before this one (where a layer's rows continue those of the previous ranks)
+        shares = [[min(batch_size, max(0, c - k * batch_size)) for c in counts] for k in range(n_batches)]
+        step_rows = [sum(share) for share in shares]
+        offsets = [sum(share[: comm.rank]) for share in shares]
+    else:
+        step_rows = [min(batch_size, n - k * batch_size) for k in range(n_batches)]
+        offsets = [0] * n_batches
+    if net._batch_norm and min(step_rows) < 2:
+        raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step; batch_size={batch_size} over "
+                         f"{n_total} rows makes a step of {min(step_rows)} row: choose another batch_size")
+    if comm is not None and comm.size > 1:
+        distributed.broadcast_parameters(net, comm, optimizer)
+    else:
+        step_rows = None
     guard = _Guard(net, optimizer, CHECK_EVERY)
     epoch, b = initial_epoch + 1, 0
 
     for epoch in range(initial_epoch + 1, epochs + 1):
-        order = data.order(net._rng if shuffle else None)
+        order = data.order(net._rng if shuffle else None, *shuffling)
 
-        def step(i: int) -> Tuple[Any, Optional[Any], Optional[Any]]:
+        def step(i: int, order: Any = order) -> Tuple[Any, Optional[Any], Optional[Any]]:
             """Batch i of the epoch: (C, this rank's X_b or None when its shard has run out, classes)."""
             if i * batch_size >= n:  # an empty share of a distributed step
-                return net._train_step(None, None, optimizer, comm), None, None
+                return net._train_step(None, None, optimizer, comm, step_rows[i]), None, None
             Xb, Yb, Cb = data.gather(order[i * batch_size : (i + 1) * batch_size])
-            return net._train_step(Xb, Yb, optimizer, comm), Xb, Cb
+            if step_rows is None:
+                return net._train_step(Xb, Yb, optimizer, comm), Xb, Cb
+            return net._train_step(Xb, Yb, optimizer, comm, step_rows[i], offsets[i]), Xb, Cb
 
         loss_sum = xp.zeros((), dtype=np.float64)  # bookkeeping only, summed like evaluate's
         correct = xp.zeros((), dtype=xp.int64)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-                   disable=None if progress and (comm is None or comm.rank == 0) else True)
-        guard.begin_epoch()
+        bar = progress_bar(n_batches, f"epoch {epoch}/{epochs}", progress and (comm is None or comm.rank == 0))
+        guard.begin_epoch(lambda i, step=step: step(i)[0])
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
                 for b in range(n_batches):
@@ -401,13 +480,15 @@ def fit(
                     C, Xb, Cb = step(b)
                     bad = guard.after_step(b, C, last)
                     if bad is not None:
-                        restored = guard.rewind(bad, lambda i: step(i)[0])
+                        restored = guard.rewind(bad)
+                        what = (f"the update of batch {bad} of {n_batches} made the weights NaN or inf"
+                                if guard.weights_failed else
+                                f"batch {bad + 1} of {n_batches}: its loss or a gradient is NaN or inf")
                         raise NonFiniteError(
-                            f"training diverged at epoch {epoch}, batch {bad + 1} of {n_batches}: its loss or a "
-                            f"gradient is NaN or inf. The weights and optimizer state are restored to their values "
-                            f"before batch {restored + 1}, the newest ones with a finite loss and gradient: lower the "
-                            f"learning rate and call fit again (initial_epoch={epoch - 1} keeps the epoch numbers).",
-                            epoch=epoch, batch=bad + 1)
+                            f"training diverged at epoch {epoch}, {what}. The weights and optimizer state are "
+                            f"restored to their values before batch {restored + 1}, the newest ones with a finite loss "
+                            f"and gradient: lower the learning rate and call fit again (initial_epoch={epoch - 1} "
+                            f"keeps the epoch numbers).", epoch=epoch, batch=bad if guard.weights_failed else bad + 1)
                     loss_sum += C * (Xb.shape[0] if step_rows is None else step_rows[b])
                     if Cb is not None:
                         # the outputs of this batch's forward pass, before the update

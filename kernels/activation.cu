@@ -1,39 +1,17 @@
-// Forward and backward of the activations (MATH.md: A = g(Z), Delta = dA * g'(Z)).
+// Forward and backward of the activations (MATH.md: A = g(Z), Delta = dA * g'(Z)); the forward
+// pass is gpubp_forward_body of gpubp_common.cuh, which dropout.cu shares.
 // Compiled after gpubp_common.cuh and the generated activation functors (Act below is one
 // gpubp_act_<name>).
-
-// Z^(l) += b^(l) (broadcast over the rows) when Bias, then A^(l) = g(Z^(l)). Z keeps the
-// biased pre-activation because the backward pass needs it.
-template <typename T, typename Act, bool Bias>
-__device__ __forceinline__ void gpubp_forward_body(T* Z, const T* __restrict__ b, T* A,
-                                                   const gpubp_index rows, const gpubp_index cols) {
-    const gpubp_index size = rows * cols;
-    const gpubp_index stride = GPUBP_FLAT_STRIDE;
-    gpubp_index i = GPUBP_FLAT_START;
-    // the column of flat index i, kept up to date without a 64-bit division per element
-    gpubp_index col = (Bias && cols > 0) ? i % cols : 0;
-    const gpubp_index col_step = (Bias && cols > 0) ? stride % cols : 0;
-    for (; i < size; i += stride) {
-        T z = Z[i];
-        if (Bias) {
-            z += b[col];
-            Z[i] = z;
-            col += col_step;
-            if (col >= cols) col -= cols;
-        }
-        A[i] = Act::forward(z);
-    }
-}
 
 template <typename T, typename Act>
 __global__ void bias_act_forward(T* Z, const T* __restrict__ b, T* A,
                                  const gpubp_index rows, const gpubp_index cols) {
-    gpubp_forward_body<T, Act, true>(Z, b, A, rows, cols);
+    gpubp_forward_body<T, Act, true, false>(Z, b, A, (T*)0, rows, cols, T(0), T(1), 0, 0, 0, 0);
 }
 
 template <typename T, typename Act>
 __global__ void act_forward(T* Z, T* A, const gpubp_index rows, const gpubp_index cols) {
-    gpubp_forward_body<T, Act, false>(Z, (const T*)0, A, rows, cols);
+    gpubp_forward_body<T, Act, false, false>(Z, (const T*)0, A, (T*)0, rows, cols, T(0), T(1), 0, 0, 0, 0);
 }
 
 // Delta = dA * g'(Z) (g' reads Z or A, whichever is cheaper). Delta may be dA (in place).

@@ -91,3 +91,91 @@ __device__ __forceinline__ T gpubp_block_reduce(T v, T* buf, const Op op) {
     __syncthreads();  // buf is reused by the caller's next reduction
     return r;
 }
+
+// ---- the dropout generator (gpubp/philox.py) ---------------------------------------------
+// Philox4x64-10 (Salmon et al., SC 2011): four 64-bit words from a 256-bit counter and a
+// 128-bit key, with no state in between, so every thread computes its own element's number.
+// The same function as NumPy's numpy.random.Philox, read the same way, so a seed's masks are
+// the same on the GPU and on the host.
+struct gpubp_philox_block { unsigned long long w[4]; };
+
+__device__ __forceinline__ gpubp_philox_block gpubp_philox4x64(unsigned long long c0, unsigned long long c1,
+                                                              unsigned long long c2, unsigned long long c3,
+                                                              unsigned long long k0, unsigned long long k1) {
+    for (int round = 0; round < 10; ++round) {
+        const unsigned long long lo0 = 0xD2E7470EE14C6C93ull * c0, hi0 = __umul64hi(0xD2E7470EE14C6C93ull, c0);
+        const unsigned long long lo1 = 0xCA5A826395121157ull * c2, hi1 = __umul64hi(0xCA5A826395121157ull, c2);
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B97F4A7C15ull;
+        k1 += 0xBB67AE8584CAA73Bull;
+    }
+    gpubp_philox_block out = {{c0, c1, c2, c3}};
+    return out;
+}
+
+// The uniform number in [0, 1) of element e of dropout call `call` of stream (seed, stream):
+// counter (block + 1, call, 0, 0); float64 takes word e % 4 of block e / 4 as (w >> 11) 2^-53,
+// float32 the low (even e) or high half of word (e / 2) % 4 of block e / 8 as (h >> 8) 2^-24.
+template <typename T>
+__device__ __forceinline__ T gpubp_uniform(unsigned long long seed, unsigned long long stream,
+                                           unsigned long long call, unsigned long long e);
+template <>
+__device__ __forceinline__ double gpubp_uniform<double>(unsigned long long seed, unsigned long long stream,
+                                                        unsigned long long call, unsigned long long e) {
+    const gpubp_philox_block r = gpubp_philox4x64(e / 4 + 1, call, 0, 0, seed, stream);
+    return (double)(r.w[e % 4] >> 11) * 1.1102230246251565e-16;  // 2^-53
+}
+template <>
+__device__ __forceinline__ float gpubp_uniform<float>(unsigned long long seed, unsigned long long stream,
+                                                      unsigned long long call, unsigned long long e) {
+    const gpubp_philox_block r = gpubp_philox4x64(e / 8 + 1, call, 0, 0, seed, stream);
+    const unsigned long long w = r.w[(e / 2) % 4];
+    const unsigned int half = (unsigned int)((e % 2) ? (w >> 32) : (w & 0xFFFFFFFFull));
+    return (float)(half >> 8) * 5.9604644775390625e-08f;  // 2^-24
+}
+
+// The dropout factor of element e: m / (1 - p) = `scale` where kept (u >= p), 0 where dropped.
+template <typename T>
+__device__ __forceinline__ T gpubp_keep(const T p, const T scale, unsigned long long seed,
+                                        unsigned long long stream, unsigned long long call,
+                                        unsigned long long e) {
+    return gpubp_uniform<T>(seed, stream, call, e) >= p ? scale : T(0);
+}
+
+// The parameters every dropout kernel takes after its own (the draw of one training pass).
+#define GPUBP_DROPOUT_PARAMS const T p, const T scale, const unsigned long long seed, \
+    const unsigned long long stream, const unsigned long long call, const unsigned long long offset
+#define GPUBP_DROPOUT_ARGS p, scale, seed, stream, call, offset
+
+// ---- the elementwise forward pass (activation.cu and dropout.cu) -------------------------
+// Z^(l) += b^(l) (broadcast over the rows) when Bias, then A^(l) = g(Z^(l)), and when Drop the
+// dropout right after the activation: D = A * m / (1 - p), m drawn here for element offset + i
+// (no mask array). Z keeps the biased pre-activation and A the activation: the backward pass
+// needs them.
+template <typename T, typename Act, bool Bias, bool Drop>
+__device__ __forceinline__ void gpubp_forward_body(T* Z, const T* __restrict__ b, T* A, T* D,
+                                                   const gpubp_index rows, const gpubp_index cols,
+                                                   GPUBP_DROPOUT_PARAMS) {
+    const gpubp_index size = rows * cols;
+    const gpubp_index stride = GPUBP_FLAT_STRIDE;
+    gpubp_index i = GPUBP_FLAT_START;
+    // the column of flat index i, kept up to date without a 64-bit division per element
+    gpubp_index col = (Bias && cols > 0) ? i % cols : 0;
+    const gpubp_index col_step = (Bias && cols > 0) ? stride % cols : 0;
+    for (; i < size; i += stride) {
+        T z = Z[i];
+        if (Bias) {
+            z += b[col];
+            Z[i] = z;
+            col += col_step;
+            if (col >= cols) col -= cols;
+        }
+        const T a = Act::forward(z);
+        A[i] = a;
+        if (Drop) D[i] = a * gpubp_keep<T>(p, scale, seed, stream, call, (unsigned long long)(offset + i));
+    }
+}
+

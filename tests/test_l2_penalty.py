@@ -133,5 +133,5 @@ def test_network_pickled_on_a_gpu_comes_back_on_the_active_backend_where_there_i
     assert back.backend.name == gpubp.get_backend().name == "numpy"
     np.testing.assert_array_equal(back.params, net.params)
     state["params"] = state["params"][:-1]
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match="params must be an array of shape"):
         network_from_state(state)

@@ -3,7 +3,6 @@ Pipeline, GridSearchCV, cross_val_score, clone, the fitted attributes, refused c
 optional import."""
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import subprocess

@@ -201,27 +201,41 @@ def train_flops(sizes: Sequence[int], n: int) -> float:
     return 2.0 * n * (2 * sum(weights) + sum(weights[1:]))
 
 
+#: The layers a training step benchmark runs between its Dense layers (see :func:`train_step_case`).
+TRAIN_LAYERS = ("dense", "dropout", "batch_norm")
+#: The drop probability of the ``dropout`` step.
+TRAIN_DROPOUT = 0.2
+
+
 def train_step_case(backend: str, n: int, optimizer: str = "sgd", dtype: str = "float32",
-                    sizes: Sequence[int] = TRAIN_SIZES) -> Case:
+                    sizes: Sequence[int] = TRAIN_SIZES, layers: str = "dense") -> Case:
     """One training step (forward, backward, update) of a ReLU MLP with softmax cross-entropy.
 
+    ``layers``: ``dense`` (Dense layers only), ``dropout`` (a Dropout of p = 0.2 after each
+    hidden activation) or ``batch_norm`` (a BatchNorm after each hidden layer's linear part),
+    the same layers in PyTorch (``torch.nn.Dropout``, ``torch.nn.BatchNorm1d``) for its column.
     ``gemm`` runs only the step's own matrix products, on the same buffers: the BLAS bound.
     The optimizer is ``sgd`` (MATH.md's update, lr 0.01) or ``adam`` (lr 1e-3).
     """
     from .. import network, optim
     from ..backend import use_backend
+    from ..layers import Dense
 
     _check_backend(backend, ("numpy", "gemm", "cupy", "torch"))
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
+    if layers not in TRAIN_LAYERS:
+        raise ValueError(f"layers must be one of {', '.join(TRAIN_LAYERS)}; got {layers!r}")
     X_host = random_array((n, sizes[0]), dtype, 5)
     y_host = np.random.default_rng(6).integers(0, sizes[-1], n)
-    group = f"train step {'-'.join(map(str, sizes))} {optimizer}  n={n} {dtype}"
+    extra = {"dense": "", "dropout": f" +dropout {TRAIN_DROPOUT}", "batch_norm": " +batchnorm"}[layers]
+    group = f"train step {'-'.join(map(str, sizes))}{extra} {optimizer}  n={n} {dtype}"
     flops = train_flops(sizes, n)
     if backend == "cupy":
         require_cupy()
     with use_backend("cupy" if backend == "cupy" else "numpy") as be:
-        net = network.MLP(list(sizes), activation="relu", loss="cross_entropy", dtype=dtype, seed=0)
+        net = network.MLP(list(sizes), activation="relu", loss="cross_entropy", dtype=dtype, seed=0,
+                          dropout=TRAIN_DROPOUT if layers == "dropout" else 0.0, batch_norm=layers == "batch_norm")
         X, y = be.asarray(X_host), be.asarray(y_host)
     opt = optim.SGD(lr=0.01) if optimizer == "sgd" else optim.Adam(lr=1e-3)
 
@@ -233,33 +247,39 @@ def train_step_case(backend: str, n: int, optimizer: str = "sgd", dtype: str = "
         case = Case(group, backend, f"n={n}", dtype, fn, be.synchronize, flops=flops, gpu=backend == "cupy")
     elif backend == "gemm":
         ws = net._workspace(n)
-        layers = net.layers
+        dense = [layer for layer in net.layers if isinstance(layer, Dense)]
         L = net.L
         net._loss_and_grads(X, y)  # realistic values in the buffers
+        inputs = [X] + [ws.A[l] for l in range(1, L)]  # (what feeds each Dense: the same shapes)
 
         ops = net.backend.ops  # the same BLAS calls as the step's, and nothing else
 
         def fn() -> None:
-            A_prev = X
             for l in range(1, L + 1):
-                ops.linear(A_prev, layers[l].W, out=ws.Z[l])
-                A_prev = ws.A[l]
+                ops.linear(inputs[l - 1], dense[l - 1].W, out=ws.Z[l])
             for l in range(L, 0, -1):
-                ops.grad_weights(ws.Delta[l], ws.A[l - 1] if l > 1 else X, out=layers[l].dW)
+                ops.grad_weights(ws.Delta[l], inputs[l - 1], out=dense[l - 1].dW)
                 if l > 1:
-                    ops.backprop_linear(ws.Delta[l], layers[l].W, out=ws.Delta[l - 1])
+                    ops.backprop_linear(ws.Delta[l], dense[l - 1].W, out=ws.Delta[l - 1])
 
         case = Case(group, backend, f"n={n}", dtype, fn, flops=flops)
     else:
         torch = require_torch()
         mods: List[Any] = []
+        dense = [layer for layer in net.layers if isinstance(layer, Dense)]
         for l in range(1, len(sizes)):
             lin = torch.nn.Linear(sizes[l - 1], sizes[l]).to(getattr(torch, dtype))
             with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(np.array(net.layers[l].W)))
-                lin.bias.copy_(torch.from_numpy(np.array(net.layers[l].b)))
-            mods += [lin, torch.nn.ReLU()]
-        model = torch.nn.Sequential(*mods[:-1])
+                lin.weight.copy_(torch.from_numpy(np.array(dense[l - 1].W)))
+                lin.bias.copy_(torch.from_numpy(np.array(dense[l - 1].b)))
+            mods.append(lin)
+            if l < len(sizes) - 1:
+                if layers == "batch_norm":
+                    mods.append(torch.nn.BatchNorm1d(sizes[l], momentum=0.1, eps=1e-5).to(getattr(torch, dtype)))
+                mods.append(torch.nn.ReLU())
+                if layers == "dropout":
+                    mods.append(torch.nn.Dropout(TRAIN_DROPOUT))
+        model = torch.nn.Sequential(*mods).train()
         topt = (torch.optim.SGD(model.parameters(), lr=0.01) if optimizer == "sgd"
                 else torch.optim.Adam(model.parameters(), lr=1e-3))
         tX, ty = torch.from_numpy(X_host), torch.from_numpy(y_host)
@@ -304,6 +324,7 @@ def epoch_case(backend: str) -> Case:
 CORE_HOT_PATH = ((32, 512), (256, 128), (256, 512), (256, 2048), (4096, 512), (4096, 2048))
 CORE_ACTIVATION_SHAPE = (2048, 512)
 CORE_TRAIN = ((256, "sgd"), (256, "adam"))
+CORE_LAYER_TRAIN = ((256, "sgd", "dropout"), (256, "sgd", "batch_norm"))
 
 
 def core_cases(backends: Sequence[str]) -> Iterable[Callable[[], Case]]:
@@ -317,6 +338,10 @@ def core_cases(backends: Sequence[str]) -> Iterable[Callable[[], Case]]:
         for b in backends:
             if b != "loop":
                 yield lambda b=b, n=n, opt=opt: train_step_case(b, n, opt)
+    for n, opt, layers in CORE_LAYER_TRAIN:
+        for b in backends:
+            if b != "loop":
+                yield lambda b=b, n=n, opt=opt, layers=layers: train_step_case(b, n, opt, layers=layers)
     for name in ELEMENTWISE:
         for b in backends:
             if b in ("numpy", "cupy"):

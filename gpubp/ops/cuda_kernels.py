@@ -1,4 +1,4 @@
-"""gpubp's CUDA kernels: where their sources live, how they are assembled, compiled and launched.
+"""gpubp's CUDA kernels: their table, where their sources live, how they are assembled and compiled.
 
 The kernels are CUDA C++ templates over the element type ``T`` in the ``kernels/`` folder
 (shipped in the wheel as ``gpubp.kernels``). Each source file is compiled as one NVRTC
@@ -18,8 +18,9 @@ instantiations compiled (for every dtype, and every activation where the kernel 
 the argument checks at launch, and the host-side wrappers of the test suite.
 
 Compilation is lazy: nothing is compiled or allocated on a device until a kernel is first
-launched, then each source is compiled once per (dtype, device) with NVRTC, the compiler
-CuPy itself uses, and kept for the life of the process. The program is compiled here rather
+launched (:mod:`gpubp.ops.cuda_launcher`), then each source is compiled once per process,
+dtype and device with NVRTC, the compiler CuPy itself uses (:mod:`gpubp.ops.kernel_cache`
+keeps the programs in memory and the binaries on disk). The program is compiled here rather
 than through ``cupy.RawModule`` because CuPy forces ``-ftz=true`` (denormals flushed to
 zero), which would make float32 results differ from NumPy's; the options used are
 :data:`NVRTC_OPTIONS`, and the very same :func:`nvrtc_compile` is what the test suite runs
@@ -29,8 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -38,9 +38,10 @@ import numpy as np
 
 from ..activations import ACTIVATIONS, Activation
 from ..errors import GpubpError
+from .kernel_cache import CompiledProgram
 
 COMMON_HEADER = "gpubp_common.cuh"
-SOURCES = ("activation.cu", "loss_heads.cu", "gradients.cu", "optimizers.cu")
+SOURCES = ("activation.cu", "dropout.cu", "loss_heads.cu", "gradients.cu", "optimizers.cu", "batch_norm.cu")
 CTYPES = {"float32": "float", "float64": "double"}
 DTYPES = tuple(CTYPES)
 
@@ -50,6 +51,12 @@ MAX_BLOCK = 256
 FLAT_BLOCK = 256
 # Resident threads per multiprocessor aimed at when sizing grids (2048 on sm_80 and sm_90).
 THREADS_PER_SM = 2048
+# A column reduction splits its rows across blocks only beyond this many rows (below, one
+# launch with no partial sums costs less than two), into chunks of at least MIN_CHUNK_ROWS.
+COLUMN_CHUNK_ROWS = 256
+MIN_CHUNK_ROWS = 32
+# CUDA's limit on gridDim.y.
+MAX_GRID_Y = 65535
 
 # IEEE semantics on the GPU as on the CPU: denormals kept, division and sqrt correctly
 # rounded. Multiply-adds may be fused (one rounding instead of two).
@@ -73,7 +80,8 @@ class Param:
 
     ``kind`` is ``in`` (``const T*``), ``out`` (``T*``, written; may alias an ``in`` array
     where the kernel says so), ``labels`` (``const long long*``), ``index`` (64-bit size),
-    ``scalar`` (a ``T``) or ``flag`` (an ``int``). For arrays, ``size`` names the ``index``
+    ``scalar`` (a ``T``), ``flag`` (an ``int``) or ``word`` (an ``unsigned long long``: the
+    dropout generator's key and counter words). For arrays, ``size`` names the ``index``
     parameters whose product is the array's length.
     """
 
@@ -87,7 +95,7 @@ class Param:
 
     def ctype(self, T: str) -> str:
         return {"in": f"const {T}*", "out": f"{T}*", "labels": "const long long*", "index": "long long",
-                "scalar": T, "flag": "int"}[self.kind]
+                "scalar": T, "flag": "int", "word": "unsigned long long"}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,8 @@ class KernelSpec:
 
     ``shape`` is how it is launched: ``flat`` (grid-stride over every element), ``rows``
     (a block per row, threads over the columns) or ``columns`` (threads over columns and
-    rows, reduced along the rows). ``per_activation`` kernels take the activation functor
+    rows, reduced along the rows; a two-dimensional grid, column tiles along x and chunks of
+    rows along y, see :func:`column_chunks`). ``per_activation`` kernels take the activation functor
     as their second template argument.
     """
 
@@ -123,13 +132,27 @@ def _kernel(name: str, source: str, shape: str, params: str, per_activation: boo
 
 
 _ROWS = "rows:index cols:index"
+# one training pass's dropout (gpubp/philox.py): p, 1/(1 - p), the stream's key words, the pass
+# number and the element offset of this rank's rows
+_DROP = " p:scalar scale:scalar seed:word stream:word call:word offset:word"
 _HEAD = "Z:in:rows*cols A:in:rows*cols Y:in:rows*cols Delta:out:rows*cols C0:out:rows " + _ROWS
+_BN_FORWARD = ("X:in:rows*cols mean:in:cols inv_std:in:cols gamma:in:cols beta:in:cols Xhat:out:rows*cols "
+               "Y:out:rows*cols A:out:rows*cols")
+_BN_SUMS = "dA:out:rows*cols Y:in:rows*cols A:in:rows*cols Xhat:in:rows*cols s1:out:cols s2:out:cols"
 KERNELS: Dict[str, KernelSpec] = {
     k.name: k
     for k in (
         _kernel("bias_act_forward", "activation.cu", "flat", "Z:out:rows*cols b:in:cols A:out:rows*cols " + _ROWS, True),
         _kernel("act_forward", "activation.cu", "flat", "Z:out:rows*cols A:out:rows*cols " + _ROWS, True),
         _kernel("act_backward", "activation.cu", "flat", "dA:in:size Z:in:size A:in:size Delta:out:size size:index", True),
+        _kernel("bias_act_dropout_forward", "dropout.cu", "flat",
+                "Z:out:rows*cols b:in:cols A:out:rows*cols D:out:rows*cols " + _ROWS + _DROP, True),
+        _kernel("act_dropout_forward", "dropout.cu", "flat",
+                "Z:out:rows*cols A:out:rows*cols D:out:rows*cols " + _ROWS + _DROP, True),
+        _kernel("act_dropout_backward", "dropout.cu", "flat",
+                "dA:in:size Z:in:size A:in:size Delta:out:size size:index" + _DROP, True),
+        _kernel("dropout_forward", "dropout.cu", "flat", "X:in:size out:out:size size:index" + _DROP),
+        _kernel("dropout_backward", "dropout.cu", "flat", "dY:in:size out:out:size size:index" + _DROP),
         _kernel("bias_softmax_forward", "activation.cu", "rows", "Z:out:rows*cols b:in:cols A:out:rows*cols " + _ROWS),
         _kernel("softmax_forward", "activation.cu", "rows", "Z:out:rows*cols A:out:rows*cols " + _ROWS),
         _kernel("softmax_backward", "activation.cu", "rows", "dA:in:rows*cols A:in:rows*cols Delta:out:rows*cols " + _ROWS),
@@ -139,7 +162,24 @@ KERNELS: Dict[str, KernelSpec] = {
         _kernel("head_xent_labels", "loss_heads.cu", "rows",
                 "Z:in:rows*cols A:in:rows*cols labels:labels:rows Delta:out:rows*cols C0:out:rows " + _ROWS),
         _kernel("head_bce", "loss_heads.cu", "rows", _HEAD),
-        _kernel("bias_grad", "gradients.cu", "columns", "Delta:in:rows*cols out:out:cols " + _ROWS + " scale:scalar"),
+        _kernel("bias_grad", "gradients.cu", "columns",
+                "Delta:in:rows*cols out:out:chunks*cols " + _ROWS + " chunks:index scale:scalar"),
+        _kernel("bn_sums", "batch_norm.cu", "columns",
+                "X:in:rows*cols shift:in:cols s1:out:cols s2:out:cols " + _ROWS),
+        _kernel("bn_stats", "batch_norm.cu", "flat",
+                "s1:in:cols s2:in:cols shift:in:cols running_mean:out:cols running_var:out:cols mean:out:cols "
+                "inv_std:out:cols cols:index count:scalar momentum:scalar eps:scalar training:flag update:flag"),
+        _kernel("bn_forward", "batch_norm.cu", "flat",
+                _BN_FORWARD + " " + _ROWS, True),
+        _kernel("bn_dropout_forward", "batch_norm.cu", "flat",
+                _BN_FORWARD + " D:out:rows*cols " + _ROWS + _DROP, True),
+        _kernel("bn_backward_sums", "batch_norm.cu", "columns", _BN_SUMS + " " + _ROWS, True),
+        _kernel("bn_dropout_backward_sums", "batch_norm.cu", "columns", _BN_SUMS + " " + _ROWS + _DROP, True),
+        _kernel("bn_param_grads", "batch_norm.cu", "flat",
+                "s1:in:cols s2:in:cols dgamma:out:cols dbeta:out:cols cols:index count:scalar"),
+        _kernel("bn_backward", "batch_norm.cu", "flat",
+                "Delta:in:rows*cols Xhat:in:rows*cols dgamma:in:cols dbeta:in:cols gamma:in:cols inv_std:in:cols "
+                "out:out:rows*cols " + _ROWS + " training:flag"),
         _kernel("sgd", "optimizers.cu", "flat", "params:out:size grads:in:size size:index lr:scalar wd:scalar"),
         _kernel("sgd_momentum", "optimizers.cu", "flat",
                 "params:out:size grads:in:size velocity:out:size size:index lr:scalar momentum:scalar wd:scalar "
@@ -246,17 +286,6 @@ def nvrtc_module() -> Any:
     return nvrtc
 
 
-@dataclass(frozen=True)
-class CompiledProgram:
-    """A compiled source: ``binary`` (cubin for ``sm_XX``, PTX for ``compute_XX``), the mangled
-    name of every instantiation, and the compiler's log (warnings)."""
-
-    binary: bytes
-    arch: str
-    lowered: Dict[str, str] = field(repr=False)
-    log: str = ""
-
-
 def nvrtc_compile(source_text: str, name: str, arch: str, name_expressions: Sequence[str],
                   options: Sequence[str] = NVRTC_OPTIONS) -> CompiledProgram:
     """Compile ``source_text`` with NVRTC for ``arch`` (``sm_90`` -> cubin, ``compute_90`` -> PTX).
@@ -317,11 +346,31 @@ def launch_shape(shape: str, sizes: Dict[str, int], multiprocessors: int,
         block = min(MAX_BLOCK, max(32, _pow2_at_least(cols)))
         return (max(1, min(rows, resident // block)),), (block,)
     if shape == "columns":
+        chunks = max(1, sizes.get("chunks", 1))
         bx = min(32, _pow2_at_least(cols))
-        by = min(MAX_BLOCK // bx, _pow2_at_least(rows))
+        by = min(MAX_BLOCK // bx, _pow2_at_least(-(-rows // chunks)))
         tiles = -(-cols // bx)
-        return (max(1, min(tiles, resident // (bx * by))),), (bx, by)
+        target = max(1, resident // (bx * by))
+        gy = max(1, min(chunks, MAX_GRID_Y, target))
+        return (max(1, min(tiles, target // gy)), gy), (bx, by)
     raise ValueError(f"unknown launch shape {shape!r}: expected flat, rows or columns")
+
+
+def column_chunks(rows: int, cols: int, multiprocessors: int, threads_per_sm: int = THREADS_PER_SM) -> int:
+    """How many chunks a column reduction (``bias_grad``) splits the rows of a (rows, cols)
+    matrix into, on a device of ``multiprocessors`` SMs.
+
+    1 (one launch, no partial sums) up to :data:`COLUMN_CHUNK_ROWS` rows, or when the column
+    tiles alone fill the device; otherwise as many chunks (of at least :data:`MIN_CHUNK_ROWS`
+    rows) as it takes for the blocks, column tiles x chunks, to fill every multiprocessor.
+    Then a second launch adds up the partial sums.
+    """
+    if rows <= COLUMN_CHUNK_ROWS:
+        return 1
+    bx = min(32, _pow2_at_least(cols))
+    tiles = -(-cols // bx)
+    blocks = max(1, multiprocessors) * max(FLAT_BLOCK, threads_per_sm) // MAX_BLOCK
+    return max(1, min(-(-rows // MIN_CHUNK_ROWS), blocks // tiles, MAX_GRID_Y))
 
 
 # ---- arguments -------------------------------------------------------------------------
@@ -369,73 +418,10 @@ def prepare_args(spec: KernelSpec, dtype: str, args: Sequence[Any], xp: Any) -> 
             out.append(T.type(a))
         elif p.kind == "flag":
             out.append(np.int32(bool(a)))
+        elif p.kind == "word":
+            if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)) or not 0 <= int(a) < 2**64:
+                raise TypeError(f"kernel {spec.name}: {p.name} must be an integer in [0, 2^64); got {a!r}")
+            out.append(np.uint64(int(a)))
         else:  # pragma: no cover - the table only uses the kinds above
             raise ValueError(f"unknown parameter kind {p.kind!r}")
     return out, sizes
-
-
-# ---- the run-time cache ----------------------------------------------------------------
-class CudaKernels:
-    """Compiles each source once per (dtype, device) on first use and launches its kernels.
-
-    Creating it touches no GPU; nothing is compiled until :meth:`launch` is first called.
-    """
-
-    def __init__(self) -> None:
-        self._modules: Dict[Tuple[str, str, int], Tuple[Any, Dict[str, str]]] = {}
-        self._functions: Dict[Tuple[str, str, Optional[str], int], Any] = {}
-        self._devices: Dict[int, Tuple[int, int]] = {}  # device -> (SMs, resident threads per SM)
-        self._lock = threading.Lock()
-
-    @property
-    def compiled(self) -> List[Tuple[str, str, int]]:
-        """The (source, dtype, device) programs compiled so far."""
-        return sorted(self._modules)
-
-    def _module(self, source: str, dtype: str, device: int) -> Tuple[Any, Dict[str, str]]:
-        key = (source, dtype, device)
-        with self._lock:
-            entry = self._modules.get(key)
-            if entry is None:
-                import cupy
-
-                cc = int(cupy.cuda.Device(device).compute_capability)
-                arch = runtime_arch(cc, nvrtc_module().getSupportedArchs())
-                program = nvrtc_compile(program_source(source), source, arch, instantiations(source, [dtype]))
-                module = cupy.cuda.function.Module()
-                # the driver reads PTX as a NUL-terminated string
-                module.load(program.binary if arch.startswith("sm_") else program.binary.rstrip(b"\0") + b"\0")
-                entry = self._modules[key] = (module, program.lowered)
-                attrs = cupy.cuda.Device(device).attributes
-                self._devices[device] = (int(attrs["MultiProcessorCount"]), int(attrs["MaxThreadsPerMultiProcessor"]))
-        return entry
-
-    def function(self, name: str, dtype: str, act: Optional[str] = None) -> Any:
-        """The compiled kernel ``name`` for ``dtype`` (and activation ``act``) on the current device."""
-        import cupy
-
-        device = cupy.cuda.Device().id
-        key = (name, dtype, act, device)
-        fn = self._functions.get(key)
-        if fn is None:
-            spec = KERNELS[name]
-            module, lowered = self._module(spec.source, dtype, device)
-            fn = self._functions[key] = module.get_function(lowered[spec.instantiation(dtype, act)])
-        return fn
-
-    def launch(self, name: str, dtype: Any, *args: Any, act: Optional[str] = None) -> None:
-        """Run kernel ``name`` on ``args`` (in the order of its parameters) on the current stream."""
-        import cupy
-
-        dtype = np.dtype(dtype).name
-        if dtype not in CTYPES:
-            raise TypeError(f"gpubp's kernels run on float32 or float64 arrays; got {dtype}")
-        spec = KERNELS[name]
-        if spec.per_activation and act not in ACTIVATIONS:
-            raise ValueError(f"kernel {name} needs an elementwise activation; got {act!r}")
-        converted, sizes = prepare_args(spec, dtype, args, cupy)
-        if any(v == 0 for v in sizes.values()):
-            return
-        fn = self.function(name, dtype, act if spec.per_activation else None)
-        grid, block = launch_shape(spec.shape, sizes, *self._devices[cupy.cuda.Device().id])
-        fn(grid, block, tuple(converted))

@@ -5,7 +5,7 @@ nothing once its buffers exist and touches memory as few times as possible:
 
 * every elementwise step is an ``out=`` ufunc into the caller's array or into a scratch buffer
   this object keeps and reuses (one per shape and dtype);
-* the activations (the table's ``forward_into`` / ``grad_into``, several passes each) run over
+* the activations (their in-place forms, :mod:`gpubp.ops.numpy_activations`, several passes each) run over
   blocks of rows small enough that the blocks they touch and their scratch stay in cache, with
   the bias added and dA multiplied in on the same block: each array crosses memory once;
 * every matrix product goes to one BLAS library called directly (:mod:`gpubp.ops._blas`:
@@ -25,14 +25,19 @@ nothing once its buffers exist and touches memory as few times as possible:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ..activations import Activation, Scratch, smallest_normal
-from ..losses import Loss
+from ..activations import Activation
+from ..losses import SOFTMAX_CROSS_ENTROPY, SQUARED_ERROR, Loss
 from . import _blas
+from .numpy_activations import IN_PLACE, Scratch, smallest_normal
 from .base import Ops
+from .numpy_batch_norm import BatchNormBlocks
+
+if TYPE_CHECKING:  # annotations only
+    from ..optim import AdamHyperparameters, SGDHyperparameters
 
 # Elements per block of the blocked optimizer updates: 4 arrays of 64 Ki float32 (1 MiB)
 # stay in a core's L2 cache across the passes of one update.
@@ -58,7 +63,7 @@ _MAX_SCRATCH = 32
 _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
 
-class NumpyOps(Ops):
+class NumpyOps(BatchNormBlocks, Ops):
     """The reference ops on NumPy, with in-place, temporary-free overrides of the hot paths.
 
     ``blas`` is the library the products go to: ``"default"`` (the one ``GPUBP_BLAS`` chose,
@@ -119,15 +124,16 @@ class NumpyOps(Ops):
             return out
         return np.matmul(A_prev, W.T, out=out)
 
-    def layer_forward(self, A_prev: Any, W: Any, b: Optional[Any], act: Activation, Z: Any, A: Any) -> Any:
+    def layer_forward(self, A_prev: Any, W: Any, b: Optional[Any], act: Optional[Activation], Z: Any, A: Any,
+                      dropout: Any = None) -> Any:
         """Z^(l) = A^(l-1) W^(l)T + b^(l) as one GEMM with beta = 1 on Z^(l) = b^(l) (no pass adding
-        the bias afterwards), then A^(l) = g^(l)(Z^(l)) as :meth:`bias_activation`."""
+        the bias afterwards), then A^(l) = g^(l)(Z^(l)) (and the dropout) as :meth:`bias_activation`."""
         if b is not None and self._goes_direct(A_prev, Z):
             np.copyto(Z, b)
             if self._blas.gemm(1.0, A_prev, W, 1.0, Z, trans_b=True):
-                return self.bias_activation(Z, None, act, A)
+                return self.bias_activation(Z, None, act, A, dropout)
         self.linear(A_prev, W, out=Z)
-        return self.bias_activation(Z, b, act, A)
+        return self.bias_activation(Z, b, act, A, dropout)
 
     def backprop_linear(self, Delta: Any, W: Any, out: Any) -> Any:
         """dC_0/dA^(l-1) = Delta^(l) W^(l) (MATH.md, hidden layer)."""
@@ -193,42 +199,54 @@ class NumpyOps(Ops):
         """The table's ``tmp(k)`` for one block: reused buffers ``first + k``."""
         return lambda k: self._block_buffer(first + k, block)
 
-    def _forward_block(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> None:
+    def _forward_block(self, Z: Any, b: Optional[Any], forward: Any, A: Any, M: Any, D: Any) -> None:
         if b is not None:
             np.add(Z, b, out=Z)
-        act.forward_into(np, Z, A, self._block_scratch(Z, 0))
+        forward(Z, A, self._block_scratch(Z, 0))
+        if M is not None:
+            np.multiply(A, M, out=D)
 
-    def _backward_block(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> None:
+    def _backward_block(self, dA: Any, Z: Any, A: Any, grad: Any, out: Any, M: Any) -> None:
         G = self._block_buffer(0, Z)
-        act.grad_into(np, Z, A, G, self._block_scratch(Z, 1))
+        grad(Z, A, G, self._block_scratch(Z, 1))
+        if M is not None:
+            dA = np.multiply(dA, M, out=out)
         np.multiply(dA, G, out=out)
 
-    def bias_activation(self, Z: Any, b: Optional[Any], act: Activation, A: Any) -> Any:
-        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block.
+    def bias_activation(self, Z: Any, b: Optional[Any], act: Optional[Activation], A: Any, dropout: Any = None) -> Any:
+        """Z^(l) += b^(l) (in place), then A^(l) = g^(l)(Z^(l)) written into ``A``, block by block, with
+        the dropout's A * m / (1 - p) on each block while it is in cache.
 
         Blocks are whole rows: right for the elementwise activations and for softmax, which
         works row by row.
         """
-        if act.forward_into is None:
-            if b is not None:
-                np.add(Z, b, out=Z)
-            A[...] = act.forward(np, Z)
-        elif Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._forward_block(Z, b, act, A)
+        forms = None if act is None else IN_PLACE.get(act)
+        if forms is None:  # no activation, or one without an in-place form: the reference
+            return super().bias_activation(Z, b, act, A, dropout)
+        M = D = None
+        if dropout is not None:
+            M, D = self.dropout_mask(dropout), dropout.out
+        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
+            self._forward_block(Z, b, forms.forward, A, M, D)
         else:
             for rows in self._row_blocks(Z):
-                self._forward_block(Z[rows], b, act, A[rows])
+                self._forward_block(Z[rows], b, forms.forward, A[rows], None if M is None else M[rows],
+                                    None if D is None else D[rows])
         return A
 
-    def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any) -> Any:
-        """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``."""
-        if not (act.elementwise and act.grad_into is not None):
-            return super().activation_backward(dA, Z, A, act, out)
+    def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any, dropout: Any = None) -> Any:
+        """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``.
+        With ``dropout``, (dA * m / (1 - p)) * g'^(l)(Z^(l)) (:meth:`Ops.activation_backward`)."""
+        forms = IN_PLACE.get(act)
+        grad = forms.grad if forms is not None and act.elementwise else None
+        if grad is None:
+            return super().activation_backward(dA, Z, A, act, out, dropout)
+        M = None if dropout is None else dropout.mask
         if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._backward_block(dA, Z, A, act, out)
+            self._backward_block(dA, Z, A, grad, out, M)
         else:
             for rows in self._row_blocks(Z):
-                self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows])
+                self._backward_block(dA[rows], Z[rows], A[rows], grad, out[rows], None if M is None else M[rows])
         return out
 
     # ---- the output layer --------------------------------------------------------------
@@ -246,22 +264,22 @@ class NumpyOps(Ops):
         formulas.
         """
         n, m = Z.shape
-        if loss.name in ("sse", "mse"):
-            scale = 1.0 if loss.name == "sse" else 1.0 / m
+        if loss.head == SQUARED_ERROR:
+            scale = loss.squared_scale(m)
             np.subtract(A, Y, out=Delta)
             D = Delta.reshape(-1)
             C = np.asarray(np.dot(D, D) * (scale / n), dtype=Z.dtype)
             Delta *= 2.0 * scale  # dC_0/dA = 2 (A - Y), the tutorial's factor 2 (/ m for mse)
             self.activation_backward(Delta, Z, A, act, out=Delta)
             return C
-        if loss.name == "cross_entropy" and Y.ndim == 1 and act.name == "softmax":
+        if loss.head == SOFTMAX_CROSS_ENTROPY and Y.ndim == 1 and act.name == loss.requires_output_activation:
             rows = self._row_index(n)
             picked = A[rows, Y]  # a_y
             np.copyto(Delta, A)
             Delta[rows, Y] = picked - 1.0  # dC_0/dZ = A - Y, Y one-hot, without building it
             # not (min >= tiny): a flushed or denormal a_y, or NaN (a NaN row, which the logits
             # formula gives as NaN too)
-            if n and not picked.min() >= smallest_normal(np, Z.dtype):
+            if n and not picked.min() >= smallest_normal(Z.dtype):
                 return np.asarray(self._cross_entropy_from_logits(Z, Y, rows).mean(dtype=Z.dtype))
             np.log(picked, out=picked)
             # C = (1/n) sum_i -log a_y: the sum and division of ndarray.mean without its overhead
@@ -291,21 +309,13 @@ class NumpyOps(Ops):
         for start in range(0, size, BLOCK):
             yield slice(start, min(start + BLOCK, size))
 
-    def sgd_update(
-        self,
-        params: Any,
-        grads: Any,
-        velocity: Optional[Any],
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-    ) -> None:
+    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """w <- w - eta dC/dw with optional L2 decay and (Nesterov) momentum, block by block.
 
         Same arithmetic, operation for operation, as :meth:`Ops.sgd_update`; the plain update
         (no momentum, no decay) is one AXPY where NumPy's BLAS can be called.
         """
+        lr, momentum, nesterov, weight_decay = hyper.lr, hyper.momentum, hyper.nesterov, hyper.weight_decay
         if velocity is None and not weight_decay and self._blas is not None and self._blas.axpy(-lr, grads, params):
             return
         buf = self._scratch("update", (min(BLOCK, params.size),), params.dtype)
@@ -328,21 +338,11 @@ class NumpyOps(Ops):
             np.multiply(step, lr, out=t)
             p -= t
 
-    def adam_update(
-        self,
-        params: Any,
-        grads: Any,
-        m: Any,
-        v: Any,
-        t: int,
-        lr: float,
-        betas: Tuple[float, float],
-        eps: float,
-        weight_decay: float,
-    ) -> None:
+    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
         """Adam step ``t`` block by block; same arithmetic as :meth:`Ops.adam_update` without a
         direct BLAS, :meth:`_adam_update_blas` with one."""
-        b1, b2 = betas
+        b1, b2 = hyper.betas
+        lr, eps, weight_decay = hyper.lr, hyper.eps_at(t), hyper.weight_decay
         step_size = lr / (1.0 - b1**t)
         root_bias2 = (1.0 - b2**t) ** 0.5
         if not weight_decay and self._blas is not None and self._adam_update_blas(params, grads, m, v, step_size,

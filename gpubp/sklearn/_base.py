@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..activations import ACTIVATIONS
 from ..backend import BACKEND_NAMES, cupy_problem, get_backend, use_backend
+from ..layers import Dense
 from ..network import MLP
 from ..validation import DTYPES, check_dtype
 from . import _solvers
@@ -73,6 +74,8 @@ class BaseMLP(BaseEstimator, ABC):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "backend": [None, StrOptions(set(BACKEND_NAMES))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
         "dtype": [StrOptions(set(DTYPES)), type, np.dtype],
     }
 
@@ -86,7 +89,7 @@ class BaseMLP(BaseEstimator, ABC):
                  random_state: Any, tol: float, verbose: Any, warm_start: bool, momentum: float,
                  nesterovs_momentum: bool, early_stopping: bool, validation_fraction: float, beta_1: float,
                  beta_2: float, epsilon: float, n_iter_no_change: Any, max_fun: int, backend: Optional[str],
-                 dtype: Any):
+                 dtype: Any, dropout: float, batch_norm: bool):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -112,6 +115,8 @@ class BaseMLP(BaseEstimator, ABC):
         self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
+        self.dropout = dropout
+        self.batch_norm = batch_norm
 
     # ---- what each estimator defines ------------------------------------------------------
     @abstractmethod
@@ -167,7 +172,7 @@ class BaseMLP(BaseEstimator, ABC):
         loss, output, _ = self._head()
         with _on_backend(self.backend):
             net = MLP(list(layer_units), activation=HIDDEN_ACTIVATIONS[self.activation], output_activation=output,
-                      loss=loss, dtype=self.dtype, seed=seed)
+                      loss=loss, dtype=self.dtype, seed=seed, dropout=self.dropout, batch_norm=self.batch_norm)
         _write_layers(net, layers)
         return net
 
@@ -175,13 +180,15 @@ class BaseMLP(BaseEstimator, ABC):
         """warm_start and partial_fit go on with the fitted network: it must be the one asked for."""
         net = self.network_
         loss, _, _ = self._head()
-        asked = (list(layer_units), HIDDEN_ACTIVATIONS[self.activation], loss, check_dtype(self.dtype).name)
-        have = (list(net.sizes), net.activations[0].name if net.L > 1 else asked[1], net.loss.name, net.dtype.name)
+        cfg = net.get_config()
+        asked = {"sizes": list(layer_units), "activation": [HIDDEN_ACTIVATIONS[self.activation]] * (len(layer_units) - 2),
+                 "loss": loss, "dtype": check_dtype(self.dtype).name, "dropout": float(self.dropout),
+                 "batch_norm": bool(self.batch_norm)}
+        have = {key: cfg[key] for key in asked}
         if asked != have:
             raise ValueError(
-                f"warm_start / partial_fit continue the fitted network (layers {have[0]}, activation {have[1]!r}, "
-                f"loss {have[2]!r}, {have[3]}) but the data and parameters now ask for layers {asked[0]}, activation "
-                f"{asked[1]!r}, loss {asked[2]!r}, {asked[3]}; fit with warm_start=False to start again")
+                f"warm_start / partial_fit continue the fitted network ({have}) but the data and parameters now ask "
+                f"for {asked}; fit with warm_start=False to start again")
 
     def _fitted_network(self, attribute: str) -> MLP:
         net = self.__dict__.get("network_")
@@ -194,24 +201,24 @@ class BaseMLP(BaseEstimator, ABC):
         """Weights per layer as NumPy arrays of shape (n_in, n_out), scikit-learn's orientation
         (the transpose of gpubp's W^(l), whose W[j, k] is w_jk^(l)); assigning writes them in."""
         net = self._fitted_network("coefs_")
-        return [net.backend.to_numpy(layer.W).T.copy() for layer in net.layers[1:]]
+        return [net.backend.to_numpy(layer.W).T.copy() for layer in _dense(net)]
 
     @coefs_.setter
     def coefs_(self, coefs: Sequence[Any]) -> None:
         net = self._fitted_network("coefs_")
-        _write_layers(net, list(zip(_checked(coefs, [(layer.W.shape[1], layer.W.shape[0]) for layer in net.layers[1:]],
+        _write_layers(net, list(zip(_checked(coefs, [(layer.W.shape[1], layer.W.shape[0]) for layer in _dense(net)],
                                              "coefs_"), [None] * net.L)))
 
     @property
     def intercepts_(self) -> List[np.ndarray]:
         """Biases per layer as NumPy arrays of shape (n_out,); assigning writes them in."""
         net = self._fitted_network("intercepts_")
-        return [net.backend.to_numpy(layer.b).copy() for layer in net.layers[1:]]
+        return [net.backend.to_numpy(layer.b).copy() for layer in _dense(net)]
 
     @intercepts_.setter
     def intercepts_(self, intercepts: Sequence[Any]) -> None:
         net = self._fitted_network("intercepts_")
-        _write_layers(net, list(zip([None] * net.L, _checked(intercepts, [layer.b.shape for layer in net.layers[1:]],
+        _write_layers(net, list(zip([None] * net.L, _checked(intercepts, [layer.b.shape for layer in _dense(net)],
                                                              "intercepts_"))))
 
     # ---- fitting ------------------------------------------------------------------------
@@ -385,11 +392,16 @@ def _checked(arrays: Sequence[Any], shapes: Sequence[Tuple[int, ...]], name: str
     return arrays
 
 
+def _dense(net: MLP) -> List[Dense]:
+    """The network's Dense layers l = 1..L (without the Dropout and BatchNorm layers between them)."""
+    return [layer for layer in net.layers[1:] if isinstance(layer, Dense)]
+
+
 def _write_layers(net: MLP, layers: List[Tuple[Optional[np.ndarray], Optional[np.ndarray]]]) -> None:
     """Write scikit-learn's (coef (n_in, n_out), intercept (n_out,)) pairs into the network's
     W^(l) (n_out, n_in) and b^(l) (None leaves one as it is)."""
     backend = net.backend
-    for layer, (coef, intercept) in zip(net.layers[1:], layers):
+    for layer, (coef, intercept) in zip(_dense(net), layers):
         if coef is not None:
             layer.W[...] = backend.asarray(np.asarray(coef).T, dtype=net.dtype)
         if intercept is not None:

@@ -77,6 +77,11 @@ _PARAMETERS = """
         gpubp's: where the network computes; None uses the active backend (``GPUBP_BACKEND``).
     dtype : {"float32", "float64"}, default="float32"
         gpubp's: the network's precision. Predictions come back in the input's float dtype.
+    dropout : float, default=0.0
+        gpubp's: p > 0 puts a Dropout(p) after each hidden activation (training only).
+    batch_norm : bool, default=False
+        gpubp's: a BatchNorm after each hidden layer's linear part (every batch then needs at
+        least 2 rows). With dropout or batch_norm the steps are no longer scikit-learn's.
 """
 
 _ATTRIBUTES = """
@@ -138,14 +143,15 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
                  n_iter_no_change: Any = 10, max_fun: int = 15000, backend: Optional[str] = None,
-                 dtype: Any = "float32"):
+                 dtype: Any = "float32", dropout: float = 0.0, batch_norm: bool = False):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
             power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
             verbose=verbose, warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype)
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype,
+            dropout=dropout, batch_norm=batch_norm)
 
     def fit(self, X: Any, y: Any) -> "MLPClassifier":
         """Train on X (n_samples, n_features) and labels y (n_samples,), or a 2-D label indicator."""
@@ -270,7 +276,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
                  n_iter_no_change: Any = 10, max_fun: int = 15000, backend: Optional[str] = None,
-                 dtype: Any = "float32"):
+                 dtype: Any = "float32", dropout: float = 0.0, batch_norm: bool = False):
         self.loss = loss
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
@@ -278,7 +284,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
             verbose=verbose, warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype)
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype,
+            dropout=dropout, batch_norm=batch_norm)
 
     def fit(self, X: Any, y: Any) -> "MLPRegressor":
         """Train on X (n_samples, n_features) and targets y (n_samples,) or (n_samples, n_targets)."""

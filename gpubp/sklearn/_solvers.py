@@ -108,7 +108,8 @@ def batch_size(requested: Any, n_samples: int) -> int:
     if requested == "auto":
         return min(200, n_samples)
     if requested > n_samples:
-        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+        # stacklevel: the caller of fit / partial_fit (through _fit and fit_stochastic)
+        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=5)
     return int(np.clip(requested, 1, n_samples))
 
 
@@ -158,9 +159,9 @@ def fit_stochastic(est: Any, run: Any, incremental: bool) -> None:
             raise ValueError(NON_FINITE) from exc
         if not incremental and not stopped and est.n_iter_ == est.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
-                          "converged yet." % est.max_iter, ConvergenceWarning)
+                          "converged yet." % est.max_iter, ConvergenceWarning, stacklevel=4)
     except KeyboardInterrupt:  # MLP.fit has put back the weights of the last whole step
-        warnings.warn("Training interrupted by user.")
+        warnings.warn("Training interrupted by user.", stacklevel=4)
     if est.early_stopping:  # the best weights seen on the validation set
         net.backend.xp.copyto(net.params, est._best_params)
 
@@ -212,7 +213,7 @@ def fit_lbfgs(est: Any, run: Any) -> None:
         message = result.message.decode("latin1") if isinstance(result.message, bytes) else result.message
         warnings.warn(f"lbfgs failed to converge after {result.nit} iteration(s) (status={result.status}): {message}. "
                       f"Increase the number of iterations (max_iter={est.max_iter}) or scale the data.",
-                      ConvergenceWarning)
+                      ConvergenceWarning, stacklevel=4)
     est.n_iter_ = min(int(result.nit), est.max_iter)
     est.loss_ = float(result.fun)
     net.params[...] = backend.asarray(result.x, dtype=net.dtype)
