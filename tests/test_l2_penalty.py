@@ -135,3 +135,42 @@ def test_network_pickled_on_a_gpu_comes_back_on_the_active_backend_where_there_i
     state["params"] = state["params"][:-1]
     with pytest.raises(ValueError, match="params must be an array of shape"):
         network_from_state(state)
+
+
+def test_penalty_on_a_network_with_batch_norm_and_dropout_covers_the_dense_weights_only(backend):
+    X, y = _data(12, seed=4)
+    kwargs = dict(activation="tanh", loss="cross_entropy", dtype="float64", seed=5, dropout=0.25, batch_norm=True)
+    lam = 0.8
+    net, plain = gpubp.MLP([5, 6, 4, 3], l2=lam, **kwargs), gpubp.MLP([5, 6, 4, 3], **kwargs)
+    # the training pass: a fixed dropout mask, the batch's statistics (floor: the biases before a
+    # BatchNorm have gradients that are 0 but for rounding)
+    assert gpubp.gradcheck(net, X, y, floor=1e-4) < 1e-6
+    C, grads = net.loss_and_grads(X, y)
+    C0, grads0 = plain.loss_and_grads(X, y)  # the same seed: the same dropout mask
+    dense = [layer for layer in net.layers[1:] if isinstance(layer, gpubp.layers.Dense)]
+    W = [backend.to_numpy(layer.W) for layer in dense]
+    assert C == pytest.approx(C0 + lam / (2 * len(X)) * sum(float((w * w).sum()) for w in W), rel=1e-12)
+    kinds = [type(layer).__name__ for layer in net.layers[1:] if layer.param_specs()]
+    w = iter(W)
+    for kind, g, g0 in zip(kinds, grads, grads0):
+        if kind == "Dense":
+            np.testing.assert_allclose(backend.to_numpy(g[0]), backend.to_numpy(g0[0]) + lam / len(X) * next(w),
+                                       rtol=1e-10, atol=1e-14)
+            np.testing.assert_array_equal(backend.to_numpy(g[1]), backend.to_numpy(g0[1]))
+        else:  # BatchNorm's gamma and beta are not penalised
+            for a, b in zip(g, g0):
+                np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))
+    assert "BatchNorm" in kinds and net.get_config()["l2"] == lam
+
+
+def test_pickled_network_keeps_running_statistics_and_dropout_streams(backend):
+    X, y = _data(24, seed=6)
+    net = gpubp.MLP([5, 6, 4, 3], activation="relu", loss="cross_entropy", seed=9, dropout=0.3, batch_norm=True, l2=0.1)
+    net.fit(X, y, epochs=2, batch_size=8, progress=False)
+    twin = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(backend.to_numpy(twin.state), backend.to_numpy(net.state))
+    np.testing.assert_array_equal(backend.to_numpy(twin.predict(X)), backend.to_numpy(net.predict(X)))
+    opt_a, opt_b = gpubp.SGD(0.1), gpubp.SGD(0.1)
+    net.fit(X, y, epochs=3, batch_size=8, optimizer=opt_a, initial_epoch=2, progress=False)
+    twin.fit(X, y, epochs=3, batch_size=8, optimizer=opt_b, initial_epoch=2, progress=False)
+    np.testing.assert_array_equal(backend.to_numpy(twin.params), backend.to_numpy(net.params))  # the same masks

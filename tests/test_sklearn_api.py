@@ -284,3 +284,16 @@ def test_import_gpubp_sklearn_without_scikit_learn_names_the_extra():
     out = _python("import sys; sys.modules['sklearn'] = None\nimport gpubp.sklearn")
     assert out.returncode != 0
     assert 'pip install "gpubp[sklearn]"' in out.stderr and "ImportError" in out.stderr
+
+
+def test_dropout_and_batch_norm_build_those_layers_and_still_learn():
+    X, y = _digits()
+    clf = MLPClassifier(hidden_layer_sizes=(32,), dropout=0.2, batch_norm=True, learning_rate_init=0.01, max_iter=40,
+                        random_state=0).fit(X, y)
+    kinds = [type(layer).__name__ for layer in clf.network_.layers[1:]]
+    assert kinds == ["Dense", "BatchNorm", "Dropout", "Dense"]
+    assert [c.shape for c in clf.coefs_] == [(64, 32), (32, 10)] and clf.score(X, y) > 0.9
+    copy = pickle.loads(pickle.dumps(clf))  # running statistics and dropout streams come along
+    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="warm_start / partial_fit continue the fitted network"):
+        clf.set_params(warm_start=True, dropout=0.0).fit(X, y)
