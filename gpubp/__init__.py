@@ -15,7 +15,7 @@ read once at import, or from :func:`set_backend` / :func:`use_backend`.
 """
 from __future__ import annotations
 
-from . import distributed, layers
+from . import callbacks, distributed, layers, schedules
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
 from .checkpoint import load_optimizer
@@ -25,7 +25,7 @@ from .losses import LOSSES
 from .layers import Layer
 from .network import MLP, load
 from .optim import SGD, Adam, Optimizer
-from .train import History
+from .history import History
 
 __version__ = "0.1.0"
 
@@ -45,11 +45,13 @@ __all__ = [
     "OutOfMemoryError",
     "SGD",
     "__version__",
+    "callbacks",
     "get_backend",
     "gradcheck",
     "layers",
     "load",
     "load_optimizer",
+    "schedules",
     "set_backend",
     "use_backend",
 ]

@@ -91,8 +91,8 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
         "format": FORMAT,
         "version": VERSION,
         "config": net.get_config(),
-        "host_state": net._host_state(),
-        "rng": net._rng.bit_generator.state,
+        "host_state": net.host_state(),
+        "rng": net.rng.bit_generator.state,
         "epoch": int(getattr(net, "epoch", 0)),
         "optimizer": None,
     }

@@ -291,7 +291,7 @@ def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) ->
     comm.broadcast_(net.params)
     if net.state.size:
         comm.broadcast_(net.state)
-    net._set_host_state(comm.mpi.bcast(net._host_state(), root=0))
+    net.set_host_state(comm.mpi.bcast(net.host_state(), root=0))
     if optimizer is not None:
         names = sorted(optimizer.state)
         if comm.allgather(names) != [names] * comm.size:
@@ -321,7 +321,7 @@ def allreduce_gradients(net: Any, C: Any, n: int, comm: Communicator) -> Any:
     """
     if comm.size == 1:
         return C
-    buf = net._grad_buffer
+    buf = net.grad_buffer
     P = net.grads.size
     if n == 0:
         buf[...] = 0

@@ -41,3 +41,7 @@ class OutOfMemoryError(GpubpError, MemoryError):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
+
+
+class MissingExtraError(GpubpError, ImportError):
+    """An optional package this output needs is not installed (the message names the extra)."""

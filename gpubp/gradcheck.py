@@ -43,17 +43,17 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
     with use_backend(net.backend.name):
         twin = MLP.from_config(cfg, params=to_np(net.params).astype(np.float64),
                                state=to_np(net.state).astype(np.float64))
-    twin._set_host_state(net._host_state())
+    twin.set_host_state(net.host_state())
     X, Y = validation.check_XY(twin, X, Y)
-    run = twin._pass(training, X.shape[0], update=False)  # fixed masks, running statistics untouched
-    twin._loss_and_grads(X, Y, run)
+    run = twin.make_pass(training, X.shape[0], update=False)  # fixed masks, running statistics untouched
+    twin.backprop(X, Y, run)
     analytic = twin.backend.to_numpy(twin.grads).copy()
 
     ops = twin.backend.ops
-    ws = twin._workspace(X.shape[0])
+    ws = twin.workspace(X.shape[0])
 
     def C() -> float:
-        A = twin._forward(X, ws, run)
+        A = twin.infer(X, run)
         return float(ops.loss_value(twin.loss, ws.Z[twin.L], A, Y))
 
     P = twin.n_params

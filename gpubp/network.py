@@ -25,7 +25,7 @@ from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
     from .optim import Optimizer
-    from .train import History
+    from .history import History
 
 
 class _Workspace:
@@ -178,7 +178,10 @@ class MLP:
         self.seed = validation.check_seed(seed)
         self.loss: Loss = loss
         self.backend: Backend = get_backend()
-        self._rng = np.random.default_rng(self.seed)
+        #: The generator of fit's shuffling (seeded by ``seed``; checkpoints keep its state).
+        self.rng = np.random.default_rng(self.seed)
+        #: Set to True (by a callback) to end :meth:`fit` after the current epoch.
+        self.stop_training = False
         self._dropout_seed = philox.dropout_seed(self.seed)
         #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
@@ -203,7 +206,8 @@ class MLP:
         self.sizes: Tuple[int, ...] = (n_in,) + tuple(d.units for d in self._dense)
         self._couples_rows = any(isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)
                                  for layer in layers)
-        self._batch_norm = any(isinstance(layer, BatchNorm) for layer in layers)
+        #: Whether a BatchNorm layer couples the rows of a training pass (which then needs 2 rows or more).
+        self.has_batch_norm = any(isinstance(layer, BatchNorm) for layer in layers)
         try:
             self._build(params, state)
         except BaseException:
@@ -253,23 +257,26 @@ class MLP:
                                  f"{tuple(np.shape(given))}")
         params = xp.empty(P, dtype=self.dtype)
         if flat is None:
-            parameters.initialise(self.backend, params, slots, self._rng)
+            parameters.initialise(self.backend, params, slots, self.rng)
         else:
             parameters.fill(self.backend, params, slots, flat)
         net_state = xp.empty(S, dtype=self.dtype)
         parameters.fill(self.backend, net_state, state_slots, state)
         # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
         # step reduces gradients, loss and row count in one call (gpubp.distributed)
-        self._grad_buffer = xp.zeros(P + 2, dtype=self.dtype)
+        self.grad_buffer = xp.zeros(P + 2, dtype=self.dtype)
         self.params, self.state = params, net_state
-        self.grads = self._grad_buffer[:P]
+        self.grads = self.grad_buffer[:P]
         pv, gv, sv = (parameters.views(buf, s) for buf, s in ((params, slots), (self.grads, slots),
                                                                (net_state, state_slots)))
         for layer in layers:
             layer.bind(pv.get(id(layer), {}), gv.get(id(layer), {}), sv.get(id(layer), {}))
         self._workspaces: Dict[int, _Workspace] = {}
 
-    def _workspace(self, n: int) -> _Workspace:
+    def workspace(self, n: int) -> _Workspace:
+        """The arrays of the passes over n rows, allocated once per n and reused: ``ws.Z[l]``,
+        ``ws.A[l]`` and ``ws.Delta[l]`` of Dense layer l after the last such pass (every layer's
+        arrays in ``ws.caches``)."""
         ws = self._workspaces.get(n)
         ops = self.backend.ops
         if ws is None or ws.ops is not ops:
@@ -278,11 +285,12 @@ class MLP:
             ws = self._workspaces[n] = _Workspace(self.backend.xp, n, self.layers, self.dtype, ops)
         return ws
 
-    def _host_state(self) -> Dict[str, Any]:
+    def host_state(self) -> Dict[str, Any]:
         """What lives on the host between steps: the dropout seed and every layer's stream position."""
         return {"dropout_seed": self._dropout_seed, "layers": [layer.host_state() for layer in self.layers[1:]]}
 
-    def _set_host_state(self, host: Dict[str, Any]) -> None:
+    def set_host_state(self, host: Dict[str, Any]) -> None:
+        """Put back what :meth:`host_state` returned."""
         layers = self.layers[1:]
         states = host.get("layers") or [{}] * len(layers)
         if len(states) != len(layers):
@@ -313,8 +321,11 @@ class MLP:
         return self
 
     # ---- passes ------------------------------------------------------------------------
-    def _pass(self, training: bool, rows: int, comm: Any = None, row_offset: int = 0, update: bool = True) -> Pass:
-        if training and self._batch_norm and rows < 2:
+    def make_pass(self, training: bool, rows: int, comm: Any = None, row_offset: int = 0, update: bool = True) -> Pass:
+        """The settings of one pass over ``rows`` rows (all ranks'): training or inference mode,
+        ``update`` of the running statistics and dropout streams; refuses a BatchNorm training pass
+        of fewer than 2 rows."""
+        if training and self.has_batch_norm and rows < 2:
             raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step (the variance of one row is "
                              f"0); got {rows}")
         return Pass(self.backend.ops, training, rows, update=update, comm=comm, row_offset=row_offset)
@@ -339,6 +350,11 @@ class MLP:
             x = self.layers[i].forward(run, ws.caches[i], x)
         return x
 
+    def infer(self, X: Any, run: Optional[Pass] = None) -> Any:
+        """A^(L) of rows already checked, by an inference pass (or ``run``) in :meth:`workspace`
+        (no copy: valid until the next pass over as many rows); :meth:`forward` is the checked form."""
+        return self._forward(X, self.workspace(X.shape[0]), run)
+
     def forward(self, X: Any, training: bool = False) -> Any:
         """A^(L) for the n rows of X (shape (n, n_0)), as a new backend array of shape (n, n_L).
 
@@ -348,10 +364,10 @@ class MLP:
         """
         training = validation.check_bool(training, "training")
         X = validation.check_X(self, X)
-        run = self._pass(training, X.shape[0])
+        run = self.make_pass(training, X.shape[0])
         with memory.translated_out_of_memory(self.backend, f"in forward on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "number of rows per call")):
-            return self._forward(X, self._workspace(X.shape[0]), run).copy()
+            return self._forward(X, self.workspace(X.shape[0]), run).copy()
 
     def predict(self, X: Any, training: bool = False) -> Any:
         """The network's outputs A^(L) for X (same as :meth:`forward`)."""
@@ -365,8 +381,9 @@ class MLP:
             return (A[:, 0] > 0.5).astype(xp.int64)
         return A.argmax(axis=1)
 
-    def _loss_and_grads(self, X: Any, Y: Any, run: Optional[Pass] = None) -> Any:
-        """One forward and backward pass over the batch; gradients land in ``self.grads``.
+    def backprop(self, X: Any, Y: Any, run: Optional[Pass] = None) -> Any:
+        """One forward and backward pass over the batch (rows already checked, see
+        :meth:`loss_and_grads` for the checked form); gradients land in ``self.grads``.
 
         MATH.md: Delta^(L) = dC_0/dA^(L) * g'^(L)(Z^(L)), then every layer's backward from the top:
         for Dense layer l, dC/dW^(l) = (1/n) Delta^(l)T A^(l-1), dC/db^(l) = (1/n) sum_rows Delta^(l)
@@ -374,8 +391,8 @@ class MLP:
         """
         n = X.shape[0]
         if run is None:
-            run = self._pass(True, n)
-        ws = self._workspace(n)
+            run = self.make_pass(True, n)
+        ws = self.workspace(n)
         k = len(self.layers) - 1
         inputs: List[Any] = [None] * (k + 1)
         self._forward(X, ws, run, inputs)
@@ -412,10 +429,10 @@ class MLP:
         if comm is not None:
             distributed.ensure_synchronized(self, comm)
         rows, offset = self._rows(X.shape[0], comm)
-        run = self._pass(training, rows, comm, offset)
+        run = self.make_pass(training, rows, comm, offset)
         with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
-            C = self._loss_and_grads(X, Y, run)
+            C = self.backprop(X, Y, run)
         if comm is not None:
             C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
         grads = []
@@ -427,7 +444,8 @@ class MLP:
                 grads.append(tuple(getattr(layer, "d" + name).copy() for name in names))
         return float(C), grads
 
-    def train_step(self, X: Any, Y: Any, optimizer: "Optimizer", comm: Any = None) -> Any:
+    def train_step(self, X: Any, Y: Any, optimizer: "Optimizer", comm: Any = None,
+                   clip_norm: Optional[float] = None) -> Any:
         """One forward, backward and optimizer update on one batch (a training pass); returns C
         as a 0-d array.
 
@@ -436,21 +454,25 @@ class MLP:
         loss stays on the backend. The step itself does not look for NaN/inf (``fit`` does).
         With ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
         over all their rows (one all-reduce) before the same update is applied on every rank.
+        ``clip_norm`` clips the gradients' global L2 norm before the update (as in :meth:`fit`).
         """
         comm = distributed.check_comm(comm)
         validation.check_optimizer(optimizer, self)
+        if clip_norm is not None:
+            clip_norm = validation.check_positive_float(clip_norm, "clip_norm")
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
             distributed.ensure_synchronized(self, comm)
         rows, offset = self._rows(X.shape[0], comm)
-        self._pass(True, rows)  # checked before anything changes
+        self.make_pass(True, rows)  # checked before anything changes
         with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
-            return self._train_step(X, Y, optimizer, comm, rows, offset)
+            return self.train_batch(X, Y, optimizer, comm, rows, offset, clip_norm=clip_norm)
 
-    def _train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None, rows: Optional[int] = None,
-                    row_offset: int = 0) -> Any:
-        """:meth:`train_step` on arguments already checked (``fit``'s inner loop).
+    def train_batch(self, X: Any, Y: Any, optimizer: Any, comm: Any = None, rows: Optional[int] = None,
+                    row_offset: int = 0, clip_norm: Optional[float] = None) -> Any:
+        """:meth:`train_step` on arguments already checked (``fit``'s inner loop): backprop, the
+        all-reduce with ``comm``, clipping to ``clip_norm``, the update; returns C (0-d).
 
         ``X is None`` is this rank's empty share of a distributed step (its shard has run out);
         ``rows`` and ``row_offset`` place this rank's rows in the step (default: alone).
@@ -460,9 +482,11 @@ class MLP:
             C = distributed.allreduce_gradients(self, None, 0, comm)
         else:
             run = Pass(self.backend.ops, True, X.shape[0] if rows is None else rows, comm=comm, row_offset=row_offset)
-            C = self._loss_and_grads(X, Y, run)
+            C = self.backprop(X, Y, run)
             if comm is not None:
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
+        if clip_norm is not None:
+            self.backend.ops.clip_grad_norm(self.grads, clip_norm)
         optimizer.step(self)
         return C
 
@@ -470,21 +494,32 @@ class MLP:
     def evaluate(self, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
         """(C, accuracy) over the whole of X, Y in batches, in inference mode; accuracy is None
         for non-class targets."""
-        from .train import evaluate
+        from .evaluation import evaluate
 
         return evaluate(self, X, Y, batch_size=batch_size)
 
     def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Optional["Optimizer"] = None,
-            validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            progress: bool = True, callback: Any = None, initial_epoch: int = 0, comm: Any = None) -> "History":
+            validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True, progress: Optional[bool] = None,
+            callback: Any = None, initial_epoch: int = 0, comm: Any = None, callbacks: Optional[Sequence[Any]] = None,
+            validation_split: float = 0.0, clip_norm: Optional[float] = None, verbose: Optional[int] = None,
+            lr_schedule: Any = None) -> "History":
         """Train by mini-batch gradient descent (training passes); returns the per-epoch
-        :class:`~gpubp.train.History`. See :func:`gpubp.train.fit` for the arguments.
+        :class:`~gpubp.history.History`. See :func:`gpubp.train.fit` for the arguments.
         """
         from .train import fit
 
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                    validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback,
-                   initial_epoch=initial_epoch, comm=comm)
+                   initial_epoch=initial_epoch, comm=comm, callbacks=callbacks, validation_split=validation_split,
+                   clip_norm=clip_norm, verbose=verbose, lr_schedule=lr_schedule)
+
+    def summary(self, print_fn: Any = None) -> None:
+        """Print a table of the layers (type, output shape, activation, parameters) and the totals,
+        as Keras's ``model.summary()`` does; ``print_fn`` receives each line (default ``print``)."""
+        from .summary import summary_lines
+
+        for line in summary_lines(self):
+            (print_fn or print)(line)
 
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:
@@ -523,13 +558,13 @@ def load(path: Any, optimizer: Any = None) -> MLP:
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
         epoch = int(meta.get("epoch", 0))
-        net._set_host_state(meta.get("host_state") or {})
+        net.set_host_state(meta.get("host_state") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name!r}: the shuffling generator's or a layer's state is corrupted "
                               f"({type(exc).__name__}: {exc})") from None
     if optimizer is not None:  # checked before the network is returned, so a mismatch changes nothing
         checkpoint.restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
-    net._rng, net.epoch = rng, epoch
+    net.rng, net.epoch = rng, epoch
     if optimizer is not None:
         checkpoint.restore_optimizer(optimizer, meta, arrays, net, path)
     return net

@@ -240,7 +240,7 @@ def test_cupy_ops_training_steps_with_layers_match_numpy(kernels, dtype, arch, l
             continue
         err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
         assert err < rtol, f"{what} after 3 steps differ by {err:.2e}"
-    assert host._host_state() == ref._host_state()
+    assert host.host_state() == ref.host_state()
 
 
 class CountingKernels:

@@ -241,15 +241,15 @@ def train_step_case(backend: str, n: int, optimizer: str = "sgd", dtype: str = "
 
     if backend in ("numpy", "cupy"):
         def fn() -> None:
-            net._loss_and_grads(X, y)
+            net.backprop(X, y)
             opt.step(net)
 
         case = Case(group, backend, f"n={n}", dtype, fn, be.synchronize, flops=flops, gpu=backend == "cupy")
     elif backend == "gemm":
-        ws = net._workspace(n)
+        ws = net.workspace(n)
         dense = [layer for layer in net.layers if isinstance(layer, Dense)]
         L = net.L
-        net._loss_and_grads(X, y)  # realistic values in the buffers
+        net.backprop(X, y)  # realistic values in the buffers
         inputs = [X] + [ws.A[l] for l in range(1, L)]  # (what feeds each Dense: the same shapes)
 
         ops = net.backend.ops  # the same BLAS calls as the step's, and nothing else

@@ -5,13 +5,9 @@ import json
 from dataclasses import asdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import GpubpError
+from ..errors import MissingExtraError
 from .cases import BACKEND_LABELS, BACKENDS
 from .timing import Result, fmt_time
-
-
-class MissingExtraError(GpubpError, ImportError):
-    """An optional package this output needs is not installed (the message names the extra)."""
 
 
 def _ratio(x: Optional[float]) -> str:

@@ -14,8 +14,8 @@ The library is chosen once, at import, by ``GPUBP_BLAS``:
 * ``mkl`` or ``openblas``: that library, or :class:`BlasUnavailableError` saying why not;
 * ``numpy``: no direct calls; NumPy's own ``matmul`` does the products.
 
-A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t`, :meth:`~Blas.axpy` and
-:meth:`~Blas.axpby` on
+A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t`, :meth:`~Blas.axpy`,
+:meth:`~Blas.axpby`, :meth:`~Blas.nrm2` and :meth:`~Blas.scal` on
 float32/float64 arrays whose rows are contiguous (C-ordered arrays, their transposes and
 row-strided views such as ``W[:, :k]``); each returns False and does nothing where the arrays
 do not allow the call, and the caller falls back to NumPy.
@@ -72,7 +72,7 @@ LIBRARIES: Dict[str, Tuple[Callable[[], List[str]], Tuple[Tuple[str, Any], ...]]
     "mkl": (_mkl_paths, (("cblas_{}_64", ctypes.c_int64),)),
     "openblas": (_openblas_paths, (("scipy_cblas_{}64_", ctypes.c_int64), ("scipy_cblas_{}", ctypes.c_int32))),
 }
-_ROUTINES = ("gemm", "gemv", "axpy")
+_ROUTINES = ("gemm", "gemv", "axpy", "nrm2", "scal")
 _OPTIONAL_ROUTINES = ("axpby",)  # y = alpha x + beta y: an extension both libraries have
 
 
@@ -86,6 +86,10 @@ def _signature(routine: str, index: Any, real: Any) -> List[Any]:
                 ctypes.c_void_p, index]
     if routine == "axpby":  # n, alpha, x, incx, beta, y, incy
         return [index, real, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
+    if routine == "nrm2":  # n, x, incx (returns the norm)
+        return [index, ctypes.c_void_p, index]
+    if routine == "scal":  # n, alpha, x, incx
+        return [index, real, ctypes.c_void_p, index]
     return [index, real, ctypes.c_void_p, index, ctypes.c_void_p, index]  # axpy: n, alpha, x, incx, y, incy
 
 
@@ -122,7 +126,7 @@ def _address(a: np.ndarray) -> int:
 
 
 class Blas:
-    """GEMM, GEMV, AXPY and AXPBY of one loaded BLAS library, float32 and float64."""
+    """GEMM, GEMV, AXPY, AXPBY, NRM2 and SCAL of one loaded BLAS library, float32 and float64."""
 
     def __init__(self, name: str, path: str, lib: Any, symbol: str, index: Any) -> None:
         self.name = name
@@ -136,7 +140,7 @@ class Blas:
                 fn = getattr(lib, symbol.format(prefix + routine), None)
                 if fn is None:  # only an optional routine can be missing (load checked the others)
                     continue
-                fn.restype = None
+                fn.restype = real if routine == "nrm2" else None
                 fn.argtypes = _signature(routine, index, real)
                 self._fns[(routine, dtype)] = fn
 
@@ -144,7 +148,7 @@ class Blas:
         return f"Blas({self.name!r}, {self.version!r})"
 
     def has(self, routine: str, dtype: Any) -> bool:
-        """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``) for ``dtype``."""
+        """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``, ``nrm2``, ``scal``) for ``dtype``."""
         return (routine, np.dtype(dtype)) in self._fns
 
     def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
@@ -225,6 +229,29 @@ class Blas:
         if fn is None:
             return False
         fn(x.size, alpha, _address(x), 1, _address(y), 1)
+        return True
+
+
+    def _vector(self, routine: str, x: np.ndarray) -> Any:
+        """``routine`` for a contiguous float vector within the index type; None otherwise."""
+        if x.ndim != 1 or not x.flags.c_contiguous or x.size > self.index_max:
+            return None
+        return self._fns.get((routine, x.dtype))
+
+    def nrm2(self, x: np.ndarray) -> Optional[float]:
+        """||x||_2 in one pass (the library's overflow-safe form); None where the call cannot be made."""
+        fn = self._vector("nrm2", x)
+        if fn is None:
+            return None
+        return float(fn(x.size, _address(x), 1)) if x.size else 0.0
+
+    def scal(self, alpha: float, x: np.ndarray) -> bool:
+        """x *= alpha in one pass (a contiguous vector)."""
+        fn = self._vector("scal", x)
+        if fn is None:
+            return False
+        if x.size:
+            fn(x.size, alpha, _address(x), 1)
         return True
 
 

@@ -199,6 +199,18 @@ class Ops:
         else:
             xp.multiply(Delta, coef, out=dX)
 
+    # ---- gradient clipping over the flat gradient buffer ------------------------------
+    def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
+        """Clip the global L2 norm of the gradients, as torch.nn.utils.clip_grad_norm_ (MATH.md,
+        clipping): ||g|| = sqrt(sum_w (dC/dw)^2) over the flat buffer, then
+        g <- g min(1, max_norm / (||g|| + 1e-6)), in place. Returns ||g|| (before clipping) as a
+        0-d array, without a synchronisation."""
+        xp = self.xp
+        norm = xp.sqrt(xp.dot(grads, grads))
+        coef = max_norm / (norm + grads.dtype.type(1e-6))
+        grads *= xp.minimum(coef, grads.dtype.type(1.0))  # NaN stays NaN, as clamp(max=1) keeps it
+        return norm
+
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def sgd_update(
         self,

@@ -19,6 +19,10 @@ from ..losses import Loss
 from .base import Ops
 from .cuda_kernels import CudaKernels
 
+#: Elements per partial sum of the gradient norm (one block each): enough blocks to fill a GPU
+#: from about 2^19 parameters, few enough partial sums for one block to add them up.
+CLIP_CHUNK = 2048
+
 
 def _draw(drop: Any) -> Tuple[Any, ...]:
     """The dropout parameters of the kernels (``GPUBP_DROPOUT_PARAMS``) for one draw."""
@@ -45,6 +49,7 @@ class CupyOps(Ops):
         super().__init__(_optional.cupy)
         self.kernels = CudaKernels()
         self._c0: Dict[Tuple[int, str, int], Any] = {}  # per-sample loss buffers, reused
+        self._clip_partial: Dict[Tuple[int, str, int], Any] = {}  # clipping's partial sums, reused
 
     def _loss_buffer(self, rows: int, dtype: Any) -> Any:
         """A reused (rows,) buffer for C_0 of every sample (one per batch size, dtype and device)."""
@@ -207,6 +212,28 @@ class CupyOps(Ops):
         else:  # a loss without a fused kernel runs the reference formulas (on CuPy arrays)
             return super().loss_head(loss, act, Z, A, Y, Delta)
         return C0.mean(dtype=dtype)
+
+    # ---- gradient clipping -----------------------------------------------------------
+    def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
+        """:meth:`Ops.clip_grad_norm` in three launches and no synchronisation: partial sums of
+        squares over chunks of ``CLIP_CHUNK`` (one pass over the buffer), the norm and the factor in
+        one block, then the scaling pass (skipped by every thread when the factor is 1)."""
+        size = grads.size
+        chunks = max(1, -(-size // CLIP_CHUNK))
+        dtype = grads.dtype
+        cuda = getattr(self.xp, "cuda", None)
+        key = (chunks, dtype.str, cuda.Device().id if cuda is not None else -1)
+        partial = self._clip_partial.get(key)
+        if partial is None:
+            if len(self._clip_partial) >= 8:
+                self._clip_partial.clear()
+            partial = self._clip_partial[key] = self.xp.empty(chunks, dtype=dtype)
+        clip = self.xp.empty(2, dtype=dtype)  # a fresh pair per call: the returned norm stays valid
+        k = self.kernels
+        k.launch("grad_sq_norm_parts", dtype, grads, partial, size, chunks, CLIP_CHUNK)
+        k.launch("grad_clip_factor", dtype, partial, clip, 1, chunks, max_norm)
+        k.launch("grad_scale", dtype, grads, clip, size)
+        return clip[0]
 
     # ---- optimizer updates -----------------------------------------------------------
     def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], lr: float, momentum: float,

@@ -25,6 +25,7 @@ nothing once its buffers exist and touches memory as few times as possible:
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
@@ -312,6 +313,22 @@ class NumpyOps(Ops):
                 self._row_indices.clear()
             rows = self._row_indices[n] = np.arange(n)
         return rows
+
+    # ---- gradient clipping -----------------------------------------------------------
+    def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
+        """:meth:`Ops.clip_grad_norm` in at most two passes: the norm as one BLAS NRM2 (NumPy's
+        dot product without a direct BLAS), the scaling as one SCAL, made only when the factor is
+        below 1 (or NaN)."""
+        norm = self._blas.nrm2(grads) if self._blas is not None else None
+        if norm is None:
+            norm = math.sqrt(float(np.dot(grads, grads)))
+        dtype = grads.dtype.type
+        norm_t = dtype(norm)
+        coef = dtype(max_norm) / (norm_t + dtype(1e-6))  # in the buffer's precision, as PyTorch
+        if not coef >= 1.0:  # NaN included: it spreads, as clamp(max=1) lets it
+            if self._blas is None or not self._blas.scal(float(coef), grads):
+                grads *= coef
+        return np.asarray(norm_t)
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def _blocks(self, size: int) -> Iterator[slice]:

@@ -1,0 +1,110 @@
+"""What ``fit`` prints while it trains, as a callback: ``fit(..., verbose=1)`` (the default) adds a
+:class:`ProgressLogger`.
+
+* ``verbose=1``: on a terminal, a progress bar per epoch with the running loss (tqdm, on
+  stderr, erased at the end of the epoch); then, in every case, also when the output is a pipe
+  or a log file, one line per epoch on stdout:
+  ``epoch 3/40 - loss 0.1234 - accuracy 0.9650 - val_loss 0.2041 - val_accuracy 0.9417 - lr 0.001 - 0.21 s``;
+* ``verbose=2``: the line per epoch only;
+* ``verbose=0``: nothing.
+
+In distributed training only rank 0 prints.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Dict, Mapping, Optional, TextIO
+
+from .callbacks import Callback
+
+VERBOSITY = (0, 1, 2)
+
+
+def check_verbose(verbose: Any) -> int:
+    """``verbose`` as 0, 1 or 2; a TypeError or ValueError naming the choices otherwise."""
+    if isinstance(verbose, bool) or not isinstance(verbose, int):
+        raise TypeError(f"verbose must be 0 (silent), 1 (progress bar and a line per epoch) or 2 (a line per "
+                        f"epoch); got {verbose!r}")
+    if verbose not in VERBOSITY:
+        raise ValueError(f"verbose must be 0 (silent), 1 (progress bar and a line per epoch) or 2 (a line per "
+                         f"epoch); got {verbose!r}")
+    return verbose
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}"
+
+
+def format_epoch(epoch: int, epochs: int, logs: Mapping[str, Any], seconds: Optional[float] = None) -> str:
+    """The line of one epoch: its number, every logged value (those that are None left out), the time."""
+    width = len(str(epochs))
+    parts = [f"epoch {epoch:{width}d}/{epochs}"]
+    for key, value in logs.items():
+        if value is None:
+            continue
+        parts.append(f"{key} {value:.3g}" if key == "lr" else f"{key} {_number(float(value))}")
+    if seconds is not None:
+        parts.append(f"{seconds:.2f} s")
+    return " - ".join(parts)
+
+
+class ProgressLogger(Callback):
+    """Progress output of ``fit`` (module docstring): ``verbose`` 1 or 2, written to ``file``
+    (default: ``sys.stdout`` at the time of writing), the bar to ``sys.stderr``."""
+
+    def __init__(self, verbose: int = 1, file: Optional[TextIO] = None):
+        self.verbose = check_verbose(verbose)
+        self.file = file
+        self._bar: Any = None
+        self._start = 0.0
+        self._next_refresh = 0.0
+
+    def set_params(self, params: Dict[str, Any]) -> None:
+        super().set_params(params)
+        # no per-batch call at all where no bar shows (verbose 2, another rank, stderr not a terminal)
+        self.__dict__.pop("on_batch_end", None)
+        if not (self.verbose == 1 and self.is_main and _is_terminal(sys.stderr)):
+            self.on_batch_end = None  # type: ignore[assignment]
+
+    def _out(self) -> TextIO:
+        return self.file if self.file is not None else sys.stdout
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self._start = time.perf_counter()
+        if self.verbose != 1 or not self.is_main:
+            return
+        from tqdm.auto import tqdm
+
+        # disable=None: no bar where stderr is not a terminal (a pipe, a log file)
+        self._bar = tqdm(total=self.params.get("steps"), desc=f"epoch {epoch}/{self.params.get('epochs')}",
+                         unit="batch", leave=False, disable=None, file=sys.stderr)
+        self._next_refresh = self._start
+
+    def on_batch_end(self, batch: int, logs: Mapping[str, Any]) -> None:
+        bar = self._bar
+        if bar is None or bar.disable:
+            return
+        now = time.perf_counter()
+        if now >= self._next_refresh:  # the loss is read (on a GPU: waited for) only when shown
+            bar.set_postfix_str(f"loss {_number(float(logs['loss']))}", refresh=False)
+            self._next_refresh = now + bar.mininterval
+        bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:
+        self.close()
+        if self.verbose and self.is_main:
+            line = format_epoch(epoch, int(self.params.get("epochs", epoch)), logs, time.perf_counter() - self._start)
+            print(line, file=self._out(), flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
