@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import secrets
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
@@ -98,7 +99,8 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
     }
     if optimizer is not None:
         sd = optimizer.state_dict()
-        meta["optimizer"] = {"type": sd["type"], "config": sd["config"], "t": sd["t"], "state": sorted(sd["state"])}
+        meta["optimizer"] = {"type": sd["type"], "config": sd["config"], "t": sd["t"], "state": sorted(sd["state"]),
+                             "initial_lr": sd.get("initial_lr")}
         for name, value in sd["state"].items():
             arrays[f"optimizer/{name}"] = value
     meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
@@ -174,13 +176,17 @@ def restore_optimizer(optimizer: Any, meta: Dict[str, Any], arrays: Dict[str, np
             raise CheckpointError(f"{name!r} holds {saved['type']} state, not {type(optimizer).__name__}")
         state = {k: arrays[f"optimizer/{k}"] for k in saved["state"]}
         t = int(saved["t"])
+        initial_lr = saved.get("initial_lr")
+        if initial_lr is not None and not (isinstance(initial_lr, (int, float)) and float(initial_lr) > 0.0
+                                           and math.isfinite(float(initial_lr))):
+            raise ValueError(f"initial_lr {initial_lr!r} is not a learning rate")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{name!r}: the optimizer state is corrupted ({type(exc).__name__}: {exc})") from None
     for k, v in state.items():
         if v.shape != (net.n_params,):
             raise CheckpointError(f"{name!r}: optimizer buffer {k!r} has shape {v.shape}; the network has {net.n_params} parameters")
     if not dry_run:
-        optimizer.load_state_dict({"t": t, "state": state}, net)
+        optimizer.load_state_dict({"t": t, "state": state, "initial_lr": initial_lr}, net)
 
 
 def load_optimizer(path: PathLike, net: Any) -> Optional["Optimizer"]:

@@ -7,7 +7,7 @@ is one flat buffer beside the parameters, allocated on the first step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -22,6 +22,10 @@ class Optimizer:
     def __init__(self) -> None:
         self.state: Dict[str, Any] = {}
         self.t = 0
+        #: The learning rate a schedule started from (PyTorch's ``initial_lr``); None until a
+        #: schedule of :mod:`gpubp.schedules` runs. Kept in checkpoints, so a resumed schedule
+        #: knows its base.
+        self.initial_lr: Optional[float] = None
 
     def _fits(self, net: Any) -> bool:
         """Whether the state buffers (if any) match ``net``'s parameters: shape, dtype and backend."""
@@ -54,13 +58,15 @@ class Optimizer:
 
     def state_dict(self) -> Dict[str, Any]:
         """Hyper-parameters, step count and state buffers (as NumPy arrays), for checkpoints."""
-        return {"type": type(self).__name__, "config": self.get_config(), "t": self.t,
+        return {"type": type(self).__name__, "config": self.get_config(), "t": self.t, "initial_lr": self.initial_lr,
                 "state": {k: np.asarray(v.get() if hasattr(v, "get") else v) for k, v in self.state.items()}}
 
     def load_state_dict(self, d: Dict[str, Any], net: Any) -> None:
         """Restore what :meth:`state_dict` gave, onto ``net``'s backend."""
         self.t = int(d["t"])
         self.state = {k: net.backend.asarray(v, dtype=net.dtype).copy() for k, v in d["state"].items()}
+        initial = d.get("initial_lr")
+        self.initial_lr = None if initial is None else float(initial)
 
     def get_config(self) -> Dict[str, Any]:
         raise NotImplementedError
