@@ -94,7 +94,7 @@ class ProgressLogger(Callback):
             return
         now = time.perf_counter()
         if now >= self._next_refresh:  # the loss is read (on a GPU: waited for) only when shown
-            bar.set_postfix_str(f"loss {_number(float(logs['loss']))}", refresh=False)
+            bar.set_postfix_str(f"loss {_number(float(logs['loss']))}")  # drawn now, at most every mininterval
             self._next_refresh = now + bar.mininterval
         bar.update(1)
 

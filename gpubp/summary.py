@@ -40,5 +40,5 @@ def summary_lines(net: Any) -> List[str]:
              "=" * len(rule), fmt.format(*header), rule]
     lines += [fmt.format(*r) for r in rows]
     lines += ["=" * len(rule), f"Total params: {net.n_params:,}", f"Trainable params: {net.n_params:,}",
-              f"Non-trainable values (running statistics): {int(net.state.size):,}"]
+              f"Non-trainable state (BatchNorm statistics): {int(net.state.size):,}"]
     return lines
