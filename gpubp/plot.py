@@ -82,6 +82,9 @@ def history(history: Any, metrics: Optional[Sequence[str]] = None, ax: Any = Non
         target.grid(True, alpha=0.3)
         target.legend(fontsize=8)
     targets[-1].set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    targets[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     if ax is None:
         fig.tight_layout()
     if path is not None:
