@@ -151,3 +151,20 @@ def test_train_step_clip_norm_against_pytorch_sgd(backend):
     got = [net.backend.to_numpy(a) for d in net.layers[1:] for a in (d.W, d.b)]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", BLASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_clipping_rounds_alike_wherever_the_buffer_lies(kind, dtype):
+    """Replicas of a distributed run hold the same gradients at different addresses: the clipped
+    values must not depend on the address (MKL's NRM2 does, its DOT does not)."""
+    ops = _ops(kind)
+    flat, _ = _gradients(dtype, size=100003)
+    results = set()
+    for offset in range(8):
+        buf = np.empty(flat.size + 8, dtype=dtype)
+        g = buf[offset:offset + flat.size]
+        g[...] = flat
+        norm = float(ops.clip_grad_norm(g, 0.5))
+        results.add((norm, g.tobytes()))
+    assert len(results) == 1

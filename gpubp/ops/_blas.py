@@ -15,7 +15,7 @@ The library is chosen once, at import, by ``GPUBP_BLAS``:
 * ``numpy``: no direct calls; NumPy's own ``matmul`` does the products.
 
 A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t`, :meth:`~Blas.axpy`,
-:meth:`~Blas.axpby`, :meth:`~Blas.nrm2` and :meth:`~Blas.scal` on
+:meth:`~Blas.axpby`, :meth:`~Blas.dot` and :meth:`~Blas.scal` on
 float32/float64 arrays whose rows are contiguous (C-ordered arrays, their transposes and
 row-strided views such as ``W[:, :k]``); each returns False and does nothing where the arrays
 do not allow the call, and the caller falls back to NumPy.
@@ -72,7 +72,7 @@ LIBRARIES: Dict[str, Tuple[Callable[[], List[str]], Tuple[Tuple[str, Any], ...]]
     "mkl": (_mkl_paths, (("cblas_{}_64", ctypes.c_int64),)),
     "openblas": (_openblas_paths, (("scipy_cblas_{}64_", ctypes.c_int64), ("scipy_cblas_{}", ctypes.c_int32))),
 }
-_ROUTINES = ("gemm", "gemv", "axpy", "nrm2", "scal")
+_ROUTINES = ("gemm", "gemv", "axpy", "dot", "scal")
 _OPTIONAL_ROUTINES = ("axpby",)  # y = alpha x + beta y: an extension both libraries have
 
 
@@ -86,8 +86,8 @@ def _signature(routine: str, index: Any, real: Any) -> List[Any]:
                 ctypes.c_void_p, index]
     if routine == "axpby":  # n, alpha, x, incx, beta, y, incy
         return [index, real, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
-    if routine == "nrm2":  # n, x, incx (returns the norm)
-        return [index, ctypes.c_void_p, index]
+    if routine == "dot":  # n, x, incx, y, incy (returns the dot product)
+        return [index, ctypes.c_void_p, index, ctypes.c_void_p, index]
     if routine == "scal":  # n, alpha, x, incx
         return [index, real, ctypes.c_void_p, index]
     return [index, real, ctypes.c_void_p, index, ctypes.c_void_p, index]  # axpy: n, alpha, x, incx, y, incy
@@ -126,7 +126,7 @@ def _address(a: np.ndarray) -> int:
 
 
 class Blas:
-    """GEMM, GEMV, AXPY, AXPBY, NRM2 and SCAL of one loaded BLAS library, float32 and float64."""
+    """GEMM, GEMV, AXPY, AXPBY, DOT and SCAL of one loaded BLAS library, float32 and float64."""
 
     def __init__(self, name: str, path: str, lib: Any, symbol: str, index: Any) -> None:
         self.name = name
@@ -140,7 +140,7 @@ class Blas:
                 fn = getattr(lib, symbol.format(prefix + routine), None)
                 if fn is None:  # only an optional routine can be missing (load checked the others)
                     continue
-                fn.restype = real if routine == "nrm2" else None
+                fn.restype = real if routine == "dot" else None
                 fn.argtypes = _signature(routine, index, real)
                 self._fns[(routine, dtype)] = fn
 
@@ -148,7 +148,7 @@ class Blas:
         return f"Blas({self.name!r}, {self.version!r})"
 
     def has(self, routine: str, dtype: Any) -> bool:
-        """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``, ``nrm2``, ``scal``) for ``dtype``."""
+        """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``, ``dot``, ``scal``) for ``dtype``."""
         return (routine, np.dtype(dtype)) in self._fns
 
     def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
@@ -238,12 +238,14 @@ class Blas:
             return None
         return self._fns.get((routine, x.dtype))
 
-    def nrm2(self, x: np.ndarray) -> Optional[float]:
-        """||x||_2 in one pass (the library's overflow-safe form); None where the call cannot be made."""
-        fn = self._vector("nrm2", x)
-        if fn is None:
+    def dot(self, x: np.ndarray, y: np.ndarray) -> Optional[float]:
+        """x . y in one pass (contiguous vectors of one dtype and size); None where the call cannot be
+        made. (MKL's NRM2 is not used for norms: its result depends on the vector's address, so
+        two replicas of a distributed run would round differently; its DOT does not.)"""
+        fn = self._vector("dot", x)
+        if fn is None or y.dtype != x.dtype or y.shape != x.shape or not y.flags.c_contiguous:
             return None
-        return float(fn(x.size, _address(x), 1)) if x.size else 0.0
+        return float(fn(x.size, _address(x), 1, _address(y), 1)) if x.size else 0.0
 
     def scal(self, alpha: float, x: np.ndarray) -> bool:
         """x *= alpha in one pass (a contiguous vector)."""

@@ -316,12 +316,13 @@ class NumpyOps(Ops):
 
     # ---- gradient clipping -----------------------------------------------------------
     def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
-        """:meth:`Ops.clip_grad_norm` in at most two passes: the norm as one BLAS NRM2 (NumPy's
-        dot product without a direct BLAS), the scaling as one SCAL, made only when the factor is
-        below 1 (or NaN)."""
-        norm = self._blas.nrm2(grads) if self._blas is not None else None
-        if norm is None:
-            norm = math.sqrt(float(np.dot(grads, grads)))
+        """:meth:`Ops.clip_grad_norm` in at most two passes: the sum of squares as one BLAS DOT
+        (NumPy's dot without a direct BLAS), the scaling as one SCAL, made only when the factor is
+        below 1 (or NaN). The same bits on every replica of a distributed run."""
+        squares = self._blas.dot(grads, grads) if self._blas is not None else None
+        if squares is None:
+            squares = float(np.dot(grads, grads))
+        norm = math.sqrt(squares)
         dtype = grads.dtype.type
         norm_t = dtype(norm)
         coef = dtype(max_norm) / (norm_t + dtype(1e-6))  # in the buffer's precision, as PyTorch
