@@ -259,3 +259,19 @@ class Ops:
         step_size = lr / bias1
         denom = self.xp.sqrt(v) / (bias2**0.5) + eps
         params -= step_size * (m / denom)
+
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: Any) -> None:
+        """AdamW step ``t`` (1-based): decoupled weight decay w <- w (1 - lr wd), then Adam's moments
+        and step from dC/dw alone, as torch.optim.AdamW (MATH.md, AdamW); ``hyper`` holds ``lr``,
+        ``betas``, ``eps`` and ``weight_decay``."""
+        b1, b2 = hyper.betas
+        lr, eps, weight_decay = hyper.lr, hyper.eps, hyper.weight_decay
+        if weight_decay:
+            params *= 1.0 - lr * weight_decay
+        m *= b1
+        m += (1.0 - b1) * grads
+        v *= b2
+        v += (1.0 - b2) * (grads * grads)
+        step_size = lr / (1.0 - b1**t)
+        denom = self.xp.sqrt(v) / ((1.0 - b2**t) ** 0.5) + eps
+        params -= step_size * (m / denom)

@@ -181,6 +181,9 @@ KERNELS: Dict[str, KernelSpec] = {
         _kernel("adam", "optimizers.cu", "flat",
                 "params:out:size grads:in:size m:out:size v:out:size size:index step_size:scalar b1:scalar "
                 "one_minus_b1:scalar b2:scalar one_minus_b2:scalar sqrt_bias2:scalar eps:scalar wd:scalar"),
+        _kernel("adamw", "optimizers.cu", "flat",
+                "params:out:size grads:in:size m:out:size v:out:size size:index step_size:scalar b1:scalar "
+                "one_minus_b1:scalar b2:scalar one_minus_b2:scalar sqrt_bias2:scalar eps:scalar decay:scalar"),
     )
 }
 

@@ -253,3 +253,12 @@ class CupyOps(Ops):
         bias2 = 1.0 - b2**t
         self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, lr / bias1, b1, 1.0 - b1, b2,
                             1.0 - b2, bias2**0.5, eps, weight_decay)
+
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: Any) -> None:
+        """One AdamW kernel over the flat buffer (:meth:`Ops.adamw_update`); the bias corrections and
+        the decay factor 1 - lr wd are computed here in double."""
+        b1, b2 = hyper.betas
+        bias1 = 1.0 - b1**t
+        bias2 = 1.0 - b2**t
+        self.kernels.launch("adamw", params.dtype, params, grads, m, v, params.size, hyper.lr / bias1, b1, 1.0 - b1,
+                            b2, 1.0 - b2, bias2**0.5, hyper.eps, 1.0 - hyper.lr * hyper.weight_decay)
