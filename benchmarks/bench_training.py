@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import full_run_only
 from gpubp import bench
 
 
@@ -20,11 +19,10 @@ def test_train_step(measure, n, optimizer, backend):
 
 @pytest.mark.parametrize("backend", ["numpy", "gemm", "cupy", "torch"])
 @pytest.mark.parametrize("layers", ["dropout", "batch_norm"])
-@pytest.mark.parametrize("n", [32, 256, 4096])
+@pytest.mark.parametrize("n", [32, 256, pytest.param(4096, marks=pytest.mark.full_run_only)])
 def test_train_step_with_layers(measure, n, layers, backend):
     """The same step with a Dropout after each hidden activation, or a BatchNorm after each hidden
     linear part (PyTorch with torch.nn.Dropout / torch.nn.BatchNorm1d in the same places)."""
-    full_run_only(n > 256)
     measure(bench.train_step_case, backend, n, "sgd", "float32", layers=layers)
 
 

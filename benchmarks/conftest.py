@@ -1,8 +1,8 @@
 """The benchmark suite's two modes.
 
 * Quick mode (plain ``pytest``, what CI runs): every benchmark is built and called once with
-  no timing kept (pytest-benchmark's ``--benchmark-disable``), and the largest shapes are
-  skipped, so the files cannot rot and the run stays short.
+  no timing kept (pytest-benchmark's ``--benchmark-disable``), and the largest shapes (marked
+  ``full_run_only``) are deselected, so the files cannot rot and the run stays short.
 * Timed mode (``pytest benchmarks --benchmark-enable`` or ``--benchmark-only``): every shape,
   timed by pytest-benchmark; at the end the results are printed side by side per shape with
   GFLOP/s (or GB/s) and speed-ups, by :func:`gpubp.bench.format_table`. ``--benchmark-json
@@ -27,6 +27,7 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "full_run_only: a large shape, measured in the timed run only")
     timed = bool(config.getoption("benchmark_enable", False) or config.getoption("benchmark_only", False))
     _STATE["timed"] = timed
     if not timed:
@@ -37,6 +38,23 @@ def pytest_configure(config: Any) -> None:
     _STATE["limit"] = bench.set_threads(threads)
 
 
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    """Quick mode leaves out the shapes marked ``full_run_only`` (deselected, not skipped); without
+    pytest-benchmark (the bench or test extra) every benchmark is skipped, not an error."""
+    if not config.pluginmanager.hasplugin("benchmark"):
+        skip = pytest.mark.skip(reason="the benchmarks need pytest-benchmark (pip install 'gpubp[bench]')")
+        for item in items:
+            if "benchmark" in getattr(item, "fixturenames", ()):
+                item.add_marker(skip)
+    if timed():
+        return
+    large = [item for item in items if item.get_closest_marker("full_run_only")]
+    if large:
+        config.hook.pytest_deselected(items=large)
+        items[:] = [item for item in items if not item.get_closest_marker("full_run_only")]
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark, which may be missing
 def pytest_benchmark_update_machine_info(config: Any, machine_info: dict) -> None:
     machine_info["gpubp"] = bench.machine_info()
 
@@ -44,12 +62,6 @@ def pytest_benchmark_update_machine_info(config: Any, machine_info: dict) -> Non
 def timed() -> bool:
     """True in the timed run, False in quick mode."""
     return bool(_STATE["timed"])
-
-
-def full_run_only(too_big: bool) -> None:
-    """Skip a shape that only the timed run measures."""
-    if too_big and not timed():
-        pytest.skip("large shape: measured in the timed run only (pytest benchmarks --benchmark-enable)")
 
 
 @pytest.fixture

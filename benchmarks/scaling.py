@@ -100,7 +100,8 @@ def main() -> None:
         print(f"# {comm.size} rank(s) | {bench.cpu_model()}, {os.cpu_count()} logical CPUs | OMP_NUM_THREADS={threads} | "
               f"backend {gpubp.get_backend().name} | MLP {sizes} ({n_params} parameters, {args.dtype}) | "
               f"{args.steps} timed steps{', no barrier' if args.no_barrier else ''}")
-        print("| workload | ranks | rows/step | samples/s | step ms | compute ms | wait ms | all-reduce ms | update ms | comm share | with wait |")
+        print("| workload | ranks | rows/step | samples/s | step ms | compute ms | wait ms | all-reduce ms | update ms "
+              "| comm share | with wait |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
     strong = comm.shard(args.batch)
     workloads = [("weak", args.batch), ("strong", strong.stop - strong.start)]

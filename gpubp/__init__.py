@@ -24,7 +24,7 @@ from .gradcheck import gradcheck
 from .losses import LOSSES
 from .layers import Layer
 from .network import MLP, load
-from .optim import SGD, Adam, Optimizer
+from .optim import SGD, Adam, AdamW, Optimizer
 from .history import History
 
 __version__ = "0.1.0"
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "Adam",
+    "AdamW",
     "Backend",
     "BackendUnavailableError",
     "CheckpointError",
@@ -46,6 +47,7 @@ __all__ = [
     "SGD",
     "__version__",
     "callbacks",
+    "distributed",
     "get_backend",
     "gradcheck",
     "layers",

@@ -1,8 +1,11 @@
 """Backend selection: which array module (NumPy or CuPy) runs the math.
 
 ``GPUBP_BACKEND`` = ``numpy`` | ``cupy`` | ``auto`` (default ``auto``) is read once, when
-gpubp is imported; an unknown name is a ``ValueError`` there and then. The backend itself
-is resolved lazily on first use, so importing gpubp initialises nothing on a GPU.
+gpubp is imported; an unknown name is a ``ValueError`` naming the variable and the valid
+names when the backend it would choose is first needed (so importing gpubp, or a command
+line that reports errors in one line, still works; :func:`set_backend` with a valid name
+overrides it). The backend itself is resolved lazily on first use, so importing gpubp
+initialises nothing on a GPU.
 
 ``auto`` means CuPy when ``cupy.is_available()`` and NumPy otherwise, quietly. ``cupy``
 asked for by name never falls back: it raises :class:`BackendUnavailableError` saying
@@ -16,14 +19,14 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 
 from . import _optional
 from .errors import BackendUnavailableError
+from .names import lookup
 
-BACKEND_NAMES = ("numpy", "cupy", "auto")
 ENV_VAR = "GPUBP_BACKEND"
 
 _INSTALL_HINT = (
@@ -35,12 +38,8 @@ _INSTALL_HINT = (
 
 def check_backend_name(name: Any, argument: str = "backend") -> str:
     """Return ``name`` normalised to lower case, or raise a ValueError listing valid names."""
-    if not isinstance(name, str):
-        raise TypeError(f"{argument} must be a string, one of {BACKEND_NAMES}; got {type(name).__name__} {name!r}")
-    key = name.strip().lower()
-    if key not in BACKEND_NAMES:
-        raise ValueError(f"unknown {argument} {name!r}: expected one of {', '.join(BACKEND_NAMES)}")
-    return key
+    lookup(BACKENDS, name, argument, "backend", fold_case=True)
+    return name.strip().lower()
 
 
 def is_device_array(a: Any) -> bool:
@@ -100,13 +99,17 @@ def cupy_problem() -> Optional[str]:
     return None
 
 
-def _make(name: str) -> Backend:
-    if name == "auto":
-        name = "cupy" if cupy_problem() is None else "numpy"
-    if name == "numpy":
-        from .ops.numpy_ops import NumpyOps
+def _make_numpy() -> Backend:
+    from .ops.numpy_ops import NumpyOps
 
-        return Backend("numpy", np, NumpyOps(), "cpu")
+    return Backend("numpy", np, NumpyOps(), "cpu")
+
+
+def _make_auto() -> Backend:
+    return _make_cupy() if cupy_problem() is None else _make_numpy()
+
+
+def _make_cupy() -> Backend:
     problem = cupy_problem()
     if problem is not None:
         raise BackendUnavailableError(f"backend 'cupy' was requested but cannot run: {problem}")
@@ -119,13 +122,37 @@ def _make(name: str) -> Backend:
     return Backend("cupy", cp, CupyOps(), f"cuda:{dev.id} ({gpu})")
 
 
-_requested: str = check_backend_name(os.environ.get(ENV_VAR, "auto") or "auto", argument=ENV_VAR)
+#: The backend names and what makes each: ``auto`` is CuPy where it can run, NumPy otherwise.
+BACKENDS: Dict[str, Callable[[], Backend]] = {"numpy": _make_numpy, "cupy": _make_cupy, "auto": _make_auto}
+BACKEND_NAMES = tuple(BACKENDS)
+
+
+def _make(name: str) -> Backend:
+    return BACKENDS[name]()
+
+
+def _from_environment() -> str:
+    """GPUBP_BACKEND normalised, or a marker that holds its error until the backend is needed."""
+    try:
+        return check_backend_name(os.environ.get(ENV_VAR, "auto") or "auto", argument=ENV_VAR)
+    except (TypeError, ValueError) as exc:
+        global _environment_error
+        _environment_error = exc
+        return "invalid"
+
+
+_environment_error: Optional[Exception] = None
+_requested: str = _from_environment()
 _current: Optional[Backend] = None
 
 
-def set_backend(name: str) -> Backend:
-    """Select the backend by name (``numpy``, ``cupy`` or ``auto``) and return it."""
+def set_backend(name: Union[str, Backend]) -> Backend:
+    """Select the backend by name (``numpy``, ``cupy`` or ``auto``), or a :class:`Backend`
+    already made (a network's ``net.backend``), and return it."""
     global _current, _requested
+    if isinstance(name, Backend):
+        _requested, _current = name.name, name
+        return name
     key = check_backend_name(name)
     backend = _make(key)
     _requested, _current = key, backend
@@ -136,13 +163,15 @@ def get_backend() -> Backend:
     """The active backend (resolved from ``GPUBP_BACKEND`` on first use)."""
     global _current
     if _current is None:
+        if _requested == "invalid" and _environment_error is not None:
+            raise ValueError(str(_environment_error))
         _current = _make(_requested)
     return _current
 
 
 @contextlib.contextmanager
-def use_backend(name: str) -> Iterator[Backend]:
-    """Context manager: run the block on backend ``name``, then restore the previous one."""
+def use_backend(name: Union[str, Backend]) -> Iterator[Backend]:
+    """Context manager: run the block on backend ``name`` (or a :class:`Backend`), then restore the previous one."""
     global _current, _requested
     saved = (_requested, _current)
     try:

@@ -37,6 +37,16 @@ def _hidden_sizes(text: str) -> List[int]:
     return sizes
 
 
+def _check_save_path(path: str) -> None:
+    """Refuse a --save path that a checkpoint cannot be written to, before any training."""
+    from .checkpoint import check_save_path
+
+    try:
+        check_save_path(path)
+    except (OSError, ValueError) as exc:
+        raise type(exc)(f"--save: {exc}") from None
+
+
 def _config(args: argparse.Namespace) -> TrainConfig:
     """The recipe the ``train`` options describe."""
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
@@ -68,15 +78,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--plot {args.plot!r}: folder {folder!r} does not exist")
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must lie in [0, 1) (the probability of dropping a value); got {args.dropout}")
-    if args.save:
-        folder = os.path.dirname(os.path.abspath(args.save))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"--save {args.save!r}: folder {folder!r} does not exist")
     comm = None
     if args.distributed:  # before the backend is made: under MPI each rank picks its own GPU
         from . import distributed
 
         comm = distributed.init()
+    if args.save is not None and (comm is None or comm.rank == 0):  # the rank that will save
+        _check_save_path(args.save)
     say = print if comm is None or comm.rank == 0 else (lambda *a, **k: None)
     be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
     config = _config(args)
@@ -115,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         loss, acc = net.evaluate(X_te, Y_te)
         acc_text = f", test accuracy {acc:.4f}" if acc is not None else ""
         print(f"done in {elapsed:.1f} s: test loss {loss:.4f}{acc_text}")
-        if args.save:
+        if args.save is not None:
             net.save(args.save, optimizer=optimizer)
             print(f"saved to {args.save}")
         if args.plot:
@@ -146,7 +154,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"cupy {cp.__version__ if cp is not None else 'not installed'}")
     problem = backend_mod.cupy_problem()
     print(f"cupy backend: {'available' if problem is None else 'unavailable: ' + problem}")
-    print(f"{backend_mod.ENV_VAR}={backend_mod._requested}")
+    print(f"{backend_mod.ENV_VAR}={os.environ.get(backend_mod.ENV_VAR) or 'auto (unset)'}")
     be = backend_mod.get_backend()
     print(f"active backend: {be.name} on {be.device}")
     if be.name == "cupy":
@@ -179,6 +187,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"measured {len(results)} cases in {time.perf_counter() - start:.0f} s\n")
         del limit
     print(bench.format_table(results))
+    if not args.from_json and "cupy" in backends:
+        from .bench import launch_overhead
+
+        print("host side of a CuPy step (measured on the stand-in device: launches checked, counted and skipped)")
+        for opt in ("sgd", "adam"):
+            print("  " + launch_overhead.format_result(launch_overhead.measure(optimizer=opt)), flush=True)
+        print()
     if args.json:
         bench.write_json(args.json, results, info)
         print(f"wrote {args.json}")
@@ -190,6 +205,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpubp", description="Vectorized backpropagation on NumPy or CuPy.")
+    parser.add_argument("--version", action="version", version=f"gpubp {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an MLP (default: the bundled UCI digits, offline)")

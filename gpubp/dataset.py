@@ -34,11 +34,12 @@ def n_correct(A: Any, classes: Any) -> Any:
 
 
 def _host_nbytes(net: Any, X: Any, Y: Any) -> int:
-    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes."""
-    rows_x = int(np.prod(getattr(X, "shape", (0,)), dtype=np.int64))
-    rows_y = int(np.prod(getattr(Y, "shape", (0,)), dtype=np.int64))
-    n = int(getattr(X, "shape", (0,))[0]) if getattr(X, "ndim", 0) else 0
-    return rows_x * net.dtype.itemsize + rows_y * 8 + n * 8
+    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes
+    (0 for what is not a host array yet: it is checked, and refused or converted, afterwards)."""
+    x = X.size if isinstance(X, np.ndarray) else 0
+    y = Y.size if isinstance(Y, np.ndarray) else 0
+    n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim else 0
+    return int(x) * net.dtype.itemsize + int(y) * 8 + int(n) * 8
 
 
 def _upload(backend: Any, dst: Any, src: np.ndarray) -> None:
@@ -66,9 +67,25 @@ class Dataset:
         self.n = self.X.shape[0]
         self._buffers: Dict[int, Tuple[Any, ...]] = {}
 
-    def order(self, rng: Optional[np.random.Generator]) -> Any:
-        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it."""
-        order = rng.permutation(self.n) if rng is not None else np.arange(self.n)
+    def order(self, rng: Optional[np.random.Generator], rank: int = 0, ranks: int = 1, rows: int = 0) -> Any:
+        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it.
+
+        In a distributed fit (``ranks`` > 1) every rank holds the same generator (rank 0's,
+        broadcast when fit starts) and draws the same ``ranks`` permutations of ``rows`` (the
+        largest shard's row count), keeping permutation ``rank`` restricted to its own n rows:
+        a uniform permutation of them, independent of the other ranks', while the generators
+        of all ranks stay equal. So the one generator state a checkpoint holds resumes every
+        rank exactly, whatever the shards' sizes. One process draws ``rng.permutation(n)``.
+        """
+        if rng is None:
+            order = np.arange(self.n)
+        elif ranks == 1:
+            order = rng.permutation(self.n)
+        else:
+            for k in range(ranks):
+                drawn = rng.permutation(rows)
+                if k == rank:
+                    order = drawn[drawn < self.n]
         return order if self.stream else self.backend.asarray(order)
 
     def _buffers_for(self, nb: int) -> Tuple[Any, ...]:

@@ -21,6 +21,12 @@ Uneven shards: a rank whose shard has run out of rows in an epoch of :func:`gpub
 takes part in the remaining steps with an empty batch (n_r = 0: zeros in the buffer), so
 every rank calls the collective the same number of times per epoch.
 
+Agreement: before its first collective a distributed entry compares, in one allgather, what
+every rank passed (architecture, dtype, optimizer type and hyper-parameters, the loop's
+settings, the entry itself); ranks that differ all raise the same ValueError instead of
+training different replicas or failing inside MPI. In a multi-rank run ``comm=None`` is refused
+(:func:`check_comm`); :func:`alone` is the communicator for work on one rank by itself.
+
 Failure: :func:`init` installs an excepthook on every rank of a multi-rank run. A rank that
 dies of an uncaught exception prints its traceback and a line naming the rank, then calls
 ``MPI_Abort``, which makes the launcher stop all other ranks instead of leaving them blocked
@@ -275,23 +281,57 @@ def _install_abort_hook(comm: Communicator) -> None:
     sys.excepthook = hook
 
 
-def check_comm(comm: Any) -> Optional[Communicator]:
-    """``comm`` if it is a :class:`Communicator` (or None); a TypeError otherwise."""
-    if comm is None or isinstance(comm, Communicator):
+def alone() -> Communicator:
+    """A communicator of this process alone (size 1, no MPI): ``comm=distributed.alone()`` trains
+    or evaluates this rank's own network in a multi-rank run, where ``comm=None`` is refused."""
+    return Communicator(None)
+
+
+def check_comm(comm: Any, entry: str = "fit") -> Optional[Communicator]:
+    """``comm`` if it is a :class:`Communicator` (or None); a TypeError otherwise.
+
+    In a multi-rank run (:func:`init` found several ranks) ``None`` is a ValueError: the other
+    ranks, which passed the run's communicator, would wait for this one in their first
+    collective (or meet it in another one: a raw MPI size mismatch). This rank fails at once
+    instead, and a rank that fails stops the run (see :func:`init`) with the message.
+    """
+    if comm is None:
+        if _WORLD is not None and _WORLD.size > 1:
+            raise ValueError(
+                f"comm is None in {entry}, but this process is rank {_WORLD.rank} of a {_WORLD.size}-rank run "
+                f"(gpubp.distributed.init()): pass comm=<the communicator init() returned> as every rank must, or "
+                f"comm=gpubp.distributed.alone() to run {entry} on this rank alone")
+        return None
+    if isinstance(comm, Communicator):
         return comm
     raise TypeError(f"comm must be a communicator from gpubp.distributed.init(); got {type(comm).__name__} {comm!r}"[:300])
 
 
 # ---- the network's collectives ---------------------------------------------------------------
+def network_config(net: Any) -> dict:
+    """What every rank's network must share: its architecture and dtype (not its seed, since rank
+    0's parameters and shuffling state are broadcast)."""
+    return {k: v for k, v in net.get_config().items() if k != "seed"}
+
+
+def optimizer_config(optimizer: Any) -> Any:
+    """What every rank's optimizer must share: its type and every hyper-parameter (None for none)."""
+    if optimizer is None:
+        return None
+    get = getattr(optimizer, "get_config", None)
+    return (type(optimizer).__name__, get() if callable(get) else None)
+
+
 def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) -> None:
-    """Copy rank 0's parameters, layer state (running statistics, dropout streams) and the
-    optimizer's state, if it has any, to every rank."""
+    """Copy rank 0's parameters, layer state (running statistics, dropout streams), shuffling
+    generator (and the optimizer's state, if it has any) to every rank."""
     if comm.size == 1:
         return
     comm.broadcast_(net.params)
     if net.state.size:
         comm.broadcast_(net.state)
     net.set_host_state(comm.mpi.bcast(net.host_state(), root=0))
+    net.rng.bit_generator.state = comm.mpi.bcast(net.rng.bit_generator.state, root=0)
     if optimizer is not None:
         names = sorted(optimizer.state)
         if comm.allgather(names) != [names] * comm.size:
@@ -299,16 +339,31 @@ def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) ->
         for name in names:
             comm.broadcast_(optimizer.state[name])
         optimizer.t = comm.mpi.bcast(optimizer.t, root=0)
-    net._dist_synced = (comm, net.params)
+    net._dist_synced = (comm, net.params, optimizer)
 
 
-def ensure_synchronized(net: Any, comm: Communicator) -> None:
-    """Broadcast rank 0's parameters the first time ``net`` (with these parameters) meets ``comm``."""
+def ensure_synchronized(net: Any, comm: Communicator, entry: str, optimizer: Any = None) -> None:
+    """The first time ``net`` (with these parameters, and this optimizer) meets ``comm``: check
+    that every rank calls ``entry`` with the same network and optimizer settings (a ValueError
+    on every rank otherwise, before any other collective), then broadcast rank 0's parameters.
+
+    Later calls check nothing (no collective): change hyper-parameters between
+    ``train_step`` calls alike on every rank (``fit`` compares them at every call).
+    """
     if comm.size == 1:
         return
     synced = getattr(net, "_dist_synced", None)
-    if synced is None or synced[0] is not comm or synced[1] is not net.params:
+    if (synced is None or synced[0] is not comm or synced[1] is not net.params
+            or (optimizer is not None and synced[2] is not optimizer)):
+        agree(comm, entry=entry, network=network_config(net), optimizer=optimizer_config(optimizer))
         broadcast_parameters(net, comm)
+        net._dist_synced = (comm, net.params, optimizer)
+
+
+def agree(comm: Communicator, **settings: Any) -> None:
+    """One collective: every rank's ``settings`` must equal rank 0's, else the same ValueError
+    naming the first rank that differs (and how) is raised on every rank."""
+    global_rows(comm, 0, **settings)
 
 
 def allreduce_gradients(net: Any, C: Any, n: int, comm: Communicator) -> Any:
@@ -345,6 +400,9 @@ def global_rows(comm: Communicator, n: int, **settings: Any) -> Tuple[List[int],
     counts = [c for c, _ in gathered]
     differing = [r for r, (_, s) in enumerate(gathered) if s != gathered[0][1]]
     if differing:
-        raise ValueError(f"every rank must train with the same settings; rank 0 has {dict(gathered[0][1])}, "
-                         f"rank {differing[0]} has {dict(gathered[differing[0]][1])}")
+        first, other = dict(gathered[0][1]), dict(gathered[differing[0]][1])
+        keys = [k for k in sorted(set(first) | set(other)) if first.get(k) != other.get(k)]
+        detail = "; ".join(f"{k}: rank 0 has {first.get(k)!r}, rank {differing[0]} has {other.get(k)!r}" for k in keys)
+        raise ValueError(f"every rank must train with the same settings ({len(differing)} of {comm.size} ranks differ "
+                         f"from rank 0): {detail}"[:2000])
     return counts, sum(counts)

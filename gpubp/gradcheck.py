@@ -40,9 +40,9 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
     training = validation.check_bool(training, "training")
     to_np = net.backend.to_numpy
     cfg = dict(net.get_config(), dtype="float64")
-    with use_backend(net.backend.name):
-        twin = MLP.from_config(cfg, params=to_np(net.params).astype(np.float64),
-                               state=to_np(net.state).astype(np.float64))
+    with use_backend(net.backend):  # the same backend object: its device, ops and compiled kernels
+        twin = MLP.from_parameters(to_np(net.params).astype(np.float64), state=to_np(net.state).astype(np.float64),
+                                   **cfg)
     twin.set_host_state(net.host_state())
     X, Y = validation.check_XY(twin, X, Y)
     run = twin.make_pass(training, X.shape[0], update=False)  # fixed masks, running statistics untouched

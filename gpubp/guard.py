@@ -8,7 +8,7 @@ non-finite step with the newest finite state; early stopping keeps one for the b
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -72,21 +72,28 @@ class Snapshot:
 
 
 class DivergenceGuard:
-    """Stops ``fit`` at the first non-finite loss or gradient and puts back the newest finite state.
+    """Stops ``fit`` at the first non-finite loss, gradient or weight and puts back the newest finite state.
 
     After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
     gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
     sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
     0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On
     the GPU s is written into a small device vector that is read back once every
-    ``CHECK_EVERY`` batches and at the end of the epoch: one
-    synchronisation per window, none per batch.
+    ``CHECK_EVERY`` batches and at the end of the epoch: one synchronisation per window, none
+    per batch. At the end of every window (and so of every epoch) the weights the window's
+    updates left are checked too, sum_w w in the same read-back: an update can overflow the
+    weights while the loss and gradients it was computed from are finite (the last update of a
+    run, which no later step would see, or weights gone to -inf into a ReLU that then never
+    fires); the window is then replayed from the verified state to find the first update that
+    did it. So ``fit`` never returns with non-finite weights.
 
     Restore point: when batch k (of the epoch, from 0) is the first with a NaN or inf, the
     weights P_k it was computed from are useless (their loss or gradient is not finite, at
     any learning rate); the newest useful state is P_{k-1}, the one before batch k-1's update,
     whose loss and gradient were finite: retaking that step with a lower learning rate is how
-    training goes on (for k = 0 it is P_0, the state at the start of the epoch). Two snapshots
+    training goes on (for k = 0 it is P_0, the state at the start of the epoch). Weights made
+    non-finite by batch i's update count as batch k = i + 1 failing (the restore point is P_i,
+    before that update). Two snapshots
     make it reachable without a copy per step: ``verified`` holds the state before the last
     batch of the previous window (whose check passed), ``spare`` receives the state before
     the last batch of the current window and replaces ``verified`` when the window passes. On
@@ -105,7 +112,8 @@ class DivergenceGuard:
         if callable(bind):  # allocate the (zero) state now so the snapshots cover it
             bind(net)
         self.verified, self.spare = Snapshot(net, optimizer), Snapshot(net, optimizer)
-        self.sums = None if self.on_host else self.xp.empty(every, dtype=net.dtype)
+        # the window's s values, and one slot for the weights' sum at the window's end
+        self.sums = None if self.on_host else self.xp.empty(every + 1, dtype=net.dtype)
         self.window = 0  # the epoch's batch index where the current window starts
         self.count = 0  # steps recorded in the current window
 
@@ -113,10 +121,14 @@ class DivergenceGuard:
         """Put the verified snapshot back; returns the batch index it was taken before."""
         return self.verified.put()
 
-    def begin_epoch(self) -> None:
+    def begin_epoch(self, step: Callable[[int], Any]) -> None:
+        """Start an epoch whose batch ``i`` is re-run by ``step(i)`` (gather, forward, backward,
+        update; returns C) when the guard replays."""
+        self.step = step
         self.verified.take(0)
         self.spare.index = -1
         self.window, self.count = 0, 0
+        self.weights_failed = False
 
     def before_step(self, b: int, last: bool) -> None:
         """Called before batch ``b``: keep the state before a window's last batch in ``spare``."""
@@ -126,8 +138,12 @@ class DivergenceGuard:
     def _value(self, C: Any) -> Any:
         return C + self.net.grads.sum()
 
+    def _weights_finite(self) -> bool:
+        return bool(self.xp.isfinite(self.net.params.sum()))
+
     def after_step(self, b: int, C: Any, last: bool) -> Optional[int]:
-        """Record batch ``b``'s check; the index of the first non-finite batch once known, else None."""
+        """Record batch ``b``'s check; the index k of the first non-finite batch once known (k = i + 1
+        when batch i's update made the weights non-finite; ``weights_failed`` says which), else None."""
         s = self._value(C)
         self.count += 1
         if self.on_host:
@@ -137,28 +153,52 @@ class DivergenceGuard:
             self.sums[self.count - 1] = s
         if self.count < self.every and not last:
             return None
-        if not self.on_host:  # the one synchronisation of the window
-            flags = self.xp.isfinite(self.sums[: self.count]).get()
-            if not flags.all():
-                return self.window + int(np.argmin(flags))
+        if self.on_host:
+            weights_ok = self._weights_finite()
+        else:  # the one synchronisation of the window: every step's s and the weights' sum
+            self.sums[self.count] = self.net.params.sum()
+            flags = self.xp.isfinite(self.sums[: self.count + 1]).get()
+            if not flags[: self.count].all():
+                return self.window + int(np.argmin(flags[: self.count]))
+            weights_ok = bool(flags[self.count])
+        if not weights_ok:
+            return self._locate(b)
         if self.spare.index == b:  # the window passed: the state before its last batch is verified
             self.verified, self.spare = self.spare, self.verified
             self.spare.index = -1
         self.window, self.count = b + 1, 0
         return None
 
-    def rewind(self, k: int, step: Callable[[int], Any]) -> int:
-        """Batch ``k`` is the first non-finite one: put back the state before batch k-1 (or
-        before k = 0); returns the index of the batch the restored state comes before.
+    def _first_failure(self, i: int) -> Tuple[Optional[int], bool]:
+        """Re-run batch ``i``: (i, False) if its loss or gradient is not finite, (i + 1, True) if its
+        update made the weights non-finite, else (None, False)."""
+        if not bool(self.xp.isfinite(self._value(self.step(i)))):
+            return i, False
+        if not self._weights_finite():
+            return i + 1, True
+        return None, False
 
-        ``step(i)`` re-runs batch ``i`` of the epoch (gather, forward, backward, update).
-        """
+    def _locate(self, end: int) -> int:
+        """The weights are not finite after batch ``end``: replay from the verified state (whose
+        weights are finite) to the first batch that fails, and return its k."""
+        start = self.restore()
+        for i in range(start, end + 1):
+            k, self.weights_failed = self._first_failure(i)
+            if k is not None:
+                return k
+        self.weights_failed = True  # a replay that rounds differently (GPU): blame the last update
+        return end + 1
+
+    def rewind(self, k: int) -> int:
+        """Batch ``k`` is the first non-finite one: put back the state before batch k-1 (or
+        before k = 0); returns the index of the batch the restored state comes before."""
         target = max(k - 1, self.verified.index)
         while True:
             start = self.restore()
             for i in range(start, target):
-                if not bool(self.xp.isfinite(self._value(step(i)))):
-                    target = max(i - 1, start)  # replay met an earlier failure: go before it
+                failed, _ = self._first_failure(i)
+                if failed is not None:
+                    target = max(failed - 1, start)  # replay met an earlier failure: go before it
                     break
             else:
                 return target

@@ -34,6 +34,8 @@ class StepPlan:
     n_total: int
     step_rows: Optional[List[int]] = None
     offsets: Optional[List[int]] = None
+    #: (this rank, ranks, rows of the largest shard): how the rows are shuffled (Dataset.order)
+    shuffling: Tuple[int, int, int] = (0, 1, 0)
 
 
 class BatchLogs(Mapping):
@@ -89,16 +91,13 @@ class Loop:
         """The batches of one epoch; returns (sum of C times rows, rows predicting their class):
         the loss over every rank's rows (a distributed step's C is), the count over this rank's."""
         net, xp, plan = self.net, self.xp, self.plan
-        order = self.data.order(net.rng if self.shuffle else None)
+        order = self.data.order(net.rng if self.shuffle else None, *plan.shuffling)
         self.loss_sum = xp.zeros((), dtype=np.float64)  # bookkeeping only, summed like evaluate's
         self.rows_done = 0
         correct = xp.zeros((), dtype=xp.int64)
         batch_hooks = self.callbacks.batch_hooks
-        guard.begin_epoch()
+        guard.begin_epoch(lambda i, order=order: self.step(i, order)[0])
         b = 0
-
-        def replay(i: int, order: Any = order) -> Any:
-            return self.step(i, order)[0]
 
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
@@ -108,13 +107,15 @@ class Loop:
                     C, Xb, Cb = self.step(b, order)
                     bad = guard.after_step(b, C, last)
                     if bad is not None:
-                        restored = guard.rewind(bad, replay)
+                        restored = guard.rewind(bad)
+                        what = (f"the update of batch {bad} of {plan.n_batches} made the weights NaN or inf"
+                                if guard.weights_failed else
+                                f"batch {bad + 1} of {plan.n_batches}: its loss or a gradient is NaN or inf")
                         raise NonFiniteError(
-                            f"training diverged at epoch {epoch}, batch {bad + 1} of {plan.n_batches}: its loss or a "
-                            f"gradient is NaN or inf. The weights and optimizer state are restored to their values "
-                            f"before batch {restored + 1}, the newest ones with a finite loss and gradient: lower the "
-                            f"learning rate and call fit again (initial_epoch={epoch - 1} keeps the epoch numbers).",
-                            epoch=epoch, batch=bad + 1)
+                            f"training diverged at epoch {epoch}, {what}. The weights and optimizer state are "
+                            f"restored to their values before batch {restored + 1}, the newest ones with a finite loss "
+                            f"and gradient: lower the learning rate and call fit again (initial_epoch={epoch - 1} "
+                            f"keeps the epoch numbers).", epoch=epoch, batch=bad if guard.weights_failed else bad + 1)
                     rows = Xb.shape[0] if plan.step_rows is None else plan.step_rows[b]
                     self.loss_sum += C * rows
                     self.rows_done += rows

@@ -17,9 +17,10 @@ replace ``delta`` with fused kernels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .activations import Activation, softmax_backward
+from .names import lookup
 
 
 def _squared_error(xp: Any, A: Any, Y: Any) -> Any:
@@ -66,16 +67,41 @@ def _chain(xp: Any, dA: Any, Z: Any, A: Any, act: Activation) -> Any:
     return softmax_backward(xp, dA, A)
 
 
+#: The forms of output head a backend can fuse (``Loss.head``): what the fast paths and
+#: kernels of the backends are chosen by.
+SQUARED_ERROR = "squared_error"  # C_0 = s sum_j (a_j - y_j)^2, any output activation
+SOFTMAX_CROSS_ENTROPY = "softmax_cross_entropy"  # Delta = A sum_j y_j - Y, softmax output
+SIGMOID_CROSS_ENTROPY = "sigmoid_cross_entropy"  # Delta = A - Y, sigmoid output
+
+
 @dataclass(frozen=True)
 class Loss:
-    """One loss head: ``value`` gives C_0 per sample, ``delta`` gives Delta^(L)."""
+    """One loss head: ``value`` gives C_0 per sample, ``delta`` gives Delta^(L).
+
+    What the backends, the checks and the command line need to know besides the formulas:
+
+    * ``head``: the form of the head (:data:`SQUARED_ERROR`, :data:`SOFTMAX_CROSS_ENTROPY` or
+      :data:`SIGMOID_CROSS_ENTROPY`), which selects the fused kernels and fast paths;
+    * ``mean_over_outputs``: a squared error divided by the number of output nodes m (mse), so
+      C_0 = :meth:`squared_scale` (m) sum_j (a_j - y_j)^2;
+    * ``requires_output_activation``: the one output activation its fused Delta assumes;
+    * ``accepts_labels``: targets may be integer class labels, shape (n,), read directly;
+    * ``target_range``: the closed interval targets must lie in, if any.
+    """
 
     name: str
     value: Callable[[Any, Any, Any, Any], Any]
     delta: Callable[[Any, Any, Any, Any, Activation], Any]
     default_output_activation: str
+    head: str = SQUARED_ERROR
+    mean_over_outputs: bool = False
     requires_output_activation: Optional[str] = None
     accepts_labels: bool = False
+    target_range: Optional[Tuple[float, float]] = None
+
+    def squared_scale(self, m: int) -> float:
+        """s of a squared-error head, C_0 = s sum_j (a_j - y_j)^2 over m output nodes."""
+        return 1.0 / m if self.mean_over_outputs else 1.0
 
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
@@ -95,12 +121,14 @@ LOSSES: Dict[str, Loss] = {
             value=lambda xp, Z, A, Y: _squared_error(xp, A, Y) / A.shape[1],
             delta=lambda xp, Z, A, Y, act: _chain(xp, (2.0 / A.shape[1]) * (A - Y), Z, A, act),
             default_output_activation="identity",
+            mean_over_outputs=True,
         ),
         Loss(
             "cross_entropy",
             value=_cross_entropy_value,
             delta=_cross_entropy_delta,
             default_output_activation="softmax",
+            head=SOFTMAX_CROSS_ENTROPY,
             requires_output_activation="softmax",
             accepts_labels=True,
         ),
@@ -109,7 +137,9 @@ LOSSES: Dict[str, Loss] = {
             value=_bce_value,
             delta=lambda xp, Z, A, Y, act: A - Y,
             default_output_activation="sigmoid",
+            head=SIGMOID_CROSS_ENTROPY,
             requires_output_activation="sigmoid",
+            target_range=(0, 1),
         ),
     )
 }
@@ -119,9 +149,4 @@ def get_loss(name: Any) -> Loss:
     """The loss head called ``name``; a ValueError listing the valid names otherwise."""
     if isinstance(name, Loss):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"loss must be a loss name (str); got {type(name).__name__} {name!r}")
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}: expected one of {', '.join(LOSSES)}") from None
+    return lookup(LOSSES, name, "loss", "loss")

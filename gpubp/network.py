@@ -17,41 +17,16 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from . import checkpoint, distributed, memory, parameters, philox, validation
-from .errors import CheckpointError
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
-from .layers import BatchNorm, Dense, Dropout, Input, Layer, Pass, layer_from_config
+from .layers import (BatchNorm, Dense, Dropout, Input, Layer, Pass, connect, host_state, layer_from_config,
+                     mlp_layers, set_host_state)
+from .workspace import Workspace
 from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
     from .optim import Optimizer
     from .history import History
-
-
-class _Workspace:
-    """Every layer's arrays for one batch size n (:meth:`Layer.make_cache`), allocated once and
-    reused; ``Z[l]``, ``A[l]``, ``Delta[l]`` are those of Dense layer l."""
-
-    def __init__(self, xp: Any, n: int, layers: Sequence[Layer], dtype: Any, ops: Any):
-        self.n, self.ops = n, ops
-        self.caches: List[Any] = [None]
-        prev = None
-        for layer in layers[1:]:
-            prev = layer.make_cache(lambda shape: xp.empty(shape, dtype=dtype), n, prev, ops)
-            self.caches.append(prev)
-        dense = [c for layer, c in zip(layers[1:], self.caches[1:]) if isinstance(layer, Dense)]
-        self.Z: List[Any] = [None] + [c.Z for c in dense]
-        self.A: List[Any] = [None] + [c.A for c in dense]
-        self.Delta: List[Any] = [None] + [c.dout for c in dense]
-
-    def arrays(self) -> List[Any]:
-        """Every distinct array of the workspace."""
-        seen: Dict[int, Any] = {}
-        for c in self.caches[1:]:
-            for a in vars(c).values():
-                if hasattr(a, "shape") and hasattr(a, "dtype"):
-                    seen.setdefault(id(a), a)
-        return list(seen.values())
 
 
 class MLP:
@@ -84,9 +59,11 @@ class MLP:
                  output_activation: Optional[str] = None, loss: str = "sse", dtype: Union[str, Any] = "float32",
                  seed: Optional[int] = None, bias: bool = True, dropout: float = 0.0, batch_norm: bool = False):
         self._from_args(sizes, activation, output_activation, loss, dtype, seed, bias, dropout, batch_norm)
+        self._allocate()
 
     def _from_args(self, sizes: Sequence[int], activation: Any, output_activation: Any, loss: Any, dtype: Any,
-                   seed: Any, bias: Any, dropout: Any, batch_norm: Any, params: Any = None, state: Any = None) -> None:
+                   seed: Any, bias: Any, dropout: Any, batch_norm: Any) -> None:
+        """Check the constructor's arguments and lay out its layers (:meth:`_setup`); allocates nothing."""
         sizes = validation.check_sizes(sizes)
         L = len(sizes) - 1
         loss_head = get_loss(loss)
@@ -97,18 +74,8 @@ class MLP:
             raise TypeError(f"bias must be True or False; got {type(bias).__name__} {bias!r}")
         p = Dropout(dropout).p  # checks 0 <= p < 1
         batch_norm = validation.check_bool(batch_norm, "batch_norm")
-        layers: List[Layer] = []
-        for l, act in enumerate(hidden, start=1):
-            if not act.elementwise:
-                raise ValueError(f"activation of hidden layer {l} must be elementwise; {act.name!r} is for the output layer only")
-            if batch_norm:  # BatchNorm after the linear part, the activation after BatchNorm
-                layers += [Dense(sizes[l], None, bias=bool(bias), init=act.init), BatchNorm(activation=act)]
-            else:
-                layers.append(Dense(sizes[l], act, bias=bool(bias)))
-            if p > 0.0:
-                layers.append(Dropout(p))
-        layers.append(Dense(sizes[L], out_act, bias=bool(bias)))
-        self._setup(sizes[0], layers, loss_head, dtype, seed, params, state)
+        layers = mlp_layers(sizes, hidden, out_act, bool(bias), p, batch_norm)
+        self._setup(sizes[0], layers, loss_head, dtype, seed)
         self._config: Optional[Dict[str, Any]] = {
             "sizes": list(sizes), "activation": [a.name for a in hidden], "output_activation": out_act.name,
             "loss": loss_head.name, "dtype": self.dtype.name, "seed": self.seed, "bias": bool(bias),
@@ -124,83 +91,75 @@ class MLP:
         net = cls.__new__(cls)
         net._setup(validation.check_int(n_in, "n_in", 1), layers, get_loss(loss), dtype, seed)
         net._config = None
+        net._allocate()
         return net
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any], params: Any = None, state: Any = None) -> "MLP":
-        """The network :meth:`get_config` describes; with ``params`` (and ``state``), flat arrays of
-        its parameters (and state), those values instead of a random initialisation."""
-        cfg = dict(config)
+    def from_config(cls, config: Dict[str, Any]) -> "MLP":
+        """A new (randomly initialised) network of the architecture :meth:`get_config` describes."""
         net = cls.__new__(cls)
-        if "layers" in cfg:
-            layers = [layer_from_config(c) for c in cfg["layers"]]
-            net._setup(validation.check_int(cfg["input"], "input", 1), layers, get_loss(cfg["loss"]),
-                       cfg.get("dtype", "float32"), cfg.get("seed"), params, state)
-            net._config = None
-            return net
-        hidden = cfg.pop("activation", "relu")
-        args = {"activation": hidden if hidden else "relu", "output_activation": None, "loss": "sse",
-                "dtype": "float32", "seed": None, "bias": True, "dropout": 0.0, "batch_norm": False}
-        unknown = set(cfg) - set(args) - {"sizes"}
-        if unknown:
-            raise TypeError(f"unknown network settings {sorted(unknown)}")
-        args.update(cfg)
-        net._from_args(params=params, state=state, **args)
+        net._configure(config)
+        net._allocate()
         return net
 
-    def _setup(self, n_in: int, layers: Sequence[Layer], loss: Loss, dtype: Any, seed: Any, params: Any = None,
-               state: Any = None) -> None:
-        """Check the layer list, number the layers, fuse each Dropout into an activation pass
-        before it, then build the buffers."""
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
-            raise TypeError(f"layers must be a non-empty list of gpubp.layers objects; got {type(layers).__name__}")
-        layers = list(layers)
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer) or isinstance(layer, Input):
-                raise TypeError(f"layers[{i}] must be a gpubp.layers.Dense, Dropout or BatchNorm; got {type(layer).__name__}")
-            layer._check_free()
-            if any(other is layer for other in layers[:i]):
-                raise ValueError(f"layers[{i}] is the same object as an earlier layer; make a new one")
-        last = layers[-1]
-        if not isinstance(last, Dense):
-            raise ValueError(f"the last layer must be a Dense layer (the output layer); got {type(last).__name__}")
-        out_act = last.activation or get_activation(loss.default_output_activation)
-        required = loss.requires_output_activation
-        if required is not None and out_act.name != required:
-            raise ValueError(
-                f"loss {loss.name!r} needs output_activation={required!r} (its fused Delta = A - Y); got {out_act.name!r}"
-            )
-        for i, layer in enumerate(layers[:-1]):
-            if layer.activation is not None and not layer.activation.elementwise:
-                raise ValueError(f"the activation of layers[{i}] must be elementwise; {layer.activation.name!r} is "
-                                 "for the output layer only")
-        self.dtype = validation.check_dtype(dtype)
-        self.seed = validation.check_seed(seed)
-        self.loss: Loss = loss
+    @classmethod
+    def from_parameters(cls, params: Any, state: Any = None, **config: Any) -> "MLP":
+        """The network ``config`` describes (as :meth:`get_config` gives it) with the flat parameter
+        buffer ``params`` (shape (n_params,), the network's dtype), and the flat ``state`` buffer
+        of its layers (running statistics; their first values when None), in place of a random
+        initialisation. A NumPy ``params`` on the NumPy backend becomes the network's buffer itself,
+        not a copy; the shuffling generator is seeded from ``seed`` as in the constructor.
+        """
+        net = cls.__new__(cls)
+        net._configure(config)
+        for name, given, length in (("params", params, net.n_params), ("state", state, net._n_state)):
+            shape, dtype = getattr(given, "shape", None), getattr(given, "dtype", None)
+            if (given is not None or name == "params") and (shape != (length,) or dtype != net.dtype):
+                raise ValueError(f"{name} must be an array of shape ({length},) and dtype {net.dtype} for the "
+                                 f"network of sizes {list(net.sizes)}; got {validation._describe(given)}")
+        net._allocate(params, state)
+        return net
+
+    def _configure(self, config: Any) -> None:
+        """Check ``config`` (either form of :meth:`get_config`) and lay out the network; allocates nothing."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a mapping as get_config() gives; got {type(config).__name__}")
+        cfg = dict(config)
+        if "layers" in cfg:
+            keys = sorted(("input", "layers", "loss", "dtype", "seed"))
+            if sorted(cfg) != keys:
+                raise ValueError(f"config must hold exactly {', '.join(keys)}; got {config!r}"[:300])
+            if not isinstance(cfg["layers"], list) or not isinstance(cfg["dtype"], str):
+                raise TypeError("config layers must be a list of layer configs and dtype a name")
+            layers = [layer_from_config(c) for c in cfg["layers"]]
+            self._setup(validation.check_int(cfg["input"], "input", 1), layers, get_loss(cfg["loss"]), cfg["dtype"],
+                        cfg["seed"])
+            self._config = None
+            return
+        # a network from sizes; version 1 checkpoints lack dropout and batch_norm
+        keys = ["activation", "bias", "dtype", "loss", "output_activation", "seed", "sizes"]
+        if sorted(set(cfg) - {"dropout", "batch_norm"}) != keys:
+            raise ValueError(f"config must hold exactly {', '.join(keys)} (and dropout, batch_norm); got {config!r}"[:300])
+        if not isinstance(cfg["dtype"], str):
+            raise TypeError(f"config dtype must be a name; got {cfg['dtype']!r}")
+        self._from_args(**{"dropout": 0.0, "batch_norm": False, **cfg})
+
+    def _setup(self, n_in: int, layers: Sequence[Layer], loss: Loss, dtype: Any, seed: Any) -> None:
+        """Check the layer list, number the layers and fuse each Dropout into an activation pass
+        before it; allocates nothing (:meth:`_allocate` does)."""
+        dtype, seed = validation.check_dtype(dtype), validation.check_seed(seed)
+        dropout_seed = philox.dropout_seed(seed)
+        layers = connect(n_in, layers, loss, dropout_seed)
+        self.dtype, self.seed, self.loss = dtype, seed, loss
         self.backend: Backend = get_backend()
         #: The generator of fit's shuffling (seeded by ``seed``; checkpoints keep its state).
         self.rng = np.random.default_rng(self.seed)
         #: Set to True (by a callback) to end :meth:`fit` after the current epoch.
         self.stop_training = False
-        self._dropout_seed = philox.dropout_seed(self.seed)
+        self._dropout_seed = dropout_seed
         #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
         self.epoch = 0
-        last._activation = out_act
-        width, l = n_in, 0
-        for i, layer in enumerate(layers, start=1):
-            layer.index = i
-            width = layer.build(width)
-            if isinstance(layer, Dense):
-                l += 1
-                layer.l = l
-            if isinstance(layer, Dropout):
-                layer.seed = self._dropout_seed
-                prev = layers[i - 2] if i > 1 else None
-                fuse = prev is not None and prev.activation is not None and isinstance(prev, (Dense, BatchNorm))
-                layer.fused_into = prev if fuse else None
-                if fuse:
-                    prev.dropout = layer
         self.layers: List[Layer] = [Input(n_in)] + layers
         self._dense: List[Dense] = [layer for layer in layers if isinstance(layer, Dense)]
         self.sizes: Tuple[int, ...] = (n_in,) + tuple(d.units for d in self._dense)
@@ -208,8 +167,20 @@ class MLP:
                                  for layer in layers)
         #: Whether a BatchNorm layer couples the rows of a training pass (which then needs 2 rows or more).
         self.has_batch_norm = any(isinstance(layer, BatchNorm) for layer in layers)
+        self._slots, self._n_params = parameters.layout(layers)
+        self._state_slots, self._n_state = parameters.layout(layers, state=True)
+
+    def _allocate(self, params: Any = None, state: Any = None) -> None:
+        """Build the buffers (:meth:`_build`; out of memory is an error naming the sizes) and make
+        the layers this network's."""
+        layers = self.layers[1:]
+        P = self._n_params
         try:
-            self._build(params, state)
+            with memory.translated_out_of_memory(
+                    self.backend, f"building a network of sizes {list(self.sizes)}",
+                    f"its {P:,} parameters need {2 * P * self.dtype.itemsize:,} bytes ({self.dtype.name} weights and "
+                    f"their gradients): choose smaller sizes"):
+                self._build(params, state, copy=False)
         except BaseException:
             for layer in layers:
                 layer._network = None
@@ -226,7 +197,7 @@ class MLP:
     @property
     def n_params(self) -> int:
         """Total number of parameters (length of the flat buffer)."""
-        return int(self.params.size)
+        return self._n_params
 
     @property
     def bias(self) -> bool:
@@ -237,43 +208,56 @@ class MLP:
     def activations(self) -> Tuple[Optional[Activation], ...]:
         """g^(l) for l = 1..L: the Dense layer's activation, or that of the BatchNorm after it."""
         out: List[Optional[Activation]] = []
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             if isinstance(layer, Dense):
                 out.append(layer.activation)
             elif isinstance(layer, BatchNorm) and out and out[-1] is None and layer.activation is not None:
                 out[-1] = layer.activation
         return tuple(out)
 
-    def _build(self, flat: Any = None, state: Any = None) -> None:
+    def _build(self, flat: Any = None, state: Any = None, copy: bool = True) -> None:
         """Allocate the parameter, gradient and state buffers on the backend, fill them (from
-        ``flat`` / ``state`` when given, else the initialisation) and hand the layers their views."""
+        ``flat`` / ``state`` when given, else the initialisation) and hand the layers their views.
+
+        The parameter buffer is ``flat`` itself where ``copy`` is False and ``flat`` is already a
+        C-contiguous, aligned, writable backend array of the dtype, and the array converting
+        ``flat`` made where that is new (another dtype, or moved between host and device);
+        otherwise a copy, so the network never shares memory its caller keeps.
+        """
         xp = self.backend.xp
         layers = self.layers[1:]
-        slots, P = parameters.layout(layers)
-        state_slots, S = parameters.layout(layers, state=True)
+        P, S = self._n_params, self._n_state
         for name, given, length in (("parameter", flat, P), ("state", state, S)):
             if given is not None and tuple(np.shape(given)) != (length,):
                 raise ValueError(f"the network has {length} {name} values; got a {name} buffer of shape "
                                  f"{tuple(np.shape(given))}")
-        params = xp.empty(P, dtype=self.dtype)
         if flat is None:
-            parameters.initialise(self.backend, params, slots, self.rng)
+            params = xp.empty(P, dtype=self.dtype)
+            parameters.initialise(self.backend, params, self._slots, self.rng)
         else:
-            parameters.fill(self.backend, params, slots, flat)
+            params = self.backend.asarray(flat, dtype=self.dtype)
+            if params is flat:
+                reuse = not copy
+            else:  # converted: new memory, unless NumPy made a view of flat (of a subclass such as memmap)
+                reuse = not (isinstance(flat, np.ndarray) and isinstance(params, np.ndarray)
+                             and np.may_share_memory(params, flat))
+            flags = params.flags
+            reuse = reuse and flags.c_contiguous and getattr(flags, "writeable", True) and getattr(flags, "aligned", True)
+            params = params if reuse else params.copy()
         net_state = xp.empty(S, dtype=self.dtype)
-        parameters.fill(self.backend, net_state, state_slots, state)
+        parameters.fill(self.backend, net_state, self._state_slots, state)
         # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
         # step reduces gradients, loss and row count in one call (gpubp.distributed)
         self.grad_buffer = xp.zeros(P + 2, dtype=self.dtype)
         self.params, self.state = params, net_state
         self.grads = self.grad_buffer[:P]
-        pv, gv, sv = (parameters.views(buf, s) for buf, s in ((params, slots), (self.grads, slots),
-                                                               (net_state, state_slots)))
+        pv, gv, sv = (parameters.views(buf, slots) for buf, slots in ((params, self._slots), (self.grads, self._slots),
+                                                                       (net_state, self._state_slots)))
         for layer in layers:
             layer.bind(pv.get(id(layer), {}), gv.get(id(layer), {}), sv.get(id(layer), {}))
-        self._workspaces: Dict[int, _Workspace] = {}
+        self._workspaces: Dict[int, Workspace] = {}
 
-    def workspace(self, n: int) -> _Workspace:
+    def workspace(self, n: int) -> Workspace:
         """The arrays of the passes over n rows, allocated once per n and reused: ``ws.Z[l]``,
         ``ws.A[l]`` and ``ws.Delta[l]`` of Dense layer l after the last such pass (every layer's
         arrays in ``ws.caches``)."""
@@ -282,26 +266,16 @@ class MLP:
         if ws is None or ws.ops is not ops:
             if len(self._workspaces) >= 4:  # a fit uses two sizes at most (full and last batch)
                 self._workspaces.clear()
-            ws = self._workspaces[n] = _Workspace(self.backend.xp, n, self.layers, self.dtype, ops)
+            ws = self._workspaces[n] = Workspace(self.backend.xp, n, self.layers, self.dtype, ops)
         return ws
 
     def host_state(self) -> Dict[str, Any]:
         """What lives on the host between steps: the dropout seed and every layer's stream position."""
-        return {"dropout_seed": self._dropout_seed, "layers": [layer.host_state() for layer in self.layers[1:]]}
+        return host_state(self.layers[1:], self._dropout_seed)
 
-    def set_host_state(self, host: Dict[str, Any]) -> None:
+    def set_host_state(self, host: Any) -> None:
         """Put back what :meth:`host_state` returned."""
-        layers = self.layers[1:]
-        states = host.get("layers") or [{}] * len(layers)
-        if len(states) != len(layers):
-            raise ValueError(f"host state for {len(states)} layers; the network has {len(layers)}")
-        seed = int(host.get("dropout_seed", self._dropout_seed))
-        for layer, s in zip(layers, states):
-            layer.set_host_state(s)
-        self._dropout_seed = seed
-        for layer in layers:
-            if isinstance(layer, Dropout):
-                layer.seed = seed
+        self._dropout_seed = set_host_state(self.layers[1:], host, self._dropout_seed)
 
     def __repr__(self) -> str:
         if self._config is not None:
@@ -338,7 +312,7 @@ class MLP:
         counts = comm.allgather(int(n))
         return sum(counts), sum(counts[: comm.rank])
 
-    def _forward(self, X: Any, ws: _Workspace, run: Optional[Pass] = None, inputs: Optional[List[Any]] = None) -> Any:
+    def _forward(self, X: Any, ws: Workspace, run: Optional[Pass] = None, inputs: Optional[List[Any]] = None) -> Any:
         """Every layer forward (Z^(l) = A^(l-1) W^(l)T + b^(l), A^(l) = g^(l)(Z^(l)) for Dense layer l);
         returns A^(L). ``inputs`` (a list as long as the layers) receives each layer's input."""
         if run is None:
@@ -423,11 +397,11 @@ class MLP:
         every rank passes its own rows and gets the averages over all rows of all ranks, as one
         process would on their concatenation; the first call broadcasts rank 0's parameters.
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "loss_and_grads")
         training = validation.check_bool(training, "training")
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "loss_and_grads")
         rows, offset = self._rows(X.shape[0], comm)
         run = self.make_pass(training, rows, comm, offset)
         with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
@@ -456,13 +430,13 @@ class MLP:
         over all their rows (one all-reduce) before the same update is applied on every rank.
         ``clip_norm`` clips the gradients' global L2 norm before the update (as in :meth:`fit`).
         """
-        comm = distributed.check_comm(comm)
+        comm = distributed.check_comm(comm, "train_step")
         validation.check_optimizer(optimizer, self)
         if clip_norm is not None:
             clip_norm = validation.check_positive_float(clip_norm, "clip_norm")
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
-            distributed.ensure_synchronized(self, comm)
+            distributed.ensure_synchronized(self, comm, "train_step", optimizer)
         rows, offset = self._rows(X.shape[0], comm)
         self.make_pass(True, rows)  # checked before anything changes
         with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
@@ -526,6 +500,21 @@ class MLP:
         """Write weights, state, architecture and dtype (and optimizer state) to ``path`` atomically."""
         checkpoint.save(self, path, optimizer=optimizer)
 
+    @classmethod
+    def describe(cls, config: Any) -> Tuple["MLP", Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
+        """(the architecture ``config`` describes, configured but not allocated; the arrays a
+        checkpoint of it holds, {name: (shape, dtype)}: ``params``, and ``state`` where the network
+        has state) for ``config`` as :meth:`get_config` gives it. TypeError or ValueError, as the
+        constructor's, for anything else: this is how :mod:`gpubp.checkpoint` checks a file's
+        metadata before reading its arrays.
+        """
+        net = cls.__new__(cls)
+        net._configure(config)  # every rule of the constructor, no allocation
+        arrays = {"params": ((net.n_params,), net.dtype)}
+        if net._n_state:
+            arrays["state"] = ((net._n_state,), net.dtype)
+        return net, arrays
+
     def get_config(self) -> Dict[str, Any]:
         """What rebuilds this architecture (:meth:`from_config`): the constructor's arguments for
         a network built from sizes, ``input`` and ``layers`` (each layer's config) otherwise."""
@@ -536,35 +525,34 @@ class MLP:
 
 
 def load(path: Any, optimizer: Any = None) -> MLP:
-    """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend, filled
-    with the stored parameters and state (no random initialisation); restores ``optimizer``'s state
-    too if given. A file that does not describe a valid network is refused with a
-    :class:`~gpubp.errors.CheckpointError` naming it."""
-    meta, arrays = checkpoint.read(path)
-    name = checkpoint.check_path(path)
-    try:
-        params = arrays["params"]
-        state = arrays.get("state")
-        if params.ndim != 1 or (state is not None and state.ndim != 1):
-            raise ValueError(f"the parameter and state buffers must be flat; got shapes {params.shape}, "
-                             f"{None if state is None else state.shape}")
-        cfg = dict(meta["config"])
-        if params.dtype != np.dtype(cfg.get("dtype", "float32")):
-            raise ValueError(f"parameter buffer of dtype {params.dtype} for a {cfg.get('dtype')!r} network")
-        net = MLP.from_config(cfg, params=params, state=state)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r} does not describe a valid network ({type(exc).__name__}: {exc})") from None
-    try:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta["rng"]
-        epoch = int(meta.get("epoch", 0))
-        net.set_host_state(meta.get("host_state") or {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{name!r}: the shuffling generator's or a layer's state is corrupted "
-                              f"({type(exc).__name__}: {exc})") from None
-    if optimizer is not None:  # checked before the network is returned, so a mismatch changes nothing
-        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path, dry_run=True)
-    net.rng, net.epoch = rng, epoch
+    """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend;
+    restores ``optimizer``'s state too if given.
+
+    The file is untrusted (see :mod:`gpubp.checkpoint`): its metadata are checked by the
+    constructor's rules and against the stored arrays' headers before any array is read; the
+    parameters (and the layers' state) are then read straight into the network's buffers (no
+    random initialisation: the peak is about twice the parameters' size). Anything malformed is
+    a :class:`~gpubp.errors.CheckpointError` naming the file, and nothing (``optimizer``
+    included) changes unless the whole file is valid.
+    """
     if optimizer is not None:
-        checkpoint.restore_optimizer(optimizer, meta, arrays, net, path)
+        validation.check_optimizer(optimizer)
+    with checkpoint.Checkpoint(path, MLP.describe) as ck:
+        if optimizer is not None:
+            ck.check_optimizer(optimizer, ck.n_params)
+        loaded = {key: ck.read(key) for key in ("params", "state") if key in ck.archive.members}
+        params, state = loaded["params"], loaded.get("state")
+        opt_state = ck.optimizer_state() if optimizer is not None else None
+        if opt_state is not None:
+            loaded.update({f"optimizer/{k}": v for k, v in opt_state["state"].items()})
+        ck.verify(loaded)
+        del loaded
+        net = MLP.from_parameters(params, state=state, **ck.config)  # out of memory: an error naming the sizes
+        try:
+            net.set_host_state(ck.host_state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ck._error("a layer's saved state is corrupted", exc) from None
+        net.rng, net.epoch = ck.rng, ck.epoch
+    if optimizer is not None:
+        optimizer.load_state_dict(opt_state, net)
     return net

@@ -1,56 +1,197 @@
 """Optimizers over the network's flat parameter buffer: one fused update per step.
 
 MATH.md, update: w <- w - eta dC/dw. :class:`SGD` adds (Nesterov) momentum and L2 weight
-decay, :class:`Adam` the moment estimates of Kingma & Ba; both follow torch.optim's
-conventions so results can be compared number for number. Their state (velocity, moments)
-is one flat buffer beside the parameters, allocated on the first step.
+decay, :class:`Adam` the moment estimates of Kingma & Ba, :class:`AdamW` Adam with decoupled
+weight decay; all follow torch.optim's conventions so results can be compared number for
+number. Their state (velocity, moments) is one flat buffer beside the parameters, allocated on
+the first step.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .validation import check_positive_float
+from .names import lookup
+from .validation import check_int, check_positive_float
 
 
+# ---- hyper-parameters --------------------------------------------------------------------
+class Hyperparameters:
+    """The hyper-parameters of one optimizer: named values, each checked when it is assigned.
+
+    ``CHECKS`` maps each name to its check, ``check(value, name) -> value`` (raising a
+    TypeError or ValueError naming the argument); :meth:`_check_together` checks the rules
+    that tie several values together. The constructor and every later assignment
+    (``opt.lr = 0.01``, as schedules do) run the same checks before anything is stored, so a
+    rejected value changes nothing. The optimizer updates of :class:`gpubp.ops.Ops` read
+    their values from this one object.
+    """
+
+    CHECKS: ClassVar[Dict[str, Callable[[Any, str], Any]]] = {}
+
+    def __init__(self, **values: Any) -> None:
+        unknown = [k for k in values if k not in self.CHECKS]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown hyper-parameter {unknown[0]!r}; "
+                            f"expected {', '.join(self.CHECKS)}")
+        checked = {name: check(values[name], name) for name, check in self.CHECKS.items()}
+        self._check_together(checked)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = self.CHECKS.get(name)
+        if check is None:
+            raise AttributeError(f"{type(self).__name__} has no hyper-parameter {name!r}; it has {', '.join(self.CHECKS)}")
+        value = check(value, name)
+        self._check_together({**self.as_dict(), name: value})
+        object.__setattr__(self, name, value)
+
+    def _check_together(self, values: Mapping[str, Any]) -> None:
+        """Rules between values (none by default); raise before anything is stored."""
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self.CHECKS}
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is type(self) and other.as_dict() == self.as_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+
+
+def _rate(value: Any, name: str) -> float:
+    return check_positive_float(value, name)
+
+
+def _non_negative(value: Any, name: str) -> float:
+    return check_positive_float(value, name, allow_zero=True)
+
+
+def _decay_rate(value: Any, name: str) -> float:
+    """A number in [0, 1): a momentum or a moment's decay."""
+    v = check_positive_float(value, name, allow_zero=True)
+    if v >= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1); got {value!r}")
+    return v
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _betas(value: Any, name: str) -> Tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2); got {value!r}")
+    b = tuple(check_positive_float(x, f"{name}[{i}]", allow_zero=True) for i, x in enumerate(value))
+    if not all(x < 1.0 for x in b):
+        raise ValueError(f"{name} must each lie in [0, 1); got {value!r}")
+    return (b[0], b[1])
+
+
+class SGDHyperparameters(Hyperparameters):
+    """``lr`` eta (> 0), ``momentum`` mu in [0, 1), ``nesterov`` (needs momentum > 0) and the L2
+    ``weight_decay`` (>= 0) of :class:`SGD`."""
+
+    CHECKS = {"lr": _rate, "momentum": _decay_rate, "nesterov": _flag, "weight_decay": _non_negative}
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+
+    def _check_together(self, values: Mapping[str, Any]) -> None:
+        if values["nesterov"] and values["momentum"] == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+
+
+class AdamHyperparameters(Hyperparameters):
+    """``lr`` (> 0), ``betas`` (beta1, beta2) each in [0, 1), ``eps`` (> 0) and the L2
+    ``weight_decay`` (>= 0) of :class:`Adam`."""
+
+    CHECKS = {"lr": _rate, "betas": _betas, "eps": _rate, "weight_decay": _non_negative}
+    lr: float
+    betas: Tuple[float, float]
+    eps: float
+    weight_decay: float
+
+
+class AdamWHyperparameters(AdamHyperparameters):
+    """``lr`` (> 0), ``betas`` (beta1, beta2) each in [0, 1), ``eps`` (> 0) and the decoupled
+    ``weight_decay`` (>= 0) of :class:`AdamW`: Adam's checks; the decay is decoupled from the
+    gradient by :meth:`gpubp.ops.Ops.adamw_update`."""
+
+
+def hyperparameter(name: str) -> property:
+    """The optimizer's attribute ``name``: read from, and assigned (checked) into, its ``hyper``."""
+
+    def get(self: "Optimizer") -> Any:
+        return getattr(self.hyper, name)
+
+    def put(self: "Optimizer", value: Any) -> None:
+        setattr(self.hyper, name, value)
+
+    return property(get, put, doc=f"The hyper-parameter {name!r} (checked on assignment).")
+
+
+# ---- optimizers ---------------------------------------------------------------------------
 class Optimizer:
-    """Base class: holds the hyper-parameters and the state for one network."""
+    """Base class: holds the hyper-parameters (``hyper``, of class ``hyperparameter_class``),
+    the step count ``t`` and the state buffers for one network."""
 
+    hyperparameter_class: ClassVar[type] = Hyperparameters
     state_names: Tuple[str, ...] = ()
 
-    def __init__(self) -> None:
+    def __init__(self, **hyper: Any) -> None:
+        self.hyper = self.hyperparameter_class(**hyper)
         self.state: Dict[str, Any] = {}
-        self.t = 0
-        #: The learning rate a schedule started from (PyTorch's ``initial_lr``); None until a
-        #: schedule of :mod:`gpubp.schedules` runs. Kept in checkpoints, so a resumed schedule
+        self._t = 0
+        #: The learning rate a schedule started from (PyTorch's ``initial_lr``): None until a
+        #: schedule of :mod:`gpubp.schedules` runs. Checkpoints keep it, so a resumed schedule
         #: knows its base.
         self.initial_lr: Optional[float] = None
 
+    @property
+    def t(self) -> int:
+        """The number of updates applied (an integer >= 0; checked on assignment)."""
+        return self._t
+
+    @t.setter
+    def t(self, value: Any) -> None:
+        self._t = check_int(value, "t", 0)
+
     def _fits(self, net: Any) -> bool:
-        """Whether the state buffers (if any) match ``net``'s parameters: shape, dtype and backend."""
-        first = next(iter(self.state.values()), None)
-        return first is None or (first.shape == net.params.shape and first.dtype == net.params.dtype
-                                 and isinstance(first, type(net.params)))
+        """Whether every state buffer matches ``net``'s parameters: shape, dtype and backend."""
+        p = net.params
+        for v in self.state.values():
+            if not (v.shape == p.shape and v.dtype == p.dtype and isinstance(v, type(p))):
+                return False
+        return True
 
     def check_network(self, net: Any) -> None:
         """Raise a ValueError, changing nothing, if this optimizer has stepped another network."""
-        if self.t and not self._fits(net):
-            first = next(iter(self.state.values()))
+        if self._t and not self._fits(net):
+            p = net.params
+            bad = next(v for v in self.state.values()
+                       if not (v.shape == p.shape and v.dtype == p.dtype and isinstance(v, type(p))))
             raise ValueError(
-                f"optimizer: this {type(self).__name__} holds state for {first.size} parameters of dtype {first.dtype} "
-                f"({type(first).__module__.split('.')[0]}); the network has {net.params.size} of dtype {net.params.dtype} "
-                f"({type(net.params).__module__.split('.')[0]}): use one optimizer per network"
+                f"optimizer: this {type(self).__name__} holds state for {bad.size} parameters of dtype {bad.dtype} "
+                f"({type(bad).__module__.split('.')[0]}); the network has {p.size} of dtype {p.dtype} "
+                f"({type(p).__module__.split('.')[0]}): use one optimizer per network"
             )
 
     def _bind(self, net: Any) -> None:
-        """Allocate the state buffers for ``net`` (or check they match it)."""
-        self.check_network(net)
+        """Check the state buffers against ``net`` and allocate the missing ones (zeros): what
+        every update does before it changes anything."""
         if not self._fits(net):
+            self.check_network(net)  # raises when the state is another network's (t > 0)
             self.state = {}  # fresh (t == 0) state allocated for another network: start again
+        state = self.state
         for name in self.state_names:
-            if name not in self.state:
-                self.state[name] = net.backend.xp.zeros_like(net.params)
+            if name not in state:
+                state[name] = net.backend.xp.zeros_like(net.params)
 
     def step(self, net: Any) -> None:
         """Apply one update to ``net.params`` from ``net.grads``."""
@@ -63,13 +204,15 @@ class Optimizer:
 
     def load_state_dict(self, d: Dict[str, Any], net: Any) -> None:
         """Restore what :meth:`state_dict` gave, onto ``net``'s backend."""
-        self.t = int(d["t"])
-        self.state = {k: net.backend.asarray(v, dtype=net.dtype).copy() for k, v in d["state"].items()}
+        t = check_int(int(d["t"]), "t", 0)
         initial = d.get("initial_lr")
-        self.initial_lr = None if initial is None else float(initial)
+        initial = None if initial is None else check_positive_float(initial, "initial_lr")
+        self.state = {k: net.backend.asarray(v, dtype=net.dtype).copy() for k, v in d["state"].items()}
+        self._t, self.initial_lr = t, initial
 
     def get_config(self) -> Dict[str, Any]:
-        raise NotImplementedError
+        """The constructor arguments (pairs as lists, as JSON keeps them)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyper.as_dict().items()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -84,30 +227,29 @@ class SGD(Optimizer):
         momentum: mu in v <- mu v + g (0 disables the velocity buffer).
         nesterov: use g + mu v as the step (needs momentum > 0).
         weight_decay: L2 coefficient added to the gradient, g = dC/dw + wd * w.
+
+    Each is an attribute too (``opt.lr = 0.01``), checked on assignment like here.
     """
 
+    hyperparameter_class = SGDHyperparameters
+    lr = hyperparameter("lr")
+    momentum = hyperparameter("momentum")
+    nesterov = hyperparameter("nesterov")
+    weight_decay = hyperparameter("weight_decay")
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
-        super().__init__()
-        self.lr = check_positive_float(lr, "lr")
-        self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
-        if self.momentum >= 1.0:
-            raise ValueError(f"momentum must lie in [0, 1); got {momentum!r}")
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
-        if nesterov and self.momentum == 0.0:
-            raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
-        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
-        self.state_names = ("velocity",) if self.momentum else ()
+        super().__init__(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+    @property
+    def state_names(self) -> Tuple[str, ...]:  # type: ignore[override]
+        """The velocity buffer, with momentum."""
+        return ("velocity",) if self.hyper.momentum else ()
 
     def step(self, net: Any) -> None:
         self._bind(net)
-        self.t += 1
-        net.backend.ops.sgd_update(net.params, net.grads, self.state.get("velocity"), self.lr,
-                                   self.momentum, self.nesterov, self.weight_decay)
-
-    def get_config(self) -> Dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+        hyper = self.hyper
+        net.backend.ops.sgd_update(net.params, net.grads, self.state["velocity"] if hyper.momentum else None, hyper)
+        self._t += 1
 
 
 class Adam(Optimizer):
@@ -118,46 +260,70 @@ class Adam(Optimizer):
         betas: decay rates (beta1, beta2), each in [0, 1).
         eps: added to sqrt(v_hat) (> 0).
         weight_decay: L2 coefficient added to the gradient, as torch.optim.Adam.
+
+    Each is an attribute too (``opt.lr = 1e-4``), checked on assignment like here.
     """
 
+    hyperparameter_class = AdamHyperparameters
     state_names = ("m", "v")
+    lr = hyperparameter("lr")
+    betas = hyperparameter("betas")
+    eps = hyperparameter("eps")
+    weight_decay = hyperparameter("weight_decay")
 
     def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        super().__init__()
-        self.lr = check_positive_float(lr, "lr")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
-        b = tuple(check_positive_float(x, f"betas[{i}]", allow_zero=True) for i, x in enumerate(betas))
-        if not all(x < 1.0 for x in b):
-            raise ValueError(f"betas must each lie in [0, 1); got {betas!r}")
-        self.betas: Tuple[float, float] = (b[0], b[1])
-        self.eps = check_positive_float(eps, "eps")
-        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def step(self, net: Any) -> None:
         self._bind(net)
-        self.t += 1
-        net.backend.ops.adam_update(net.params, net.grads, self.state["m"], self.state["v"], self.t,
-                                    self.lr, self.betas, self.eps, self.weight_decay)
-
-    def get_config(self) -> Dict[str, Any]:
-        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+        t = self._t + 1
+        net.backend.ops.adam_update(net.params, net.grads, self.state["m"], self.state["v"], t, self.hyper)
+        self._t = t
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class AdamW(Optimizer):
+    """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as torch.optim.AdamW.
+
+    Each step first shrinks every weight, w <- w (1 - lr weight_decay), then takes Adam's step
+    from the loss gradient alone (MATH.md, AdamW); ``Adam(weight_decay=...)`` instead adds
+    weight_decay w to the gradient, which Adam's per-weight scaling then reshapes.
+
+    Args:
+        lr: step size (> 0).
+        betas: decay rates (beta1, beta2), each in [0, 1).
+        eps: added to sqrt(v_hat) (> 0).
+        weight_decay: the decoupled decay coefficient (>= 0; PyTorch's default 0.01).
+
+    Each is an attribute too (``opt.weight_decay = 0.1``), checked on assignment like here.
+    """
+
+    hyperparameter_class = AdamWHyperparameters
+    state_names = ("m", "v")
+    lr = hyperparameter("lr")
+    betas = hyperparameter("betas")
+    eps = hyperparameter("eps")
+    weight_decay = hyperparameter("weight_decay")
+
+    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01):
+        super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def step(self, net: Any) -> None:
+        self._bind(net)
+        t = self._t + 1
+        net.backend.ops.adamw_update(net.params, net.grads, self.state["m"], self.state["v"], t, self.hyper)
+        self._t = t
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def lookup_optimizer(name: Any) -> type:
-    """The optimizer class called ``name`` (``sgd`` or ``adam``, any case); a ValueError listing the valid names otherwise."""
-    if not isinstance(name, str):
-        raise TypeError(f"optimizer must be a name, one of {', '.join(OPTIMIZERS)}; got {type(name).__name__} {name!r}")
-    try:
-        return OPTIMIZERS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}") from None
+    """The optimizer class called ``name`` (``sgd``, ``adam`` or ``adamw``, any case); a ValueError listing the valid names otherwise."""
+    return lookup(OPTIMIZERS, name, "optimizer", "optimizer", fold_case=True)
 
 
 def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
-    """An optimizer by name (``sgd`` or ``adam``) with these hyper-parameters."""
+    """An optimizer by name (``sgd``, ``adam`` or ``adamw``) with these hyper-parameters."""
     return lookup_optimizer(name)(**kwargs)

@@ -59,6 +59,14 @@ def _put(backend: Any, dst: Any, src: np.ndarray) -> None:
         dst.set(np.ascontiguousarray(src, dtype=dst.dtype))
 
 
+def _draw(rng: np.random.Generator, init: str, fan_in: int, fan_out: int, rows: int) -> np.ndarray:
+    """The next ``rows`` rows of a (fan_out, fan_in) weight matrix, in float64."""
+    if init == "he":
+        return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(rows, fan_in))
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(rows, fan_in))
+
+
 def initialise(backend: Any, buffer: Any, slots: Sequence[Slot], rng: np.random.Generator) -> None:
     """Write every slot's first values into ``buffer``: He (normal, std sqrt(2/fan_in)) or Glorot
     (uniform, limit sqrt(6/(fan_in + fan_out))) weights drawn from ``rng`` in chunks, zeros, ones."""
@@ -68,20 +76,14 @@ def initialise(backend: Any, buffer: Any, slots: Sequence[Slot], rng: np.random.
         if init in ("zeros", "ones"):
             view.fill(0.0 if init == "zeros" else 1.0)
             continue
+        if init not in ("he", "glorot"):
+            raise ValueError(f"unknown initialisation {init!r} of {s.spec.name}")
         fan_out, fan_in = s.spec.shape
         W = view.reshape(fan_out, fan_in)
         rows = max(1, CHUNK // max(1, fan_in))
-        if init == "he":
-            std = np.sqrt(2.0 / fan_in)
-            draw = lambda k: rng.normal(0.0, std, size=(k, fan_in))  # noqa: E731
-        elif init == "glorot":
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            draw = lambda k: rng.uniform(-limit, limit, size=(k, fan_in))  # noqa: E731
-        else:
-            raise ValueError(f"unknown initialisation {init!r} of {s.spec.name}")
         for start in range(0, fan_out, rows):
             stop = min(start + rows, fan_out)
-            _put(backend, W[start:stop], draw(stop - start))
+            _put(backend, W[start:stop], _draw(rng, init, fan_in, fan_out, stop - start))
 
 
 def fill(backend: Any, buffer: Any, slots: Sequence[Slot], source: Any = None) -> None:

@@ -1,14 +1,16 @@
 """What ``fit`` prints while it trains, as a callback: ``fit(..., verbose=1)`` (the default) adds a
 :class:`ProgressLogger`.
 
-* ``verbose=1``: on a terminal, a progress bar per epoch with the running loss (tqdm, on
-  stderr, erased at the end of the epoch); then, in every case, also when the output is a pipe
-  or a log file, one line per epoch on stdout:
+* ``verbose=1``: on a terminal, a progress bar per epoch with the running loss (tqdm's when
+  tqdm is installed, otherwise a plain one-line counter, :func:`progress_bar`; on stderr, erased
+  at the end of the epoch); then, in every case, also when the output is a pipe or a log file,
+  one line per epoch on stdout:
   ``epoch 3/40 - loss 0.1234 - accuracy 0.9650 - val_loss 0.2041 - val_accuracy 0.9417 - lr 0.001 - 0.21 s``;
 * ``verbose=2``: the line per epoch only;
 * ``verbose=0``: nothing.
 
-In distributed training only rank 0 prints.
+In distributed training only rank 0 prints. Importing gpubp needs only NumPy; tqdm is looked up
+the first time a bar is shown.
 """
 from __future__ import annotations
 
@@ -18,6 +20,76 @@ from typing import Any, Dict, Mapping, Optional, TextIO
 
 from .callbacks import Callback
 
+
+class PlainBar:
+    """``epoch 3/10: 120/469 batches, loss 0.1234`` rewritten in place on a terminal, at most ten
+    times a second."""
+
+    def __init__(self, total: int, desc: str, stream: Optional[TextIO] = None, interval: float = 0.1):
+        self.total, self.desc, self.n = total, desc, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self.postfix = ""
+        self._last = -float("inf")
+        self._width = 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= self.interval or self.n >= self.total:
+            self._last = now
+            self._write(f"{self.desc}: {self.n}/{self.total} batches" + (f", {self.postfix}" if self.postfix else ""))
+
+    def set_postfix_str(self, text: str) -> None:
+        """Show ``text`` after the count from the next rewrite on (tqdm's method of that name)."""
+        self.postfix = text
+
+    def _write(self, text: str) -> None:
+        pad = " " * max(0, self._width - len(text))
+        self.stream.write(f"\r{text}{pad}")
+        self.stream.flush()
+        self._width = len(text)
+
+    def close(self) -> None:
+        if self._width:
+            self._write("")
+            self.stream.write("\r")
+            self.stream.flush()
+            self._width = 0
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _tqdm() -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A bar over ``total`` batches (``update(n)``, ``close()``), shown when ``enabled`` and
+    standard error is a terminal."""
+    tqdm = _tqdm()
+    if tqdm is not None:
+        return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=None if enabled else True)
+    isatty = getattr(sys.stderr, "isatty", None)
+    if enabled and callable(isatty) and isatty():
+        return PlainBar(total, desc)
+    return _NoBar()
+
+
+# ---- the callback -----------------------------------------------------------------------
 VERBOSITY = (0, 1, 2)
 
 
@@ -60,6 +132,9 @@ class ProgressLogger(Callback):
     """Progress output of ``fit`` (module docstring): ``verbose`` 1 or 2, written to ``file``
     (default: ``sys.stdout`` at the time of writing), the bar to ``sys.stderr``."""
 
+    #: Seconds between two reads of the running loss for the bar (on a GPU, each read waits for it).
+    REFRESH_S = 0.1
+
     def __init__(self, verbose: int = 1, file: Optional[TextIO] = None):
         self.verbose = check_verbose(verbose)
         self.file = file
@@ -81,21 +156,18 @@ class ProgressLogger(Callback):
         self._start = time.perf_counter()
         if self.verbose != 1 or not self.is_main:
             return
-        from tqdm.auto import tqdm
-
-        # disable=None: no bar where stderr is not a terminal (a pipe, a log file)
-        self._bar = tqdm(total=self.params.get("steps"), desc=f"epoch {epoch}/{self.params.get('epochs')}",
-                         unit="batch", leave=False, disable=None, file=sys.stderr)
+        # no bar where stderr is not a terminal (a pipe, a log file)
+        self._bar = progress_bar(int(self.params.get("steps", 0)), f"epoch {epoch}/{self.params.get('epochs')}", True)
         self._next_refresh = self._start
 
     def on_batch_end(self, batch: int, logs: Mapping[str, Any]) -> None:
         bar = self._bar
-        if bar is None or bar.disable:
+        if bar is None:
             return
         now = time.perf_counter()
         if now >= self._next_refresh:  # the loss is read (on a GPU: waited for) only when shown
-            bar.set_postfix_str(f"loss {_number(float(logs['loss']))}")  # drawn now, at most every mininterval
-            self._next_refresh = now + bar.mininterval
+            bar.set_postfix_str(f"loss {_number(float(logs['loss']))}")
+            self._next_refresh = now + self.REFRESH_S
         bar.update(1)
 
     def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:

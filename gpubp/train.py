@@ -96,19 +96,20 @@ def _plan(net: Any, data: Dataset, batch_size: int, comm: Any, settings: Dict[st
     n = data.n
     n_batches = -(-n // batch_size)
     if comm is None or comm.size == 1:
-        plan = StepPlan(n_batches, n)
+        plan = StepPlan(n_batches, n, shuffling=(0, 1, n))
         rows = [min(batch_size, n - k * batch_size) for k in range(n_batches)]
     else:
         # checked before the first collective that depends on them: ranks that disagree on the
         # network, the optimizer or the loop's shape would otherwise hang or abort inside MPI
-        cfg = {k: v for k, v in net.get_config().items() if k != "seed"}
-        counts, n_total = distributed.global_rows(comm, n, network=repr(sorted(cfg.items())), **settings)
+        counts, n_total = distributed.global_rows(comm, n, entry="fit", network=distributed.network_config(net),
+                                                  **settings)
         n_batches = max(-(-c // batch_size) for c in counts)
         # rows of all ranks in step k (a rank whose shard has run out adds none), and of the ranks
         # before this one (where a layer's rows continue those of the previous ranks)
         shares = [[min(batch_size, max(0, c - k * batch_size)) for c in counts] for k in range(n_batches)]
         rows = [sum(share) for share in shares]
-        plan = StepPlan(n_batches, n_total, rows, [sum(share[: comm.rank]) for share in shares])
+        plan = StepPlan(n_batches, n_total, rows, [sum(share[: comm.rank]) for share in shares],
+                        shuffling=(comm.rank, comm.size, max(counts)))
     if net.has_batch_norm and min(rows) < 2:
         raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step; batch_size={batch_size} over "
                          f"{plan.n_total} rows makes a step of {min(rows)} row: choose another batch_size")
@@ -194,7 +195,7 @@ def fit(
     """
     from .optim import Adam
 
-    comm = distributed.check_comm(comm)
+    comm = distributed.check_comm(comm, "fit")
     epochs = validation.check_int(epochs, "epochs", 0)
     initial_epoch = validation.check_int(initial_epoch, "initial_epoch", 0)
     if initial_epoch > epochs:
@@ -231,7 +232,7 @@ def fit(
         return history
     plan = _plan(net, data, batch_size, comm, {
         "batch_size": batch_size, "epochs": epochs, "initial_epoch": initial_epoch, "shuffle": shuffle,
-        "validation": val is not None, "optimizer": type(optimizer).__name__, "clip_norm": clip_norm})
+        "validation": val is not None, "optimizer": distributed.optimizer_config(optimizer), "clip_norm": clip_norm})
     rank = comm.rank if comm is not None else 0
     if verbose:
         extra.append(ProgressLogger(verbose))

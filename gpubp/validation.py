@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from typing import Any, Iterator, List, Sequence, Tuple, Union
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -33,12 +35,22 @@ def check_finite(enabled: bool) -> Iterator[None]:
         CHECK_FINITE = saved
 
 
+def _repr(value: Any) -> str:
+    """repr(value), shortened; an integer too long to print whole is described by its length."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) >= 10**30:
+        digits = int(abs(int(value)).bit_length() * 0.30103) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
+    return repr(value)[:200]
+
+
 def _describe(value: Any) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__}"
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if shape is not None and dtype is not None:
         return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
-    return f"{type(value).__name__} {value!r}"[:200]
+    return f"{type(value).__name__} {_repr(value)}"[:200]
 
 
 def check_int(value: Any, argument: str, minimum: int) -> int:
@@ -46,7 +58,7 @@ def check_int(value: Any, argument: str, minimum: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{argument} must be an integer >= {minimum}; got {_describe(value)}")
     if value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}; got {value}")
+        raise ValueError(f"{argument} must be an integer >= {minimum}; got {_repr(value)}")
     return int(value)
 
 
@@ -54,10 +66,13 @@ def check_positive_float(value: Any, argument: str, allow_zero: bool = False) ->
     """A finite real number > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{argument} must be a real number; got {_describe(value)}")
-    v = float(value)
     bound = ">= 0" if allow_zero else "> 0"
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond the float range, such as 10**400
+        raise ValueError(f"{argument} must be finite and {bound}; got {_repr(value)}, beyond the float range") from None
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{argument} must be finite and {bound}; got {value!r}")
+        raise ValueError(f"{argument} must be finite and {bound}; got {_repr(value)}")
     return v
 
 
@@ -89,6 +104,9 @@ DTYPES = ("float32", "float64")
 
 
 def check_dtype(dtype: Any) -> np.dtype:
+    """float32 or float64 in the machine's byte order, from any spelling NumPy accepts
+    (``"float32"``, ``"f4"``, ``">f4"``, ``np.float32``...): a network computes, saves and loads
+    in native byte order whatever order it was asked for."""
     expected = " or ".join(repr(d) for d in DTYPES)
     try:
         dt = np.dtype(dtype)
@@ -96,13 +114,21 @@ def check_dtype(dtype: Any) -> np.dtype:
         raise TypeError(f"dtype must be {expected}; got {dtype!r}") from None
     if dt.name not in DTYPES:
         raise ValueError(f"dtype must be {expected}; got {dt.name!r}")
-    return dt
+    return np.dtype(dt.name)
+
+
+#: Seeds lie in [0, SEED_LIMIT): as wide as the shuffling generator's state, and short enough
+#: to be stored in (and read back from) a checkpoint's metadata.
+SEED_LIMIT = 2**128
 
 
 def check_seed(seed: Any) -> Any:
     if seed is None:
         return None
-    return check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**128); got {_repr(seed)}")
+    return seed
 
 
 def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = False) -> Any:
@@ -110,6 +136,11 @@ def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = F
     backend), or as a NumPy array when ``on_host``; only real numbers (bool, int, float) pass."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{argument} must be a numeric array; got {_describe(value)}")
+    if isinstance(value, (Mapping, AbstractSet, Iterator, type)):
+        # np.asarray would make a 0-d object array of it; a generator or iterator would be consumed
+        raise TypeError(f"{argument} must be a numeric array (a NumPy or CuPy array, or nested lists of numbers); got "
+                        f"{_describe(value)}" + (": make a list or an array of it first" if isinstance(value, Iterator)
+                                                 else ""))
     if not isinstance(value, np.ndarray) and not is_device_array(value):
         try:
             value = np.asarray(value)
@@ -119,8 +150,26 @@ def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = F
         raise TypeError(f"{argument} must hold real numbers (bool, int or float); got {_describe(value)}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the finite scan
         if on_host:
-            return np.asarray(value.get() if is_device_array(value) else value, dtype=dtype)
-        return net.backend.asarray(value, dtype=dtype)
+            return _plain(np, np.asarray(value.get() if is_device_array(value) else value, dtype=dtype))
+        return _plain(net.backend.xp, net.backend.asarray(value, dtype=dtype))
+
+
+def _plain(xp: Any, a: Any) -> Any:
+    """``a`` itself when it is C-contiguous (and, on the host, aligned and in native byte order),
+    else a copy that is.
+
+    Every kernel and every direct BLAS call then reads its inputs the same way, so the numbers
+    of every entry do not depend on the input's memory layout (Fortran order, negative, zero
+    or overlapping strides, broadcasts, unaligned or big-endian data): they are those of the
+    contiguous copy, bit for bit. Arrays that are already plain (the usual case) are not
+    copied; for the others the copy is one pass over the input, less than any product reading it.
+    """
+    flags = a.flags
+    if flags.c_contiguous and (xp is not np or (flags.aligned and a.dtype.isnative)):
+        return a
+    if xp is np:
+        return np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+    return xp.ascontiguousarray(a)
 
 
 class _Pending:
@@ -198,8 +247,9 @@ def _Y(net: Any, Y: Any, n: int, argument: str, pending: _Pending, on_host: bool
     if Y.shape[0] != n:
         raise ValueError(f"{argument} has {Y.shape[0]} rows but X has {n}")
     _require_finite(pending, Y, argument)
-    if net.loss.name == "binary_cross_entropy":
-        pending.require(((Y >= 0) & (Y <= 1)).all(), f"{argument}: binary_cross_entropy targets must lie in [0, 1]")
+    if net.loss.target_range is not None:
+        lo, hi = net.loss.target_range
+        pending.require(((Y >= lo) & (Y <= hi)).all(), f"{argument}: {net.loss.name} targets must lie in [{lo}, {hi}]")
     return Y
 
 
@@ -228,6 +278,9 @@ def check_bool(value: Any, argument: str) -> bool:
 
 def check_optimizer(optimizer: Any, net: Any = None) -> None:
     """A gpubp optimizer (anything with ``step(net)``) that, if it holds state, holds it for ``net``."""
+    if isinstance(optimizer, type):
+        raise TypeError(f"optimizer must be an optimizer instance such as gpubp.{optimizer.__name__}(...); got the "
+                        f"class {optimizer.__name__} itself: call it to make one")
     if not callable(getattr(optimizer, "step", None)):
         raise TypeError(f"optimizer must be a gpubp optimizer such as gpubp.SGD(...) or gpubp.Adam(...); got {_describe(optimizer)}")
     check = getattr(optimizer, "check_network", None)

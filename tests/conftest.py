@@ -12,7 +12,8 @@ from gpubp.backend import cupy_problem
 _CUPY_PROBLEM = cupy_problem()
 BACKENDS = [
     "numpy",
-    pytest.param("cupy", marks=pytest.mark.skipif(_CUPY_PROBLEM is not None, reason="CuPy backend unavailable (no CUDA GPU visible or CuPy missing)")),
+    pytest.param("cupy", marks=pytest.mark.skipif(
+        _CUPY_PROBLEM is not None, reason="CuPy backend unavailable (no CUDA GPU visible or CuPy missing)")),
 ]
 
 
@@ -23,14 +24,23 @@ def backend(request):
         yield be
 
 
-# The MNIST test set (t10k IDX files): GPUBP_MNIST_DIR, or the project's shared data folder
-# beside the checkout.
-MNIST_DIR = Path(os.environ.get("GPUBP_MNIST_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+# The real MNIST test set (t10k IDX files), shipped with the tests (tests/data/mnist), or
+# GPUBP_MNIST_DIR.
+MNIST_DIR = Path(os.environ.get("GPUBP_MNIST_DIR") or Path(__file__).resolve().parent / "data" / "mnist")
 
 
 @pytest.fixture
 def mnist_dir() -> Path:
-    """The folder with the real MNIST t10k IDX files; the test is skipped where there is none."""
-    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists() and not (MNIST_DIR / "t10k-images-idx3-ubyte").exists():
-        pytest.skip(f"no MNIST t10k IDX files in {MNIST_DIR} (set GPUBP_MNIST_DIR)")
+    """The folder with the real MNIST t10k IDX files."""
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def kernels():
+    """gpubp's CUDA kernel sources built for the CPU by g++ (tests/host_kernels.py), once."""
+    import host_kernels
+
+    problem = host_kernels.compiler_missing()
+    if problem is not None:
+        pytest.skip(problem)
+    return host_kernels.build()

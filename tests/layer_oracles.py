@@ -78,7 +78,3 @@ def torch_loss_and_grads(net: Any, X: Any, Y: Any, masks: Sequence[Optional[np.n
     grads = [tuple(None if t is None else t.grad.numpy() for t in pair) for pair in tensors]
     return float(C.detach()), grads, [(rm.numpy(), rv.numpy()) for rm, rv in stats], a.detach().numpy()
 
-
-def rel_err(a: Any, b: Any) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))

@@ -7,6 +7,12 @@ Modes:
     fail   rank 1 raises in the middle of fit while rank 0 waits in the all-reduce.
     diverge  one rank's shard makes the second step's loss overflow: every rank must stop
            with the same NonFiniteError and the same restored (identical) weights.
+    agree  ranks that differ in the optimizer's hyper-parameters, the architecture or the entry
+           they call: every rank raises the same ValueError before any other collective.
+    none   rank 1 passes comm=None to fit while rank 0 passes the communicator: rank 1 fails at
+           once, naming comm, and the run stops.
+    resume uneven shards, shuffled: a run saved at epoch 2 (by rank 0) and resumed on every rank
+           from that file ends with the weights of the uninterrupted run, bit for bit.
     layers  ``check`` on a network with BatchNorm (statistics over all ranks' rows) and Dropout
            (each rank's rows continuing the previous ranks' in the stream): the same comparisons.
     callbacks  fit with validation_split, a schedule, clipping, EarlyStopping and ModelCheckpoint
@@ -25,6 +31,7 @@ import sys
 import numpy as np
 
 import gpubp
+from helpers import rel_err
 from gpubp import distributed
 
 # uneven shard sizes by number of ranks: the last batches differ in size and the ranks run out
@@ -33,11 +40,7 @@ SHARDS = {1: [13], 2: [7, 12], 3: [7, 12, 3], 4: [7, 12, 3, 5]}
 SIZES = [5, 6, 4]
 BATCH = 4
 CLIP = 0.3  # below the gradients' norm in most steps: clipping is exercised
-
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+SOLO = distributed.alone()  # the single-process references each rank computes for itself
 
 
 def data(loss: str, rows: int, seed: int):
@@ -88,7 +91,7 @@ def check(comm, backend: str) -> dict:
         net = make_net(loss, act, perturb=0.5 * r)
         ref = make_net(loss, act)
         C, grads = net.loss_and_grads(X[mine], Y[mine], comm=comm)
-        C_ref, grads_ref = ref.loss_and_grads(X, Y)
+        C_ref, grads_ref = ref.loss_and_grads(X, Y, comm=SOLO)
         errs["loss"] = max(errs["loss"], rel_err(C, C_ref))
         for (dW, db), (dW_ref, db_ref) in zip(grads, grads_ref):
             errs["grad"] = max(errs["grad"], rel_err(net.backend.to_numpy(dW), ref.backend.to_numpy(dW_ref)),
@@ -100,7 +103,7 @@ def check(comm, backend: str) -> dict:
             rows = np.concatenate([np.arange(bounds[q], bounds[q] + width[q]) for q in range(K)]).astype(np.int64)
             own = slice(int(bounds[r]), int(bounds[r]) + width[r])
             C = net.train_step(X[own], Y[own], opt_dist, comm=comm)
-            C_ref = ref.train_step(X[rows], Y[rows], opt_ref)
+            C_ref = ref.train_step(X[rows], Y[rows], opt_ref, comm=SOLO)
             errs["step_loss"] = max(errs["step_loss"], rel_err(float(C), float(C_ref)))
         errs["step"] = max(errs["step"], rel_err(params(net), params(ref)))
 
@@ -122,7 +125,7 @@ def check(comm, backend: str) -> dict:
             for k in range(n_steps):
                 rows = np.concatenate([np.arange(bounds[q] + k * BATCH, min(bounds[q] + (k + 1) * BATCH, bounds[q + 1]))
                                        for q in range(K)]).astype(np.int64)
-                total += float(ref.train_step(X[rows], Y[rows], opt_r, clip_norm=CLIP)) * len(rows)
+                total += float(ref.train_step(X[rows], Y[rows], opt_r, comm=SOLO, clip_norm=CLIP)) * len(rows)
             errs["fit_loss"] = max(errs["fit_loss"], rel_err(hist["loss"][epoch], total / len(X)))
             if epoch == epochs - 1:
                 val_ref, _ = ref.evaluate(Xv, Yv)
@@ -271,6 +274,71 @@ def callbacks(comm, folder: str) -> dict:
     return out
 
 
+def agree(comm) -> dict:
+    """Every way the ranks can disagree is one ValueError on every rank, before any collective."""
+    r = comm.rank
+    X, Y = data("cross_entropy", 6, seed=4)
+    attempts = {
+        "lr": lambda: make_net("cross_entropy", "tanh").fit(X, Y, epochs=1, batch_size=2, progress=False, comm=comm,
+                                                            optimizer=gpubp.SGD(0.1 * (r + 1))),
+        "momentum": lambda: make_net("cross_entropy", "tanh").fit(X, Y, epochs=1, progress=False, comm=comm,
+                                                                  optimizer=gpubp.SGD(0.1, momentum=0.3 * r)),
+        "optimizer type": lambda: make_net("cross_entropy", "tanh").fit(
+            X, Y, epochs=1, progress=False, comm=comm, optimizer=gpubp.Adam() if r else gpubp.SGD(0.1)),
+        "architecture in train_step": lambda: gpubp.MLP([5, 6 + r, 4], loss="cross_entropy", seed=7).train_step(
+            X, Y, gpubp.SGD(0.1), comm=comm),
+        "architecture in loss_and_grads": lambda: gpubp.MLP([5, 6, 4], loss="cross_entropy", dtype=("float32", "float64")[r % 2],
+                                                            seed=7).loss_and_grads(X, Y, comm=comm),
+        "lr in train_step": lambda: make_net("cross_entropy", "tanh").train_step(X, Y, gpubp.Adam(1e-3 * (r + 1)),
+                                                                                 comm=comm),
+        "entry": lambda: (make_net("cross_entropy", "tanh").train_step(X, Y, gpubp.SGD(0.1), comm=comm) if r == 0
+                          else make_net("cross_entropy", "tanh").loss_and_grads(X, Y, comm=comm)),
+    }
+    out = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            out[f"not refused: {name}"] = 1.0
+        except ValueError as exc:
+            out[f"not refused: {name}"] = 0.0 if "same settings" in str(exc) else 1.0
+    # the same settings still train together after all those refusals
+    net = make_net("cross_entropy", "tanh")
+    net.fit(X, Y, epochs=2, batch_size=2, optimizer=gpubp.SGD(0.1), progress=False, comm=comm)
+    mine_p = params(net)
+    rank0 = comm.mpi.bcast(mine_p if r == 0 else None, root=0)
+    out["replica_diff"] = float(np.max(np.abs(mine_p - rank0)))
+    return out
+
+
+def none(comm) -> dict:
+    X, Y = data("cross_entropy", 6, seed=4)
+    make_net("cross_entropy", "tanh").fit(X, Y, epochs=1, progress=False, comm=comm if comm.rank == 0 else None)
+    return {}
+
+
+def resume(comm, path: str) -> dict:
+    """Uneven shards (7, 12, 3 rows), shuffled; rank 0 saves at epoch 2; every rank resumes."""
+    counts = SHARDS[comm.size]
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    mine = slice(int(bounds[comm.rank]), int(bounds[comm.rank + 1]))
+    X, Y = data("cross_entropy", int(bounds[-1]), seed=21)
+    net, opt = make_net("cross_entropy", "tanh"), gpubp.Adam(0.02)
+
+    def save_at_2(epoch, logs):
+        if epoch == 2 and comm.rank == 0:
+            net.save(path, optimizer=opt)
+
+    full = net.fit(X[mine], Y[mine], epochs=5, batch_size=BATCH, optimizer=opt, callback=save_at_2, progress=False,
+                   comm=comm)
+    comm.barrier()  # the file is written before anyone reads it
+    back = gpubp.load(path)
+    opt2 = gpubp.load_optimizer(path, back)
+    rest = back.fit(X[mine], Y[mine], epochs=5, batch_size=BATCH, optimizer=opt2, initial_epoch=back.epoch,
+                    progress=False, comm=comm)
+    return {"resume_diff": float(np.max(np.abs(params(back) - params(net)))),
+            "resume_loss_diff": float(np.max(np.abs(np.array(rest["loss"]) - np.array(full["loss"][2:]))))}
+
+
 def main() -> None:
     global LAYERS
     mode = sys.argv[1]
@@ -287,6 +355,12 @@ def main() -> None:
         errs = diverge(comm)
     elif mode == "callbacks":
         errs = callbacks(comm, sys.argv[2])
+    elif mode == "agree":
+        errs = agree(comm)
+    elif mode == "none":
+        errs = none(comm)
+    elif mode == "resume":
+        errs = resume(comm, sys.argv[2])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     from mpi4py import MPI

@@ -24,7 +24,7 @@ def test_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError, match="numpy, cupy, auto") as info:
         gpubp.set_backend("tensorflow")
     assert "'tensorflow'" in str(info.value)
-    with pytest.raises(TypeError, match="string"):
+    with pytest.raises(TypeError, match=r"backend must be a backend name \(str\), one of numpy, cupy, auto"):
         gpubp.set_backend(3)
 
 
@@ -75,9 +75,15 @@ def test_environment_variable_is_read_at_import():
     out = _run("import gpubp; print(gpubp.get_backend().name)", "numpy")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "numpy"
-    out = _run("import gpubp", "bogus")
+    # an unknown name: importing works, the backend it would pick is refused when first needed,
+    # and a valid name given in code overrides it
+    out = _run("import os, gpubp; os.environ['GPUBP_BACKEND'] = 'numpy'; gpubp.get_backend()", "bogus")
     assert out.returncode != 0
     assert "ValueError" in out.stderr and "GPUBP_BACKEND" in out.stderr and "numpy, cupy, auto" in out.stderr
+    out = _run("import gpubp; gpubp.MLP([2, 1])", "bogus")
+    assert out.returncode != 0 and "GPUBP_BACKEND" in out.stderr
+    out = _run("import gpubp; print(gpubp.set_backend('numpy').name, gpubp.MLP([2, 1]).backend.name)", "bogus")
+    assert out.returncode == 0 and out.stdout.split() == ["numpy", "numpy"], out.stderr
 
 
 def test_import_touches_no_gpu_and_no_backend():

@@ -106,3 +106,13 @@ def test_info(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert f"numpy {np.__version__}" in out and "active backend:" in out and "GPUBP_BACKEND=" in out and "GPUBP_BLAS=" in out
+
+
+def test_python_m_gpubp_is_the_command_and_reports_its_version():
+    from importlib.metadata import version
+
+    out = subprocess.run([sys.executable, "-m", "gpubp", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"gpubp {gpubp.__version__}" == f"gpubp {version('gpubp')}"
+    out = subprocess.run([sys.executable, "-m", "gpubp", "train", "--epochs", "x"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--epochs" in out.stderr  # the same parser as `gpubp`

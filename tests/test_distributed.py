@@ -139,6 +139,53 @@ def test_callbacks_see_the_same_logs_on_every_rank_and_only_rank_0_writes_and_pr
 
 
 @needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_that_disagree_all_raise_the_same_clear_error(ranks):
+    """Different learning rates, momenta, optimizer types, architectures or entries on the ranks:
+    every rank raises the same ValueError before any other collective (no raw MPI mismatch, no
+    silently different replicas), and the run goes on."""
+    rc, out, _ = mpirun(ranks, [str(WORKER), "agree"])
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    refused = {k: v for k, v in res.items() if k.startswith("not refused")}
+    assert len(refused) == 7 and not any(refused.values()), res
+    assert res["replica_diff"] == 0.0, res
+
+
+@needs_mpi
+def test_one_rank_passing_comm_none_stops_the_run_with_a_clear_error():
+    rc, out, _ = mpirun(2, [str(WORKER), "none"])
+    assert rc != 0, out[-4000:]
+    assert "gpubp.distributed: rank 1 of 2 failed with ValueError: comm is None in fit" in out, out[-4000:]
+    assert "gpubp.distributed.alone()" in out and "RESULT" not in out
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_distributed_resume_with_uneven_shards_is_exact(tmp_path, ranks):
+    rc, out, _ = mpirun(ranks, [str(WORKER), "resume", str(tmp_path / "mid.npz")])
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    assert res["resume_diff"] == 0.0 and res["resume_loss_diff"] == 0.0, res
+
+
+def test_comm_none_is_refused_in_a_multi_rank_run(monkeypatch):
+    """The check itself, without MPI: a world of several ranks refuses comm=None and takes alone()."""
+    world = distributed.Communicator(None)
+    world.rank, world.size = 1, 4
+    monkeypatch.setattr(distributed, "_WORLD", world)
+    net = gpubp.MLP([3, 2], dtype="float64", seed=0)
+    X, Y = np.zeros((2, 3)), np.zeros((2, 2))
+    for call in (lambda c: net.fit(X, Y, epochs=1, progress=False, comm=c), lambda c: net.loss_and_grads(X, Y, comm=c),
+                 lambda c: net.train_step(X, Y, gpubp.SGD(0.1), comm=c)):
+        before = net.params.copy()
+        with pytest.raises(ValueError, match="rank 1 of a 4-rank run"):
+            call(None)
+        np.testing.assert_array_equal(net.params, before)
+        call(distributed.alone())
+
+
+@needs_mpi
 def test_cli_train_distributed(tmp_path):
     ckpt = tmp_path / "digits.npz"
     rc, out, _ = mpirun(2, ["-m", "gpubp.cli", "train", "--distributed", "--epochs", "2", "--hidden", "16",
@@ -151,6 +198,7 @@ def test_cli_train_distributed(tmp_path):
     assert net.sizes == (64, 16, 10)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(cupy_problem() is not None, reason="NCCL path needs a CUDA GPU (none visible or CuPy missing)")
 @needs_mpi
 def test_nccl_collectives_and_gradients():

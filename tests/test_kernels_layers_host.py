@@ -11,13 +11,13 @@ import pytest
 
 import gpubp
 import host_kernels
+from host_kernels import as_matrix, assert_close, z_grid, z_scale
 from gpubp import philox
 from gpubp.activations import ACTIVATIONS, ELEMENTWISE
-from gpubp.layers import BatchNorm, Dense, Dropout
+from gpubp.layers import BatchNorm, Dense, Dropout, layer_from_config
 from gpubp.layers.dropout import Draw
 from gpubp.ops.base import Ops
 
-from test_kernels_host import as_matrix, assert_close, z_grid, z_scale
 
 pytestmark = pytest.mark.skipif(host_kernels.compiler_missing() is not None,
                                 reason=str(host_kernels.compiler_missing()))
@@ -243,30 +243,22 @@ def test_cupy_ops_training_steps_with_layers_match_numpy(kernels, dtype, arch, l
     assert host.host_state() == ref.host_state()
 
 
-class CountingKernels:
-    """The host kernels, recording the name of every launch."""
-
-    def __init__(self, inner):
-        self.inner, self.names = inner, []
-
-    def launch(self, name, dtype, *args, act=None):
-        self.names.append(name)
-        self.inner.launch(name, dtype, *args, act=act)
-
-
 def _launches(kernels, layers, steps=2):
-    counting = CountingKernels(kernels)
+    """The names of the kernels each of ``steps`` SGD steps launches, on the host device (which
+    records every launch) through gpubp's own launcher."""
+    device = host_kernels.HostDevice()
     with gpubp.use_backend("numpy"):
         net = gpubp.MLP.from_layers(6, layers, loss="cross_entropy", seed=0)
-    net.backend = dataclasses.replace(net.backend, ops=host_kernels.host_cupy_ops(counting))
+    net.backend = dataclasses.replace(net.backend, ops=host_kernels.host_cupy_ops(
+        launcher=host_kernels.host_launcher(device)))
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(8, 6)), rng.integers(0, 3, 8)
     opt = gpubp.SGD(0.1)
     per_step = []
     for _ in range(steps):
-        counting.names = []
+        device.grids = []
         net.train_step(X, y, opt)
-        per_step.append(list(counting.names))
+        per_step.append([name for name, _ in device.grids])
     return per_step
 
 
@@ -292,3 +284,46 @@ def test_batch_norm_launches(kernels):
                   "bn_backward"]
     assert [name for name in first if name.startswith("bn_")] == ["bn_sums"] + bn
     assert "dropout_forward" not in later and "act_backward" not in later
+
+
+def test_layer_sources_are_compiled_once_and_only_for_networks_with_those_layers():
+    compiler = host_kernels.HostCompiler(host_kernels.build_dir())
+    device = host_kernels.HostDevice(name=f"layers-{id(compiler)}")
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(8, 6)), rng.integers(0, 3, 8)
+    for k, layers in enumerate(([Dense(7, "tanh"), Dense(3)],
+                                [Dense(7, "tanh"), Dropout(0.3), Dense(3)],
+                                [Dense(7, None), BatchNorm(activation="relu"), Dropout(0.2), Dense(3)])):
+        for _ in range(2):  # a second backend on the same device compiles nothing
+            launcher = host_kernels.host_launcher(device, compiler)
+            with gpubp.use_backend(host_kernels.host_backend(launcher=launcher)):
+                net = gpubp.MLP.from_layers(6, layers if _ == 0 else [layer_from_config(layer.get_config())
+                                                                      for layer in layers], loss="cross_entropy",
+                                            seed=0)
+            net.train_step(X, y, gpubp.SGD(0.1))
+        used = {s for s, _ in compiler.calls}
+        assert ("dropout.cu" in used) == (k >= 1) and ("batch_norm.cu" in used) == (k == 2), used
+    assert all(count == 1 for count in compiler.calls.values()), compiler.calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_layer_launch_passes_the_drivers_checks_on_the_stand_in_device(dtype):
+    """Each launch of a step with Dropout and BatchNorm (first pass, later passes, inference)
+    carries one argument of the C type the kernel takes (the generator's words as 64-bit
+    unsigned integers), arrays long enough, grids and blocks within CUDA's limits."""
+    from gpubp.ops.standin import StandInDevice, standin_backend, standin_kernels
+
+    device = StandInDevice(name=f"layers-{dtype}")
+    with gpubp.use_backend(standin_backend(standin_kernels(device))):
+        net = gpubp.MLP([20, 64, 32, 4], activation="gelu", loss="cross_entropy", dtype=dtype, seed=0, dropout=0.3,
+                        batch_norm=True)
+        first = gpubp.MLP.from_layers(20, [Dropout(0.2), BatchNorm(), Dense(16, None), Dropout(0.5), Dense(4)],
+                                      loss="cross_entropy", dtype=dtype, seed=1)
+    X, y = np.zeros((300, 20), dtype), np.zeros(300, np.int64)
+    for model in (net, first):
+        for _ in range(2):
+            model.train_batch(X, y, gpubp.SGD(0.1, momentum=0.9))
+        model.forward(X)
+    launched = set(device.kernels)
+    assert {"bn_sums", "bn_stats", "bn_dropout_forward", "bn_dropout_backward_sums", "bn_param_grads", "bn_backward",
+            "bn_forward", "bn_backward_sums", "dropout_forward", "dropout_backward"} <= launched, launched

@@ -11,7 +11,8 @@ import gpubp
 from gpubp import reference
 from gpubp.layers import BatchNorm, Dense, Dropout
 
-from layer_oracles import rel_err, torch_loss_and_grads
+from helpers import rel_err
+from layer_oracles import torch_loss_and_grads
 
 ARCHS = {
     # depth 1 hidden: dropout after the activation (fused into its pass)

@@ -184,3 +184,67 @@ def test_cli_trains_with_dropout_and_batch_norm(tmp_path, capsys):
     assert net.layers[2].passes > 0 and np.any(net.layers[2].running_var != 1)
     assert cli.main(["train", "--no-progress", "--backend", "numpy", "--dropout", "1.5"]) == 2
     assert "--dropout must lie in [0, 1)" in capsys.readouterr().err
+
+
+# ---- untrusted checkpoints of layer networks ---------------------------------------------------
+def _forged(tmp_path, path, change_meta=None, change_arrays=None):
+    """A copy of checkpoint ``path`` with its metadata and arrays changed and a checksum to match."""
+    import json
+
+    from gpubp import checkpoint
+
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    meta = json.loads(members.pop("__meta__").tobytes().decode())
+    members.pop("__checksum__")
+    if change_meta is not None:
+        change_meta(meta)
+    if change_arrays is not None:
+        change_arrays(members)
+    text = json.dumps(meta)
+    out = tmp_path / "forged.npz"
+    with open(out, "wb") as f:
+        np.savez(f, __meta__=np.frombuffer(text.encode(), dtype=np.uint8),
+                 __checksum__=np.frombuffer(checkpoint._digest(text, members).encode(), dtype=np.uint8), **members)
+    return out
+
+
+@pytest.mark.parametrize("what,change_meta,change_arrays,fragment", [
+    ("a drop probability of 1.5", lambda m: m["config"]["layers"][0].update(p=1.5), None, "p must lie in [0, 1)"),
+    ("an unknown layer type", lambda m: m["config"]["layers"][1].update(type="Conv2d"), None, "unknown layer type"),
+    ("a layer setting no layer has", lambda m: m["config"]["layers"][2].update(units=3), None, "units"),
+    ("a momentum of 2", lambda m: m["config"]["layers"][2].update(momentum=2.0), None, "momentum"),
+    ("no state array", None, lambda a: a.pop("state"), "'state'"),
+    ("a state array too short", None, lambda a: a.update(state=a["state"][:-1]), "'state'"),
+    ("a negative pass count", lambda m: m["host_state"]["layers"][0].update(calls=-1), None, "pass count"),
+    ("host state for too few layers", lambda m: m["host_state"].update(layers=[{}]), None, "one mapping per layer"),
+    ("host state that is a list", lambda m: m.update(host_state=[1, 2]), None, "host_state"),
+    ("a format version from the future", lambda m: m.update(version=3), None, "version 3"),
+])
+def test_forged_layer_checkpoints_are_refused(tmp_path, what, change_meta, change_arrays, fragment):
+    X, y = _digits(100)
+    net, opt = _layered(2), gpubp.SGD(0.1)
+    net.fit(X, y, epochs=1, batch_size=25, optimizer=opt, progress=False)
+    path = tmp_path / "good.npz"
+    net.save(path, optimizer=opt)
+    with gpubp.use_backend("numpy"):
+        back = gpubp.load(path)
+    _assert_same(_state(back), _state(net))
+    forged = _forged(tmp_path, path, change_meta, change_arrays)
+    with pytest.raises(gpubp.CheckpointError) as info:
+        with gpubp.use_backend("numpy"):
+            gpubp.load(forged)
+    assert str(forged) in str(info.value) and fragment in str(info.value), (what, str(info.value))
+
+
+def test_host_state_is_checked_before_any_layer_changes():
+    net = _layered(0)
+    before = net.host_state()
+    bad = {"dropout_seed": 5, "layers": [{"calls": 3}, {}, {"passes": -1}, {}, {}, {}, {}]}
+    with pytest.raises(ValueError, match="pass count"):
+        net.set_host_state(bad)
+    assert net.host_state() == before
+    for seed in (-1, 2**64, 1.5, True):
+        with pytest.raises(ValueError, match="dropout seed"):
+            net.set_host_state({"dropout_seed": seed, "layers": before["layers"]})
+    assert net.host_state() == before

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import gpubp
+from helpers import snapshot
 
 
 def _net_with_grads(backend):
@@ -77,3 +78,103 @@ def test_optimizer_arguments_are_checked():
         gpubp.Adam(betas=(0.9, 1.0))
     with pytest.raises(TypeError, match="lr"):
         gpubp.SGD(lr="fast")
+
+
+# ---- hyper-parameters assigned after construction ------------------------------------------
+NAN, INF = float("nan"), float("inf")
+BAD_ASSIGNMENTS = [
+    # (optimizer, attribute, value, error, fragment of the message)
+    (lambda: gpubp.SGD(0.1), "lr", "0.01", TypeError, "lr"),
+    (lambda: gpubp.SGD(0.1), "lr", None, TypeError, "lr"),
+    (lambda: gpubp.SGD(0.1), "lr", NAN, ValueError, "lr"),
+    (lambda: gpubp.SGD(0.1), "lr", INF, ValueError, "lr"),
+    (lambda: gpubp.SGD(0.1), "lr", 0, ValueError, "lr"),
+    (lambda: gpubp.SGD(0.1), "lr", -0.1, ValueError, "lr"),
+    (lambda: gpubp.Adam(), "lr", "0.01", TypeError, "lr"),
+    (lambda: gpubp.Adam(), "lr", None, TypeError, "lr"),
+    (lambda: gpubp.Adam(), "lr", -INF, ValueError, "lr"),
+    (lambda: gpubp.Adam(), "eps", 0, ValueError, "eps"),
+    (lambda: gpubp.Adam(), "eps", NAN, ValueError, "eps"),
+    (lambda: gpubp.SGD(0.1, momentum=0.9), "momentum", 1.5, ValueError, "momentum"),
+    (lambda: gpubp.SGD(0.1, momentum=0.9), "momentum", -0.1, ValueError, "momentum"),
+    (lambda: gpubp.SGD(0.1, momentum=0.9, nesterov=True), "momentum", 0.0, ValueError, "nesterov"),
+    (lambda: gpubp.SGD(0.1), "nesterov", True, ValueError, "nesterov"),
+    (lambda: gpubp.SGD(0.1, momentum=0.9), "nesterov", "yes", TypeError, "nesterov"),
+    (lambda: gpubp.SGD(0.1), "weight_decay", -1, ValueError, "weight_decay"),
+    (lambda: gpubp.Adam(), "weight_decay", -1, ValueError, "weight_decay"),
+    (lambda: gpubp.Adam(), "betas", (0.9, 1.5), ValueError, "betas"),
+    (lambda: gpubp.Adam(), "betas", (0.9,), TypeError, "betas"),
+    (lambda: gpubp.Adam(), "betas", 0.9, TypeError, "betas"),
+    (lambda: gpubp.SGD(0.1, momentum=0.9), "t", -1, ValueError, "t"),
+    (lambda: gpubp.Adam(), "t", -1, ValueError, "t"),
+    (lambda: gpubp.Adam(), "t", 1.5, TypeError, "t"),
+    (lambda: gpubp.Adam(), "t", "3", TypeError, "t"),
+]
+
+
+@pytest.mark.parametrize("make,attr,value,exc,fragment", BAD_ASSIGNMENTS,
+                         ids=[f"{i}-{c[1]}-{c[2]!r}" for i, c in enumerate(BAD_ASSIGNMENTS)])
+def test_bad_hyperparameter_assignments_are_refused_like_the_constructor_and_change_nothing(
+        backend, make, attr, value, exc, fragment):
+    net, X, Y = _net_with_grads(backend)
+    opt = make()
+    net.train_step(X, Y, opt)  # a step count and moment buffers to keep
+    before, config = snapshot(net, opt), opt.get_config()
+    with pytest.raises(exc) as info:
+        setattr(opt, attr, value)
+    assert fragment in str(info.value)
+    assert snapshot(net, opt) == before and opt.get_config() == config
+    if attr != "t":  # the same check, and the same message, as the constructor's
+        with pytest.raises(exc) as made:
+            type(opt)(**dict(config, **{attr: value}))
+        assert str(made.value) == str(info.value)
+    net.train_step(X, Y, opt)  # the optimizer still works, with its old values
+    assert opt.t == before.t + 1
+
+
+def test_good_assignments_take_effect(backend):
+    net, X, Y = _net_with_grads(backend)
+    opt = gpubp.SGD(lr=0.1)
+    opt.lr = 0.5
+    opt.momentum = 0.9  # a velocity buffer from the next step on, as if given to the constructor
+    ref_net, _, _ = _net_with_grads(backend)
+    ref = gpubp.SGD(lr=0.5, momentum=0.9)
+    for _ in range(3):
+        net.train_step(X, Y, opt)
+        ref_net.train_step(X, Y, ref)
+    assert snapshot(net, opt) == snapshot(ref_net, ref)
+    with pytest.raises(AttributeError, match="no hyper-parameter 'betas'"):
+        opt.hyper.betas = (0.9, 0.99)
+    adam = gpubp.Adam()
+    adam.betas = [0.8, 0.9]
+    assert adam.betas == (0.8, 0.9) and adam.get_config()["betas"] == [0.8, 0.9]
+
+
+@pytest.mark.parametrize("make,buffer", [(lambda: gpubp.Adam(), "v"), (lambda: gpubp.Adam(), "m"),
+                                         (lambda: gpubp.SGD(0.1, momentum=0.9), "velocity")])
+@pytest.mark.parametrize("bad", ["shape", "dtype"])
+def test_an_update_checks_its_buffers_before_it_changes_anything(backend, make, buffer, bad):
+    net, X, Y = _net_with_grads(backend)
+    opt = make()
+    net.train_step(X, Y, opt)
+    xp = net.backend.xp
+    opt.state[buffer] = xp.zeros(3) if bad == "shape" else xp.zeros(net.params.size, dtype=np.float32)
+    net.loss_and_grads(X, Y)
+    before = snapshot(net, opt)
+    with pytest.raises(ValueError, match="one optimizer per network"):
+        opt.step(net)
+    assert snapshot(net, opt) == before
+
+
+def test_a_negative_step_count_in_a_checkpoint_is_refused(tmp_path):
+    net, X, Y = _net_with_grads(gpubp.get_backend())
+    opt = gpubp.Adam()
+    net.train_step(X, Y, opt)
+    opt._t = -1  # what a forged or corrupted file could hold (assignment refuses it)
+    net.save(tmp_path / "m.npz", optimizer=opt)
+    with pytest.raises(gpubp.CheckpointError, match="t = -1"):
+        gpubp.load_optimizer(tmp_path / "m.npz", net)
+    fresh = gpubp.Adam()
+    with pytest.raises(gpubp.CheckpointError, match="t = -1"):
+        gpubp.load(tmp_path / "m.npz", optimizer=fresh)
+    assert fresh.t == 0 and fresh.state == {}

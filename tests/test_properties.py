@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
-import gpubp
-from gpubp.losses import LOSSES
+pytest.importorskip("hypothesis", reason="the property tests need hypothesis (the test extra)")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+import gpubp  # noqa: E402
+from gpubp.losses import LOSSES  # noqa: E402
+from helpers import snapshot  # noqa: E402
+from layouts import FREE, FREE_1D, arrange  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,9 +31,11 @@ DTYPES_WEIGHTED = [np.float32, np.float64, np.float32, np.float64, np.int64] + D
 @st.composite
 def arrays(draw, rows, cols):
     """An array near the right shape (sometimes off by a row, a column or a dimension)."""
-    kind = draw(st.sampled_from(["array"] * 6 + ["list", "object", "none"]))
+    kind = draw(st.sampled_from(["array"] * 8 + ["list", "object", "none", "generator", "dict", "set", "class"]))
     if kind == "none":
         return None
+    if kind == "class":
+        return draw(st.sampled_from([np.ndarray, list, gpubp.MLP]))
     shape = draw(st.sampled_from([(rows, cols)] * 6 + [(rows,), (rows + 1, cols), (rows, cols + 1),
                                                         (0, cols), (rows, cols, 1)]))
     dtype = draw(st.sampled_from(DTYPES_WEIGHTED))
@@ -40,6 +46,14 @@ def arrays(draw, rows, cols):
         return a.tolist()
     if kind == "object":
         return a.astype(object)
+    if kind == "generator":
+        return (row for row in a.tolist())
+    if kind == "dict":
+        return {"X": a}
+    if kind == "set":
+        return set(a.ravel().tolist())
+    if a.ndim in (1, 2) and a.size:  # in any memory layout (tests/layouts.py)
+        return arrange(a, draw(st.sampled_from(FREE if a.ndim == 2 else FREE_1D)))
     return a
 
 
@@ -49,7 +63,9 @@ def labels(draw, rows, m):
     lo, hi = (0, m - 1) if draw(st.booleans()) else (-2, m + 2)
     values = draw(hnp.arrays(np.int64, shape, elements=st.integers(lo, hi)))
     if draw(st.booleans()):
-        return values.astype(np.float64) + draw(st.sampled_from([0.0, 0.0, 0.0, 0.5]))
+        values = values.astype(np.float64) + draw(st.sampled_from([0.0, 0.0, 0.0, 0.5]))
+    if values.ndim == 1 and values.size:  # in any memory layout (tests/layouts.py)
+        return arrange(values, draw(st.sampled_from(FREE_1D)))
     return values
 
 
@@ -66,14 +82,10 @@ def setups(draw):
     return dict(sizes=[n0, *hidden, m], loss=loss, dtype=dtype, X=X, Y=Y,
                 batch_size=draw(st.sampled_from([1, 2, 3, 5, 64, 0, -1, 2.0])),
                 epochs=draw(st.sampled_from([1, 1, 2, 0, -1])),
-                lr=draw(st.sampled_from([1e-3, 0.1, 1e-2, 10.0, 1e30, 1e-3, 0.0, -1.0, float("nan"), float("inf")])),
+                lr=draw(st.sampled_from([1e-3, 0.1, 1e-2, 10.0, 1e30, 1e-3, 0.0, -1.0, float("nan"), float("inf"),
+                                         10**400, -10**400, 3e38])),
                 optimizer=draw(st.sampled_from(["sgd", "adam"])),
                 entry=draw(st.sampled_from(["fit", "train_step", "loss_and_grads", "forward", "evaluate"])))
-
-
-def _state(net, opt):
-    to_np = net.backend.to_numpy
-    return to_np(net.params).tobytes(), {k: to_np(v).tobytes() for k, v in opt.state.items()}, opt.t
 
 
 @SETTINGS
@@ -84,7 +96,7 @@ def test_random_inputs_train_or_raise_an_allowed_error(backend, case):
         opt = (gpubp.SGD if case["optimizer"] == "sgd" else gpubp.Adam)(lr=case["lr"])
     except ALLOWED:
         return
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     X, Y = case["X"], case["Y"]
     calls = {
         "fit": lambda: net.fit(X, Y, epochs=case["epochs"], batch_size=case["batch_size"], optimizer=opt, progress=False),
@@ -101,7 +113,10 @@ def test_random_inputs_train_or_raise_an_allowed_error(backend, case):
         assert np.isfinite(net.backend.to_numpy(net.params)).all()
     except ALLOWED as exc:
         assert str(exc), "an error must say what was wrong"
-        assert _state(net, opt) == before, f"rejected ({type(exc).__name__}: {exc}) but changed the network"
+        assert snapshot(net, opt) == before, f"rejected ({type(exc).__name__}: {exc}) but changed the network"
+    else:
+        if case["entry"] == "fit":  # fit never returns with non-finite weights
+            assert np.isfinite(net.backend.to_numpy(net.params)).all()
 
 
 @SETTINGS

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gpubp
+from helpers import snapshot
 from gpubp import guard, memory
 from gpubp.data import load_digits
 
@@ -19,11 +20,6 @@ pytestmark = pytest.mark.timeout(120)
 def _digits(n=400):
     X, y = load_digits()
     return X[:n], y[:n]
-
-
-def _snapshot(net, opt):
-    to_np = net.backend.to_numpy
-    return to_np(net.params).copy(), {k: to_np(v).copy() for k, v in opt.state.items()}, opt.t
 
 
 def _reference_divergence(net, opt, X, Y, epochs, batch_size, callback):
@@ -38,7 +34,7 @@ def _reference_divergence(net, opt, X, Y, epochs, batch_size, callback):
         states = []
         for b, s in enumerate(range(0, n, batch_size)):
             idx = order[s : s + batch_size]
-            states.append(_snapshot(net, opt))
+            states.append(snapshot(net, opt))
             with np.errstate(all="ignore"):
                 C = net.train_step(X[idx], Y[idx], opt)
             if not (bool(xp.isfinite(C)) and bool(xp.isfinite(net.grads).all())):
@@ -68,17 +64,18 @@ def test_divergence_stops_fit_at_the_last_finite_step(backend, monkeypatch, chec
             assert isinstance(err, FloatingPointError)
             assert f"epoch {err.epoch}, batch {err.batch} of 25" in str(err)
             assert f"before batch {max(err.batch - 1, 1)}," in str(err)
-            runs[kind] = (err.epoch, err.batch, _snapshot(net, opt))
+            runs[kind] = (err.epoch, err.batch, snapshot(net, opt))
             assert net.epoch == err.epoch - 1
         else:
             runs[kind] = _reference_divergence(net, opt, X, Y, 4, 16, raise_lr)
-    (e1, b1, (p1, s1, t1)), (e2, b2, (p2, s2, t2)) = runs["fit"], runs["reference"]
+    (e1, b1, s1), (e2, b2, s2) = runs["fit"], runs["reference"]
     assert (e1, b1) == (e2, b2) and e1 == 2
-    assert t1 == t2 and np.isfinite(p1).all()
+    assert s1.t == s2.t and np.isfinite(s1.params).all()
     if backend.name == "numpy":
-        assert p1.tobytes() == p2.tobytes() and s1["velocity"].tobytes() == s2["velocity"].tobytes()
+        assert s1.params.tobytes() == s2.params.tobytes()
+        assert s1.state["velocity"].tobytes() == s2.state["velocity"].tobytes()
     else:
-        np.testing.assert_allclose(p1, p2, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(s1.params, s2.params, rtol=1e-4, atol=1e-5)
 
 
 def test_training_goes_on_after_divergence_with_a_lower_rate(backend):
@@ -103,8 +100,8 @@ def test_adam_divergence_restores_moments(backend):
         net.fit(X, Y, epochs=1, batch_size=16, optimizer=opt, progress=False)
     assert info.value.epoch == 1 and info.value.batch >= 2
     assert opt.t == info.value.batch - 2  # back to before the step ahead of the failing one
-    params, state, _ = _snapshot(net, opt)
-    assert np.isfinite(params).all() and all(np.isfinite(v).all() for v in state.values())
+    after = snapshot(net, opt)
+    assert np.isfinite(after.params).all() and all(np.isfinite(v).all() for v in after.state.values())
 
 
 # ---- determinism -----------------------------------------------------------------------------

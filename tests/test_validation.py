@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gpubp
+from helpers import snapshot
 from gpubp import validation
 from gpubp.backend import cupy_problem
 from gpubp.cli import main as cli_main
@@ -40,24 +41,12 @@ def _trained(loss: str = "cross_entropy"):
     return net, opt
 
 
-def _state(net, opt):
-    to_np = net.backend.to_numpy
-    return {
-        "params": to_np(net.params).tobytes(),
-        "opt": {k: to_np(v).tobytes() for k, v in opt.state.items()},
-        "t": opt.t,
-        "lr": (opt.lr, getattr(opt, "initial_lr", None)),
-        "rng": repr(net.rng.bit_generator.state),
-        "epoch": net.epoch,
-    }
-
-
 def _rejects(net, opt, call, exc, fragment):
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     with pytest.raises(exc) as info:
         call()
     assert fragment in str(info.value), f"message does not name {fragment!r}: {info.value}"
-    assert _state(net, opt) == before, "a rejected call changed the network or the optimizer"
+    assert snapshot(net, opt) == before, "a rejected call changed the network or the optimizer"
     return info.value
 
 
@@ -77,6 +66,11 @@ BAD_X = [
     ("None", lambda X: None, TypeError),
     ("a str", lambda X: "data.csv", TypeError),
     ("ragged list", lambda X: [[1.0, 2.0, 3.0, 4.0], [1.0]], TypeError),
+    ("generator", lambda X: (row for row in X), TypeError),
+    ("iterator", lambda X: iter(X.tolist()), TypeError),
+    ("dict", lambda X: {"X": X}, TypeError),
+    ("set", lambda X: {1.0, 2.0}, TypeError),
+    ("a class", lambda X: np.ndarray, TypeError),
 ]
 ENTRY_X = {
     "forward": lambda net, opt, X, Y: net.forward(X),
@@ -194,6 +188,11 @@ BAD_ARGS = [
     ("initial_epoch > epochs", _fit(epochs=2, initial_epoch=3), ValueError, "initial_epoch"),
     ("initial_epoch -1", _fit(initial_epoch=-1), ValueError, "initial_epoch"),
     ("optimizer a name", _fit(optimizer="adam"), TypeError, "optimizer"),
+    ("optimizer a class", _fit(optimizer=gpubp.Adam), TypeError, "optimizer"),
+    ("train_step optimizer a class", lambda net, opt, X, Y: net.train_step(X, Y, gpubp.SGD), TypeError, "optimizer"),
+    ("load optimizer a class", lambda net, opt, X, Y: gpubp.load(_saved(net, opt), optimizer=gpubp.Adam), TypeError,
+     "optimizer"),
+    ("batch_size a huge negative integer", _fit(batch_size=-10**5000), ValueError, "batch_size"),
     ("shuffle a str", _fit(shuffle="yes"), TypeError, "shuffle"),
     ("progress a str", _fit(progress="no"), TypeError, "progress"),
     ("verbose 3", _fit(verbose=3), ValueError, "verbose"),
@@ -236,6 +235,14 @@ BAD_ARGS = [
 ]
 
 
+def _saved(net, opt):
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "m.npz")
+    net.save(path, optimizer=opt)
+    return path
+
+
 def _trained_other():
     other = gpubp.MLP([N0, 7, M], loss="cross_entropy", seed=2)
     opt = gpubp.Adam()
@@ -253,9 +260,9 @@ def test_bad_arguments_are_rejected_and_change_nothing(backend, case, call, exc,
 def test_epochs_zero_trains_nothing(backend):
     net, opt = _trained()
     X, Y = _good("cross_entropy")
-    before = _state(net, opt)
+    before = snapshot(net, opt)
     history = net.fit(X, Y, epochs=0, optimizer=opt, progress=False)
-    assert history["loss"] == [] and _state(net, opt) == before
+    assert history["loss"] == [] and snapshot(net, opt) == before
 
 
 # ---- construction, optimizers, backend names ------------------------------------------------
@@ -280,6 +287,7 @@ BAD_CONSTRUCTION = [
     ("dtype nonsense", dict(dtype="bogus"), TypeError, "dtype", None),
     ("seed negative", dict(seed=-1), ValueError, "seed", None),
     ("seed float", dict(seed=1.5), TypeError, "seed", None),
+    ("seed 2**128", dict(seed=2**128), ValueError, "seed", None),
     ("bias str", dict(bias="yes"), TypeError, "bias", None),
 ]
 
@@ -310,6 +318,10 @@ BAD_OPTIMIZERS = [
     ("Adam beta 1", lambda: gpubp.Adam(betas=(0.9, 1.0)), ValueError, "betas"),
     ("Adam betas scalar", lambda: gpubp.Adam(betas=0.9), TypeError, "betas"),
     ("Adam eps 0", lambda: gpubp.Adam(eps=0.0), ValueError, "eps"),
+    ("Adam lr 10**400", lambda: gpubp.Adam(lr=10**400), ValueError, "lr"),
+    ("SGD lr -10**5000", lambda: gpubp.SGD(lr=-10**5000), ValueError, "lr"),
+    ("SGD weight_decay 10**400", lambda: gpubp.SGD(weight_decay=10**400), ValueError, "weight_decay"),
+    ("Adam betas of 10**400", lambda: gpubp.Adam(betas=(10**400, 0.9)), ValueError, "betas"),
     ("unknown optimizer", lambda: make_optimizer("rmsprop"), ValueError, "sgd"),
 ]
 
@@ -333,6 +345,7 @@ def test_bad_backend_name(name, exc):
 
 
 # ---- NumPy and CuPy arrays in one call -----------------------------------------------------
+@pytest.mark.gpu
 @pytest.mark.skipif(cupy_problem() is not None, reason="needs a CUDA GPU (CuPy backend)")
 def test_arrays_of_the_other_backend_are_moved_once():
     import cupy
@@ -388,3 +401,23 @@ def test_cli_process_exits_nonzero_without_traceback():
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert proc.returncode == 2
     assert "batch-size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+NAME_TABLES = [
+    ("activation[0]", lambda name: gpubp.MLP([2, 2, 2], activation=[name]), gpubp.ACTIVATIONS),
+    ("output_activation", lambda name: gpubp.MLP([2, 2], output_activation=name), gpubp.ACTIVATIONS),
+    ("loss", lambda name: gpubp.MLP([2, 2], loss=name), gpubp.LOSSES),
+    ("optimizer", lambda name: make_optimizer(name), gpubp.optim.OPTIMIZERS),
+    ("backend", lambda name: gpubp.use_backend(name).__enter__(), gpubp.backend.BACKENDS),
+]
+
+
+@pytest.mark.parametrize("argument,call,table", NAME_TABLES, ids=[t[0] for t in NAME_TABLES])
+def test_every_name_table_refuses_alike(argument, call, table):
+    with pytest.raises(ValueError) as info:
+        call("no-such-name")
+    assert str(info.value) == f"unknown {argument} 'no-such-name': expected one of {', '.join(table)}"
+    with pytest.raises(TypeError) as info:
+        call(7)
+    assert str(info.value).startswith(f"{argument} must be a")
+    assert f"name (str), one of {', '.join(table)}; got int 7" in str(info.value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -63,23 +64,68 @@ def write_json(path: str, results: Sequence[Result], info: Dict[str, Any]) -> No
 
 
 def read_results(path: str) -> Tuple[List[Result], Dict[str, Any]]:
-    """Results from a ``gpubp bench --json`` file or a pytest-benchmark ``--benchmark-json`` file."""
-    with open(path) as fh:
-        data = json.load(fh)
+    """Results from a ``gpubp bench --json`` file or a pytest-benchmark ``--benchmark-json`` file.
+
+    A file of any other shape (not JSON, other keys, fields of the wrong type) is a ValueError
+    naming the file and what is wrong.
+    """
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path!r} is not a JSON file ({exc})") from None
+    try:
+        return _parse_results(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path!r} is neither a `gpubp bench --json` file nor a pytest-benchmark JSON file of "
+                         f"gpubp's benchmarks ({type(exc).__name__}: {exc})"[:500]) from None
+
+
+def _result(fields: Any) -> Result:
+    """A Result from its fields, each checked: names are strings, times positive numbers."""
+    if not isinstance(fields, dict):
+        raise TypeError(f"a result must be a mapping of its fields; got {type(fields).__name__}")
+    r = Result(**fields)
+    for name in ("group", "backend", "shape", "dtype"):
+        if not isinstance(getattr(r, name), str):
+            raise TypeError(f"result field {name!r} must be a string; got {getattr(r, name)!r}")
+    for name in ("seconds", "median", "flops", "nbytes", "peak_bytes_per_s"):
+        value = getattr(r, name)
+        if value is None and name == "peak_bytes_per_s":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+                or (value == 0 and name in ("seconds", "median")):
+            raise ValueError(f"result field {name!r} must be a finite number (> 0 for times); got {value!r}")
+    if isinstance(r.rounds, bool) or not isinstance(r.rounds, int) or r.rounds < 1:
+        raise ValueError(f"result field 'rounds' must be an integer >= 1; got {r.rounds!r}")
+    return r
+
+
+def _parse_results(data: Any) -> Tuple[List[Result], Dict[str, Any]]:
+    if not isinstance(data, dict):
+        raise TypeError(f"the file holds a JSON {type(data).__name__}, not an object")
     if "results" in data:
-        return [Result(**r) for r in data["results"]], data.get("machine", {})
+        if not isinstance(data["results"], list):
+            raise TypeError("'results' must be a list")
+        machine = data.get("machine", {})
+        return [_result(r) for r in data["results"]], machine if isinstance(machine, dict) else {}
     if "benchmarks" not in data:
-        raise ValueError(f"{path} is neither a `gpubp bench --json` file nor a pytest-benchmark JSON file")
+        raise KeyError("no 'results' (gpubp bench --json) or 'benchmarks' (pytest-benchmark) list")
+    if not isinstance(data["benchmarks"], list):
+        raise TypeError("'benchmarks' must be a list")
     results = []
     for b in data["benchmarks"]:
         extra = b.get("extra_info", {})
         if "backend" not in extra:
             continue
         stats = b["stats"]
-        results.append(Result(extra["group"], extra["backend"], extra["shape"], extra["dtype"], float(stats["min"]),
-                              float(stats["median"]), int(stats["rounds"]), extra.get("flops", 0.0),
-                              extra.get("nbytes", 0.0), extra.get("peak_bytes_per_s")))
-    return results, data.get("machine_info", {}).get("gpubp", {})
+        results.append(_result(dict(group=extra["group"], backend=extra["backend"], shape=extra["shape"],
+                                    dtype=extra["dtype"], seconds=stats["min"], median=stats["median"],
+                                    rounds=stats["rounds"], flops=extra.get("flops", 0.0),
+                                    nbytes=extra.get("nbytes", 0.0), peak_bytes_per_s=extra.get("peak_bytes_per_s"))))
+    info = data.get("machine_info", {})
+    machine = info.get("gpubp", {}) if isinstance(info, dict) else {}
+    return results, machine if isinstance(machine, dict) else {}
 
 
 def plot_available() -> None:

@@ -7,10 +7,12 @@ plain ``pip install .`` with no network and without scikit-learn's heavy depende
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from importlib import resources
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -30,28 +32,50 @@ def load_digits() -> Tuple[np.ndarray, np.ndarray]:
 def read_idx(path: "str | os.PathLike[str]") -> np.ndarray:
     """One IDX file (plain or ``.gz``) as an array: magic 0x0000TTDD, D big-endian sizes, data.
 
-    Raises ValueError naming the file when the header or the length is wrong.
+    Raises ValueError naming the file when the header, the length or the compression is wrong.
+    The header is read first and the data only up to the size it declares (computed exactly,
+    so dimensions whose product overflows 64 bits are refused, not wrapped): a plain file is
+    checked against its size before anything is read, and a ``.gz`` file is never inflated
+    beyond what its header declares.
     """
     path = os.fspath(path)
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0:
-        raise ValueError(f"{path!r} is not an IDX file: expected magic bytes 00 00, got {blob[:4].hex() or 'nothing'}")
-    code, ndim = blob[2], blob[3]
+        try:
+            return _read_idx(path, f)
+        except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated .gz, a read error
+            raise ValueError(f"{path!r} cannot be read as {'a gzip-compressed' if opener is gzip.open else 'an'} IDX "
+                             f"file ({type(exc).__name__}: {exc})") from None
+
+
+def _read_idx(path: str, f: Any) -> np.ndarray:
+    head = f.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
+        raise ValueError(f"{path!r} is not an IDX file: expected magic bytes 00 00, got {head[:4].hex() or 'nothing'}")
+    code, ndim = head[2], head[3]
     if code not in IDX_DTYPES:
         raise ValueError(f"{path!r}: unknown IDX data type code 0x{code:02x}; expected one of {[hex(c) for c in IDX_DTYPES]}")
-    header = 4 + 4 * ndim
-    if len(blob) < header:
-        raise ValueError(f"{path!r}: truncated IDX header ({len(blob)} bytes, expected at least {header})")
-    shape = struct.unpack(f">{ndim}I", blob[4:header])
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{path!r}: truncated IDX header ({4 + len(dims)} bytes, expected at least {4 + 4 * ndim})")
+    shape = struct.unpack(f">{ndim}I", dims)
     dtype = np.dtype(IDX_DTYPES[code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(blob) - header != expected:
-        raise ValueError(
-            f"{path!r}: IDX header says shape {shape} ({expected} bytes of data) but the file holds {len(blob) - header}"
-        )
-    return np.frombuffer(blob, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    expected = math.prod(shape) * dtype.itemsize  # exact: Python integers do not overflow
+    if not isinstance(f, gzip.GzipFile):
+        stored = os.fstat(f.fileno()).st_size - 4 - 4 * ndim
+        if stored != expected:
+            raise ValueError(f"{path!r}: IDX header says shape {shape} ({expected} bytes of data) but the file holds {stored}")
+    chunks, size = [], 0
+    while size <= expected:  # one byte past the declared size tells a longer file
+        chunk = f.read(min(1 << 24, expected + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size != expected:
+        held = f"{size}" if size <= expected else f"more than {expected}"
+        raise ValueError(f"{path!r}: IDX header says shape {shape} ({expected} bytes of data) but the file holds {held}")
+    return np.frombuffer(b"".join(chunks), dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(data_dir: str, stem: str) -> str:

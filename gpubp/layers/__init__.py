@@ -12,6 +12,7 @@ from .base import Cache, Input, Layer, ParamSpec, Pass
 from .batch_norm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
+from .stack import connect, host_state, mlp_layers, set_host_state
 
 LAYER_TYPES: Dict[str, Type[Layer]] = {cls.__name__: cls for cls in (Dense, Dropout, BatchNorm)}
 
@@ -28,4 +29,5 @@ def layer_from_config(config: Any) -> Layer:
 
 
 __all__ = ["BatchNorm", "Cache", "Dense", "Dropout", "Input", "LAYER_TYPES", "Layer", "ParamSpec", "Pass",
-           "layer_from_config"]
+           "connect", "host_state", "layer_from_config",
+           "mlp_layers", "set_host_state"]

@@ -127,8 +127,11 @@ class Layer:
         """Host-side state kept in checkpoints (JSON-able), e.g. a Dropout stream's position."""
         return {}
 
+    def check_host_state(self, state: Dict[str, Any]) -> None:
+        """Raise a ValueError unless ``state`` is one :meth:`host_state` could have given."""
+
     def set_host_state(self, state: Dict[str, Any]) -> None:
-        """Restore what :meth:`host_state` gave."""
+        """Restore what :meth:`host_state` gave (checked by :meth:`check_host_state` first)."""
 
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments, with ``type``: what :func:`gpubp.layers.layer_from_config` takes."""

@@ -87,11 +87,14 @@ class BatchNorm(Layer):
     def host_state(self) -> Dict[str, Any]:
         return {"passes": self.passes}
 
-    def set_host_state(self, state: Dict[str, Any]) -> None:
+    def check_host_state(self, state: Dict[str, Any]) -> None:
         passes = state.get("passes", 0)
-        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
-            raise ValueError(f"a BatchNorm's pass count must be an integer >= 0; got {passes!r}")
-        self.passes = passes
+        if isinstance(passes, bool) or not isinstance(passes, int) or not 0 <= passes < 2**63:
+            raise ValueError(f"a BatchNorm's pass count must be an integer in [0, 2^63); got {passes!r}"[:200])
+
+    def set_host_state(self, state: Dict[str, Any]) -> None:
+        self.check_host_state(state)
+        self.passes = state.get("passes", 0)
 
     def __repr__(self) -> str:
         act = None if self._activation is None else self._activation.name

@@ -64,11 +64,14 @@ class Dropout(Layer):
     def host_state(self) -> Dict[str, Any]:
         return {"calls": self.calls}
 
-    def set_host_state(self, state: Dict[str, Any]) -> None:
+    def check_host_state(self, state: Dict[str, Any]) -> None:
         calls = state.get("calls", 0)
-        if isinstance(calls, bool) or not isinstance(calls, int) or calls < 0:
-            raise ValueError(f"a Dropout's pass count must be an integer >= 0; got {calls!r}")
-        self.calls = calls
+        if isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls < 2**63:
+            raise ValueError(f"a Dropout's pass count must be an integer in [0, 2^63); got {calls!r}"[:200])
+
+    def set_host_state(self, state: Dict[str, Any]) -> None:
+        self.check_host_state(state)
+        self.calls = state.get("calls", 0)
 
     def __repr__(self) -> str:
         return f"Dropout(p={self.p})"

@@ -125,6 +125,12 @@ def _address(a: np.ndarray) -> int:
     return ptr
 
 
+def _vector(x: np.ndarray) -> bool:
+    """Whether the library can take ``x`` as a vector with increment 1: aligned, and each element
+    one element size after the last (NumPy's contiguity flag, which a length-1 array always has)."""
+    return x.flags.aligned and x.flags.c_contiguous
+
+
 class Blas:
     """GEMM, GEMV, AXPY, AXPBY, DOT and SCAL of one loaded BLAS library, float32 and float64."""
 
@@ -152,20 +158,28 @@ class Blas:
         return (routine, np.dtype(dtype)) in self._fns
 
     def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
-        """(transposed, leading dimension) of a 2-D ``a`` stored by rows or by columns; None otherwise."""
-        if a.dtype != dtype or a.ndim != 2 or dtype not in (_F32, _F64) or a.size > self.index_max:
+        """(transposed, leading dimension ld) of a 2-D ``a`` whose element [i, j] the library can
+        address from its first one: stored by rows (at i ld + j) or by columns (at j ld + i),
+        with ld >= the row (column) length; None otherwise. An empty array addresses nothing.
+
+        Read from the strides alone, axis by axis: NumPy calls an array with one row or one
+        column contiguous whatever the stride of its other axis, so its flags cannot tell a
+        column vector from a reversed, broadcast or strided one. The stride of a length-1 axis
+        is never used (it addresses nothing); every other stride must be a positive multiple
+        of the element size. Unaligned arrays are refused (BLAS kernels may assume alignment).
+        """
+        if (a.dtype != dtype or a.ndim != 2 or dtype not in (_F32, _F64) or a.size > self.index_max
+                or not a.flags.aligned):
             return None
         rows, cols = a.shape
-        if a.flags.c_contiguous:
+        if a.size == 0:  # addresses nothing
             return False, max(1, cols)
         item = dtype.itemsize
         s0, s1 = a.strides
-        if (s1 == item or cols <= 1) and s0 % item == 0 and s0 // item >= max(1, cols):
-            return False, s0 // item
-        if (s0 == item or rows <= 1) and s1 % item == 0 and s1 // item >= max(1, rows):
-            return True, s1 // item  # a transposed view: stored by columns
-        if rows <= 1 or cols <= 1:
-            return False, max(1, cols)
+        if (cols <= 1 or s1 == item) and (rows <= 1 or (s0 % item == 0 and s0 // item >= max(1, cols))):
+            return False, (s0 // item if rows > 1 else max(1, cols))
+        if (rows <= 1 or s0 == item) and (cols <= 1 or (s1 % item == 0 and s1 // item >= max(1, rows))):
+            return True, (s1 // item if cols > 1 else max(1, rows))  # a transposed view: stored by columns
         return None
 
     def gemm(self, alpha: float, A: np.ndarray, B: np.ndarray, beta: float, C: np.ndarray,
@@ -176,7 +190,7 @@ class Blas:
         """
         dtype = C.dtype
         a, b, c = self._rows(A, dtype), self._rows(B, dtype), self._rows(C, dtype)
-        if a is None or b is None or c is None or c[0]:
+        if a is None or b is None or c is None or c[0] or not C.flags.writeable:
             return False
         m, k = A.shape[::-1] if trans_a else A.shape
         k2, n = B.shape[::-1] if trans_b else B.shape
@@ -196,8 +210,8 @@ class Blas:
         """y = alpha A^T x + beta y in one call (A stored by rows; x and y contiguous vectors)."""
         dtype = y.dtype
         a = self._rows(A, dtype)
-        if (a is None or a[0] or x.dtype != dtype or x.ndim != 1 or y.ndim != 1 or x.strides[0] != dtype.itemsize
-                or y.strides[0] != dtype.itemsize or (x.size, y.size) != A.shape):
+        if (a is None or a[0] or x.dtype != dtype or x.ndim != 1 or y.ndim != 1 or not _vector(x) or not _vector(y)
+                or not y.flags.writeable or (x.size, y.size) != A.shape):
             return False
         m, n = A.shape
         if m == 0 or n == 0:
@@ -210,8 +224,8 @@ class Blas:
     def _vector_routine(self, routine: str, x: np.ndarray, y: np.ndarray) -> Any:
         """``routine`` for the dtype of x and y where both are contiguous, of one dtype and size
         within the index type; None otherwise (or where the library lacks it)."""
-        if (x.dtype != y.dtype or x.size != y.size or x.size > self.index_max
-                or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+        if (x.dtype != y.dtype or x.size != y.size or x.size > self.index_max or not (_vector(x) and _vector(y))
+                or not y.flags.writeable):
             return None
         return self._fns.get((routine, y.dtype))
 

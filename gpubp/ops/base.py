@@ -9,12 +9,15 @@ overrides the elementwise work.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from ..activations import Activation, softmax_backward
 from ..losses import Loss
+
+if TYPE_CHECKING:  # annotations only: the optimizers import nothing from here
+    from ..optim import AdamHyperparameters, AdamWHyperparameters, SGDHyperparameters
 
 
 class Ops:
@@ -212,43 +215,28 @@ class Ops:
         return norm
 
     # ---- optimizer updates over the flat parameter buffer ----------------------------
-    def sgd_update(
-        self,
-        params: Any,
-        grads: Any,
-        velocity: Optional[Any],
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-    ) -> None:
+    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """w <- w - eta dC/dw (MATH.md, update), with optional L2 decay and (Nesterov) momentum.
 
         As torch.optim.SGD: g = dC/dw + wd w; v <- mu v + g; step = g + mu v (Nesterov) or v.
+        ``hyper`` holds eta (``lr``), mu (``momentum``), ``nesterov`` and wd (``weight_decay``);
+        ``velocity`` is None without momentum.
         """
+        lr, momentum, weight_decay = hyper.lr, hyper.momentum, hyper.weight_decay
         g = grads + weight_decay * params if weight_decay else grads
         if velocity is None:
             params -= lr * g
             return
         velocity *= momentum
         velocity += g
-        step = g + momentum * velocity if nesterov else velocity
+        step = g + momentum * velocity if hyper.nesterov else velocity
         params -= lr * step
 
-    def adam_update(
-        self,
-        params: Any,
-        grads: Any,
-        m: Any,
-        v: Any,
-        t: int,
-        lr: float,
-        betas: Tuple[float, float],
-        eps: float,
-        weight_decay: float,
-    ) -> None:
-        """Adam (Kingma & Ba) step ``t`` (1-based) on the flat buffer, L2 decay as torch.optim.Adam."""
-        b1, b2 = betas
+    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
+        """Adam (Kingma & Ba) step ``t`` (1-based) on the flat buffer, L2 decay as torch.optim.Adam;
+        ``hyper`` holds ``lr``, ``betas``, ``eps`` and ``weight_decay``."""
+        b1, b2 = hyper.betas
+        lr, eps, weight_decay = hyper.lr, hyper.eps, hyper.weight_decay
         g = grads + weight_decay * params if weight_decay else grads
         m *= b1
         m += (1.0 - b1) * g
@@ -260,7 +248,7 @@ class Ops:
         denom = self.xp.sqrt(v) / (bias2**0.5) + eps
         params -= step_size * (m / denom)
 
-    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: Any) -> None:
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamWHyperparameters") -> None:
         """AdamW step ``t`` (1-based): decoupled weight decay w <- w (1 - lr wd), then Adam's moments
         and step from dC/dw alone, as torch.optim.AdamW (MATH.md, AdamW); ``hyper`` holds ``lr``,
         ``betas``, ``eps`` and ``weight_decay``."""

@@ -1,4 +1,4 @@
-"""gpubp's CUDA kernels: where their sources live, how they are assembled, compiled and launched.
+"""gpubp's CUDA kernels: their table, where their sources live, how they are assembled and compiled.
 
 The kernels are CUDA C++ templates over the element type ``T`` in the ``kernels/`` folder
 (shipped in the wheel as ``gpubp.kernels``). Each source file is compiled as one NVRTC
@@ -18,8 +18,9 @@ instantiations compiled (for every dtype, and every activation where the kernel 
 the argument checks at launch, and the host-side wrappers of the test suite.
 
 Compilation is lazy: nothing is compiled or allocated on a device until a kernel is first
-launched, then each source is compiled once per (dtype, device) with NVRTC, the compiler
-CuPy itself uses, and kept for the life of the process. The program is compiled here rather
+launched (:mod:`gpubp.ops.cuda_launcher`), then each source is compiled once per process,
+dtype and device with NVRTC, the compiler CuPy itself uses (:mod:`gpubp.ops.kernel_cache`
+keeps the programs in memory and the binaries on disk). The program is compiled here rather
 than through ``cupy.RawModule`` because CuPy forces ``-ftz=true`` (denormals flushed to
 zero), which would make float32 results differ from NumPy's; the options used are
 :data:`NVRTC_OPTIONS`, and the very same :func:`nvrtc_compile` is what the test suite runs
@@ -29,8 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from ..activations import ACTIVATIONS, Activation
 from ..errors import GpubpError
+from .kernel_cache import CompiledProgram
 
 COMMON_HEADER = "gpubp_common.cuh"
 SOURCES = ("activation.cu", "dropout.cu", "loss_heads.cu", "gradients.cu", "optimizers.cu", "batch_norm.cu")
@@ -50,6 +51,12 @@ MAX_BLOCK = 256
 FLAT_BLOCK = 256
 # Resident threads per multiprocessor aimed at when sizing grids (2048 on sm_80 and sm_90).
 THREADS_PER_SM = 2048
+# A column reduction splits its rows across blocks only beyond this many rows (below, one
+# launch with no partial sums costs less than two), into chunks of at least MIN_CHUNK_ROWS.
+COLUMN_CHUNK_ROWS = 256
+MIN_CHUNK_ROWS = 32
+# CUDA's limit on gridDim.y.
+MAX_GRID_Y = 65535
 
 # IEEE semantics on the GPU as on the CPU: denormals kept, division and sqrt correctly
 # rounded. Multiply-adds may be fused (one rounding instead of two).
@@ -86,6 +93,10 @@ class Param:
     def is_array(self) -> bool:
         return self.kind in ("in", "out", "labels")
 
+    def length(self, sizes: Dict[str, int]) -> int:
+        """The number of elements of an array parameter, from the launch's index sizes."""
+        return math.prod(sizes[s] if s in sizes else int(s) for s in self.size)
+
     def ctype(self, T: str) -> str:
         return {"in": f"const {T}*", "out": f"{T}*", "labels": "const long long*", "index": "long long",
                 "scalar": T, "flag": "int", "word": "unsigned long long"}[self.kind]
@@ -97,7 +108,8 @@ class KernelSpec:
 
     ``shape`` is how it is launched: ``flat`` (grid-stride over every element), ``rows``
     (a block per row, threads over the columns) or ``columns`` (threads over columns and
-    rows, reduced along the rows). ``per_activation`` kernels take the activation functor
+    rows, reduced along the rows; a two-dimensional grid, column tiles along x and chunks of
+    rows along y, see :func:`column_chunks`). ``per_activation`` kernels take the activation functor
     as their second template argument.
     """
 
@@ -154,7 +166,8 @@ KERNELS: Dict[str, KernelSpec] = {
         _kernel("head_xent_labels", "loss_heads.cu", "rows",
                 "Z:in:rows*cols A:in:rows*cols labels:labels:rows Delta:out:rows*cols C0:out:rows " + _ROWS),
         _kernel("head_bce", "loss_heads.cu", "rows", _HEAD),
-        _kernel("bias_grad", "gradients.cu", "columns", "Delta:in:rows*cols out:out:cols " + _ROWS + " scale:scalar"),
+        _kernel("bias_grad", "gradients.cu", "columns",
+                "Delta:in:rows*cols out:out:chunks*cols " + _ROWS + " chunks:index scale:scalar"),
         _kernel("grad_sq_norm_parts", "gradients.cu", "rows", "x:in:size partial:out:rows size:index " + _ROWS),
         _kernel("grad_clip_factor", "gradients.cu", "rows", "partial:in:rows*cols clip:out:2 " + _ROWS + " max_norm:scalar"),
         _kernel("grad_scale", "gradients.cu", "flat", "x:out:size clip:in:2 size:index"),
@@ -283,17 +296,6 @@ def nvrtc_module() -> Any:
     return nvrtc
 
 
-@dataclass(frozen=True)
-class CompiledProgram:
-    """A compiled source: ``binary`` (cubin for ``sm_XX``, PTX for ``compute_XX``), the mangled
-    name of every instantiation, and the compiler's log (warnings)."""
-
-    binary: bytes
-    arch: str
-    lowered: Dict[str, str] = field(repr=False)
-    log: str = ""
-
-
 def nvrtc_compile(source_text: str, name: str, arch: str, name_expressions: Sequence[str],
                   options: Sequence[str] = NVRTC_OPTIONS) -> CompiledProgram:
     """Compile ``source_text`` with NVRTC for ``arch`` (``sm_90`` -> cubin, ``compute_90`` -> PTX).
@@ -354,11 +356,31 @@ def launch_shape(shape: str, sizes: Dict[str, int], multiprocessors: int,
         block = min(MAX_BLOCK, max(32, _pow2_at_least(cols)))
         return (max(1, min(rows, resident // block)),), (block,)
     if shape == "columns":
+        chunks = max(1, sizes.get("chunks", 1))
         bx = min(32, _pow2_at_least(cols))
-        by = min(MAX_BLOCK // bx, _pow2_at_least(rows))
+        by = min(MAX_BLOCK // bx, _pow2_at_least(-(-rows // chunks)))
         tiles = -(-cols // bx)
-        return (max(1, min(tiles, resident // (bx * by))),), (bx, by)
+        target = max(1, resident // (bx * by))
+        gy = max(1, min(chunks, MAX_GRID_Y, target))
+        return (max(1, min(tiles, target // gy)), gy), (bx, by)
     raise ValueError(f"unknown launch shape {shape!r}: expected flat, rows or columns")
+
+
+def column_chunks(rows: int, cols: int, multiprocessors: int, threads_per_sm: int = THREADS_PER_SM) -> int:
+    """How many chunks a column reduction (``bias_grad``) splits the rows of a (rows, cols)
+    matrix into, on a device of ``multiprocessors`` SMs.
+
+    1 (one launch, no partial sums) up to :data:`COLUMN_CHUNK_ROWS` rows, or when the column
+    tiles alone fill the device; otherwise as many chunks (of at least :data:`MIN_CHUNK_ROWS`
+    rows) as it takes for the blocks, column tiles x chunks, to fill every multiprocessor.
+    Then a second launch adds up the partial sums.
+    """
+    if rows <= COLUMN_CHUNK_ROWS:
+        return 1
+    bx = min(32, _pow2_at_least(cols))
+    tiles = -(-cols // bx)
+    blocks = max(1, multiprocessors) * max(FLAT_BLOCK, threads_per_sm) // MAX_BLOCK
+    return max(1, min(-(-rows // MIN_CHUNK_ROWS), blocks // tiles, MAX_GRID_Y))
 
 
 # ---- arguments -------------------------------------------------------------------------
@@ -391,7 +413,7 @@ def prepare_args(spec: KernelSpec, dtype: str, args: Sequence[Any], xp: Any) -> 
                     a = a.astype(np.int64)
                 else:
                     raise TypeError(f"kernel {spec.name}: {p.name} must have dtype {want}; got {a.dtype}")
-            length = math.prod(sizes[s] if s in sizes else int(s) for s in p.size)
+            length = p.length(sizes)
             if a.size != length:
                 dims = "*".join(f"{s}={sizes[s]}" if s in sizes else s for s in p.size)
                 raise ValueError(f"kernel {spec.name}: {p.name} must hold {dims} = {length} elements; got shape {tuple(a.shape)}")
@@ -413,70 +435,3 @@ def prepare_args(spec: KernelSpec, dtype: str, args: Sequence[Any], xp: Any) -> 
         else:  # pragma: no cover - the table only uses the kinds above
             raise ValueError(f"unknown parameter kind {p.kind!r}")
     return out, sizes
-
-
-# ---- the run-time cache ----------------------------------------------------------------
-class CudaKernels:
-    """Compiles each source once per (dtype, device) on first use and launches its kernels.
-
-    Creating it touches no GPU; nothing is compiled until :meth:`launch` is first called.
-    """
-
-    def __init__(self) -> None:
-        self._modules: Dict[Tuple[str, str, int], Tuple[Any, Dict[str, str]]] = {}
-        self._functions: Dict[Tuple[str, str, Optional[str], int], Any] = {}
-        self._devices: Dict[int, Tuple[int, int]] = {}  # device -> (SMs, resident threads per SM)
-        self._lock = threading.Lock()
-
-    @property
-    def compiled(self) -> List[Tuple[str, str, int]]:
-        """The (source, dtype, device) programs compiled so far."""
-        return sorted(self._modules)
-
-    def _module(self, source: str, dtype: str, device: int) -> Tuple[Any, Dict[str, str]]:
-        key = (source, dtype, device)
-        with self._lock:
-            entry = self._modules.get(key)
-            if entry is None:
-                import cupy
-
-                cc = int(cupy.cuda.Device(device).compute_capability)
-                arch = runtime_arch(cc, nvrtc_module().getSupportedArchs())
-                program = nvrtc_compile(program_source(source), source, arch, instantiations(source, [dtype]))
-                module = cupy.cuda.function.Module()
-                # the driver reads PTX as a NUL-terminated string
-                module.load(program.binary if arch.startswith("sm_") else program.binary.rstrip(b"\0") + b"\0")
-                entry = self._modules[key] = (module, program.lowered)
-                attrs = cupy.cuda.Device(device).attributes
-                self._devices[device] = (int(attrs["MultiProcessorCount"]), int(attrs["MaxThreadsPerMultiProcessor"]))
-        return entry
-
-    def function(self, name: str, dtype: str, act: Optional[str] = None) -> Any:
-        """The compiled kernel ``name`` for ``dtype`` (and activation ``act``) on the current device."""
-        import cupy
-
-        device = cupy.cuda.Device().id
-        key = (name, dtype, act, device)
-        fn = self._functions.get(key)
-        if fn is None:
-            spec = KERNELS[name]
-            module, lowered = self._module(spec.source, dtype, device)
-            fn = self._functions[key] = module.get_function(lowered[spec.instantiation(dtype, act)])
-        return fn
-
-    def launch(self, name: str, dtype: Any, *args: Any, act: Optional[str] = None) -> None:
-        """Run kernel ``name`` on ``args`` (in the order of its parameters) on the current stream."""
-        import cupy
-
-        dtype = np.dtype(dtype).name
-        if dtype not in CTYPES:
-            raise TypeError(f"gpubp's kernels run on float32 or float64 arrays; got {dtype}")
-        spec = KERNELS[name]
-        if spec.per_activation and act not in ACTIVATIONS:
-            raise ValueError(f"kernel {name} needs an elementwise activation; got {act!r}")
-        converted, sizes = prepare_args(spec, dtype, args, cupy)
-        if any(v == 0 for v in sizes.values()):
-            return
-        fn = self.function(name, dtype, act if spec.per_activation else None)
-        grid, block = launch_shape(spec.shape, sizes, *self._devices[cupy.cuda.Device().id])
-        fn(grid, block, tuple(converted))

@@ -2,22 +2,28 @@
 own kernels (``kernels/``, see :mod:`gpubp.ops.cuda_kernels`) for every elementwise step.
 
 Per training step: ``Z = A W^T`` (cuBLAS GEMM), bias + activation in one kernel, the loss
-head (Delta^(L) and C_0 per sample) in one kernel, ``dC/dW = (1/n) Delta^T A`` as one GEMM
-with alpha = 1/n written straight into the flat gradient buffer, ``dC/db`` as one column
-reduction, ``Delta W`` (cuBLAS) then ``* g'(Z)`` in one kernel, and one optimizer kernel
-over the flat parameter buffer. A dropout after an activation rides in the activation's
-kernels (its mask computed in the kernel from the counter-based generator, never stored);
-BatchNorm is two row reductions and two flat passes forward and backward (``batch_norm.cu``).
+head (Delta^(L) and C_0 per sample) in one kernel and C = (1/n) sum_i C_0 in one reduction,
+``dC/dW = (1/n) Delta^T A`` as one GEMM with alpha = 1/n written straight into the flat
+gradient buffer, ``dC/db`` as one column reduction, ``Delta W`` (cuBLAS) then ``* g'(Z)`` in
+one kernel, and one optimizer kernel over the flat parameter buffer: for an L-layer network
+6L + 1 launches per step up to 256 rows (:mod:`gpubp.ops.cuda_launcher` makes every launch
+and product); beyond, each column reduction may take a second launch (partial sums over
+chunks of rows, so a tall Delta fills the GPU).
+A dropout after an activation rides in the activation's kernels (its mask computed in the
+kernel from the counter-based generator, never stored); BatchNorm is two row reductions and two
+flat passes forward and backward (``batch_norm.cu``).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from .. import _optional
 from ..activations import Activation
-from ..losses import Loss
+from ..losses import SIGMOID_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY, SQUARED_ERROR, Loss
 from .base import Ops
-from .cuda_kernels import CudaKernels
+from .cuda_launcher import CudaKernels
+
+if TYPE_CHECKING:  # annotations only
+    from ..optim import AdamHyperparameters, AdamWHyperparameters, SGDHyperparameters
 
 #: Elements per partial sum of the gradient norm (one block each): enough blocks to fill a GPU
 #: from about 2^19 parameters, few enough partial sums for one block to add them up.
@@ -27,12 +33,6 @@ CLIP_CHUNK = 2048
 def _draw(drop: Any) -> Tuple[Any, ...]:
     """The dropout parameters of the kernels (``GPUBP_DROPOUT_PARAMS``) for one draw."""
     return drop.p, drop.scale, drop.seed, drop.stream, drop.call, drop.offset
-
-
-def _same_dtype(what: str, dtype: Any, **arrays: Any) -> None:
-    for name, a in arrays.items():
-        if a.dtype != dtype:
-            raise TypeError(f"{what}: {name} must have dtype {dtype} like the others; got {a.dtype}")
 
 
 class CupyOps(Ops):
@@ -45,16 +45,15 @@ class CupyOps(Ops):
     name = "cupy"
     dropout_in_kernels = True
 
-    def __init__(self) -> None:
-        super().__init__(_optional.cupy)
-        self.kernels = CudaKernels()
+    def __init__(self, kernels: Optional[CudaKernels] = None) -> None:
+        self.kernels = kernels if kernels is not None else CudaKernels()
+        super().__init__(self.kernels.device.xp)
         self._c0: Dict[Tuple[int, str, int], Any] = {}  # per-sample loss buffers, reused
-        self._clip_partial: Dict[Tuple[int, str, int], Any] = {}  # clipping's partial sums, reused
+        self._partials: Dict[Tuple[Any, ...], Any] = {}  # reductions' partial sums (columns, norms), reused
 
     def _loss_buffer(self, rows: int, dtype: Any) -> Any:
         """A reused (rows,) buffer for C_0 of every sample (one per batch size, dtype and device)."""
-        cuda = getattr(self.xp, "cuda", None)
-        key = (rows, str(dtype), cuda.Device().id if cuda is not None else -1)
+        key = (rows, str(dtype), self.kernels.device.current())
         buf = self._c0.get(key)
         if buf is None:
             if len(self._c0) >= 8:
@@ -62,27 +61,49 @@ class CupyOps(Ops):
             buf = self._c0[key] = self.xp.empty(rows, dtype=dtype)
         return buf
 
-    # ---- matrix products -------------------------------------------------------------
+    # ---- matrix products (cuBLAS) ----------------------------------------------------
+    def linear(self, A_prev: Any, W: Any, out: Any) -> Any:
+        """Z^(l) = A^(l-1) W^(l)T: one GEMM into ``out``."""
+        self.kernels.gemm("N", "T", A_prev, W, out)
+        return out
+
+    def backprop_linear(self, Delta: Any, W: Any, out: Any) -> Any:
+        """dC_0/dA^(l-1) = Delta^(l) W^(l): one GEMM into ``out``."""
+        self.kernels.gemm("N", "N", Delta, W, out)
+        return out
+
     def grad_weights(self, Delta: Any, A_prev: Any, out: Any) -> Any:
         """dC/dW^(l) = (1/n) Delta^(l)T A^(l-1): one GEMM, alpha = 1/n, written into ``out``
         (the layer's view of the flat gradient buffer; no temporary, no scaling pass)."""
-        from cupy import cublas  # loads cuBLAS on first use only
-
-        _same_dtype("grad_weights", out.dtype, Delta=Delta, A_prev=A_prev)
-        n = Delta.shape[0]
-        if A_prev.shape[0] != n or out.shape != (Delta.shape[1], A_prev.shape[1]):
-            raise ValueError(
-                f"grad_weights: Delta {tuple(Delta.shape)} and A_prev {tuple(A_prev.shape)} must share n rows and "
-                f"out must be ({Delta.shape[1]}, {A_prev.shape[1]}); got out {tuple(out.shape)}"
-            )
-        cublas.gemm("T", "N", Delta, A_prev, out=out, alpha=1.0 / n, beta=0.0)
+        self.kernels.gemm("T", "N", Delta, A_prev, out, 1.0 / Delta.shape[0])
         return out
 
     def grad_bias(self, Delta: Any, out: Any) -> Any:
         """dC/db^(l) = (1/n) sum over rows of Delta^(l), one reduction written into ``out``."""
         rows, cols = Delta.shape
-        self.kernels.launch("bias_grad", out.dtype, Delta, out, rows, cols, 1.0 / rows)
+        self._column_mean(Delta, rows, cols, out)
         return out
+
+    def _partial_sums(self, key: Tuple[Any, ...], length: int, dtype: Any) -> Any:
+        """A reused buffer of ``length`` partial sums for the reduction ``key``."""
+        partial = self._partials.get(key)
+        if partial is None:
+            if len(self._partials) >= 16:
+                self._partials.clear()
+            partial = self._partials[key] = self.xp.empty(length, dtype=dtype)
+        return partial
+
+    def _column_mean(self, M: Any, rows: int, cols: int, out: Any) -> None:
+        """out[c] = (1/rows) sum_r M[r, c]: one launch, or for a tall M two (the rows split
+        across blocks into partial sums, then those added up), deterministic either way."""
+        k = self.kernels
+        chunks = k.column_chunks(rows, cols)
+        if chunks == 1:
+            k.launch("bias_grad", out.dtype, M, out, rows, cols, 1, 1.0 / rows)
+            return
+        partial = self._partial_sums((chunks, cols, out.dtype, k.device.current()), chunks * cols, out.dtype)
+        k.launch("bias_grad", out.dtype, M, partial, rows, cols, chunks, 1.0)
+        k.launch("bias_grad", out.dtype, partial, out, chunks, cols, 1, 1.0 / rows)
 
     # ---- elementwise work ------------------------------------------------------------
     def bias_activation(self, Z: Any, b: Optional[Any], act: Optional[Activation], A: Any, dropout: Any = None) -> Any:
@@ -195,23 +216,27 @@ class CupyOps(Ops):
         dtype = Z.dtype
         C0 = self._loss_buffer(rows, dtype)
         k = self.kernels
-        if loss.name in ("sse", "mse"):
-            # sse: dC_0/dA = 2 (A - Y), C_0 = sum (a - y)^2; mse: both divided by m = cols
-            scale, div = (2.0, 1.0) if loss.name == "sse" else (2.0 / cols, float(cols))
+        if loss.head == SQUARED_ERROR:
+            # C_0 = s sum (a - y)^2 and dC_0/dA = 2 s (A - Y), s = 1 (sse) or 1/m (mse): the
+            # kernel takes 2 s and the divisor of the sum (m for mse)
+            scale = 2.0 * loss.squared_scale(cols)
+            div = float(cols) if loss.mean_over_outputs else 1.0
             if act.elementwise:
                 k.launch("head_squared", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div, act=act.name)
             else:
                 k.launch("head_squared_softmax", dtype, Z, A, Y, Delta, C0, rows, cols, scale, div)
-        elif loss.name == "cross_entropy":
+        elif loss.head == SOFTMAX_CROSS_ENTROPY:
             if Y.ndim == 1:  # integer labels, read directly
                 k.launch("head_xent_labels", dtype, Z, A, Y, Delta, C0, rows, cols)
             else:
                 k.launch("head_xent_dense", dtype, Z, A, Y, Delta, C0, rows, cols)
-        elif loss.name == "binary_cross_entropy":
+        elif loss.head == SIGMOID_CROSS_ENTROPY:
             k.launch("head_bce", dtype, Z, A, Y, Delta, C0, rows, cols)
         else:  # a loss without a fused kernel runs the reference formulas (on CuPy arrays)
             return super().loss_head(loss, act, Z, A, Y, Delta)
-        return C0.mean(dtype=dtype)
+        C = self.xp.empty((), dtype=dtype)  # a new 0-d array: the caller may keep it
+        self._column_mean(C0, rows, 1, C)  # C = (1/n) sum_i C_0
+        return C
 
     # ---- gradient clipping -----------------------------------------------------------
     def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
@@ -221,40 +246,32 @@ class CupyOps(Ops):
         size = grads.size
         chunks = max(1, -(-size // CLIP_CHUNK))
         dtype = grads.dtype
-        cuda = getattr(self.xp, "cuda", None)
-        key = (chunks, dtype.str, cuda.Device().id if cuda is not None else -1)
-        partial = self._clip_partial.get(key)
-        if partial is None:
-            if len(self._clip_partial) >= 8:
-                self._clip_partial.clear()
-            partial = self._clip_partial[key] = self.xp.empty(chunks, dtype=dtype)
-        clip = self.xp.empty(2, dtype=dtype)  # a fresh pair per call: the returned norm stays valid
         k = self.kernels
+        partial = self._partial_sums(("clip", chunks, dtype, k.device.current()), chunks, dtype)
+        clip = self.xp.empty(2, dtype=dtype)  # a fresh pair per call: the returned norm stays valid
         k.launch("grad_sq_norm_parts", dtype, grads, partial, size, chunks, CLIP_CHUNK)
         k.launch("grad_clip_factor", dtype, partial, clip, 1, chunks, max_norm)
         k.launch("grad_scale", dtype, grads, clip, size)
         return clip[0]
 
     # ---- optimizer updates -----------------------------------------------------------
-    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], lr: float, momentum: float,
-                   nesterov: bool, weight_decay: float) -> None:
+    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """One SGD kernel over the flat buffer (torch.optim.SGD's arithmetic, see :class:`Ops`)."""
         if velocity is None:
-            self.kernels.launch("sgd", params.dtype, params, grads, params.size, lr, weight_decay)
+            self.kernels.launch("sgd", params.dtype, params, grads, params.size, hyper.lr, hyper.weight_decay)
         else:
-            self.kernels.launch("sgd_momentum", params.dtype, params, grads, velocity, params.size, lr, momentum,
-                                weight_decay, nesterov)
+            self.kernels.launch("sgd_momentum", params.dtype, params, grads, velocity, params.size, hyper.lr,
+                                hyper.momentum, hyper.weight_decay, hyper.nesterov)
 
-    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, lr: float, betas: Tuple[float, float],
-                    eps: float, weight_decay: float) -> None:
+    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
         """One Adam kernel over the flat buffer; the bias corrections are computed here in double."""
-        b1, b2 = betas
+        b1, b2 = hyper.betas
         bias1 = 1.0 - b1**t
         bias2 = 1.0 - b2**t
-        self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, lr / bias1, b1, 1.0 - b1, b2,
-                            1.0 - b2, bias2**0.5, eps, weight_decay)
+        self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, hyper.lr / bias1, b1, 1.0 - b1, b2,
+                            1.0 - b2, bias2**0.5, hyper.eps, hyper.weight_decay)
 
-    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: Any) -> None:
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamWHyperparameters") -> None:
         """One AdamW kernel over the flat buffer (:meth:`Ops.adamw_update`); the bias corrections and
         the decay factor 1 - lr wd are computed here in double."""
         b1, b2 = hyper.betas

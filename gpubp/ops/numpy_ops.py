@@ -5,7 +5,7 @@ nothing once its buffers exist and touches memory as few times as possible:
 
 * every elementwise step is an ``out=`` ufunc into the caller's array or into a scratch buffer
   this object keeps and reuses (one per shape and dtype);
-* the activations (the table's ``forward_into`` / ``grad_into``, several passes each) run over
+* the activations (their in-place forms, :mod:`gpubp.ops.numpy_activations`, several passes each) run over
   blocks of rows small enough that the blocks they touch and their scratch stay in cache, with
   the bias added and dA multiplied in on the same block: each array crosses memory once;
 * every matrix product goes to one BLAS library called directly (:mod:`gpubp.ops._blas`:
@@ -26,14 +26,19 @@ nothing once its buffers exist and touches memory as few times as possible:
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ..activations import Activation, Scratch, smallest_normal
-from ..losses import Loss
+from ..activations import Activation
+from ..losses import SOFTMAX_CROSS_ENTROPY, SQUARED_ERROR, Loss
 from . import _blas
+from .numpy_activations import IN_PLACE, Scratch, smallest_normal
 from .base import Ops
+from .numpy_batch_norm import BatchNormBlocks
+
+if TYPE_CHECKING:  # annotations only
+    from ..optim import AdamHyperparameters, AdamWHyperparameters, SGDHyperparameters
 
 # Elements per block of the blocked optimizer updates: 4 arrays of 64 Ki float32 (1 MiB)
 # stay in a core's L2 cache across the passes of one update.
@@ -59,7 +64,7 @@ _MAX_SCRATCH = 32
 _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
 
 
-class NumpyOps(Ops):
+class NumpyOps(BatchNormBlocks, Ops):
     """The reference ops on NumPy, with in-place, temporary-free overrides of the hot paths.
 
     ``blas`` is the library the products go to: ``"default"`` (the one ``GPUBP_BLAS`` chose,
@@ -185,16 +190,16 @@ class NumpyOps(Ops):
         """The table's ``tmp(k)`` for one block: reused buffers ``first + k``."""
         return lambda k: self._block_buffer(first + k, block)
 
-    def _forward_block(self, Z: Any, b: Optional[Any], act: Activation, A: Any, M: Any, D: Any) -> None:
+    def _forward_block(self, Z: Any, b: Optional[Any], forward: Any, A: Any, M: Any, D: Any) -> None:
         if b is not None:
             np.add(Z, b, out=Z)
-        act.forward_into(np, Z, A, self._block_scratch(Z, 0))
+        forward(Z, A, self._block_scratch(Z, 0))
         if M is not None:
             np.multiply(A, M, out=D)
 
-    def _backward_block(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any, M: Any) -> None:
+    def _backward_block(self, dA: Any, Z: Any, A: Any, grad: Any, out: Any, M: Any) -> None:
         G = self._block_buffer(0, Z)
-        act.grad_into(np, Z, A, G, self._block_scratch(Z, 1))
+        grad(Z, A, G, self._block_scratch(Z, 1))
         if M is not None:
             dA = np.multiply(dA, M, out=out)
         np.multiply(dA, G, out=out)
@@ -206,58 +211,34 @@ class NumpyOps(Ops):
         Blocks are whole rows: right for the elementwise activations and for softmax, which
         works row by row.
         """
-        if act is None or act.forward_into is None:
+        forms = None if act is None else IN_PLACE.get(act)
+        if forms is None:  # no activation, or one without an in-place form: the reference
             return super().bias_activation(Z, b, act, A, dropout)
         M = D = None
         if dropout is not None:
             M, D = self.dropout_mask(dropout), dropout.out
         if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._forward_block(Z, b, act, A, M, D)
+            self._forward_block(Z, b, forms.forward, A, M, D)
         else:
             for rows in self._row_blocks(Z):
-                self._forward_block(Z[rows], b, act, A[rows], None if M is None else M[rows], None if D is None else D[rows])
+                self._forward_block(Z[rows], b, forms.forward, A[rows], None if M is None else M[rows],
+                                    None if D is None else D[rows])
         return A
 
     def activation_backward(self, dA: Any, Z: Any, A: Any, act: Activation, out: Any, dropout: Any = None) -> Any:
         """Delta^(l) = dA * g'^(l)(Z^(l)) block by block, g' into a reused buffer; ``out`` may be ``dA``.
         With ``dropout``, (dA * m / (1 - p)) * g'^(l)(Z^(l)) (:meth:`Ops.activation_backward`)."""
-        if not (act.elementwise and act.grad_into is not None):
+        forms = IN_PLACE.get(act)
+        grad = forms.grad if forms is not None and act.elementwise else None
+        if grad is None:
             return super().activation_backward(dA, Z, A, act, out, dropout)
         M = None if dropout is None else dropout.mask
         if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._backward_block(dA, Z, A, act, out, M)
+            self._backward_block(dA, Z, A, grad, out, M)
         else:
             for rows in self._row_blocks(Z):
-                self._backward_block(dA[rows], Z[rows], A[rows], act, out[rows], None if M is None else M[rows])
+                self._backward_block(dA[rows], Z[rows], A[rows], grad, out[rows], None if M is None else M[rows])
         return out
-
-    # ---- batch normalisation ---------------------------------------------------------------
-    def _ones(self, n: int, dtype: Any) -> np.ndarray:
-        """The vector (1, ..., 1) of length n: column sums as a product."""
-        key = ("ones", (n,), np.dtype(dtype))
-        w = self._scratch_buffers.get(key)
-        if w is None:
-            w = self._scratch("ones", (n,), dtype)
-            w.fill(1.0)
-        return w
-
-    def batch_norm_sums(self, X: Any, shift: Any, s1: Any, s2: Any, work: Any, work2: Any) -> None:
-        """s1 = sum_i (x_i - K) as a vector-matrix product with (1, ..., 1), s2 = sum_i (x_i - K)^2
-        as one einsum (no squared array): two passes over X - K instead of four."""
-        np.subtract(X, shift, out=work)
-        np.matmul(self._ones(X.shape[0], X.dtype), work, out=s1)
-        np.einsum("ij,ij->j", work, work, out=s2)
-
-    def batch_norm_backward_sums(self, dout: Any, Y: Any, A: Any, act: Optional[Activation], Xhat: Any, s1: Any,
-                                 s2: Any, dropout: Any = None, work: Any = None) -> None:
-        """Delta = dout * g'(y) in place (block by block, :meth:`activation_backward`), s1 = sum_i Delta_i
-        as a product with (1, ..., 1), s2 = sum_i Delta_i zhat_i as one einsum."""
-        if act is not None:
-            self.activation_backward(dout, Y, A, act, out=dout, dropout=dropout)
-        elif dropout is not None:
-            np.multiply(dout, dropout.mask, out=dout)
-        np.matmul(self._ones(dout.shape[0], dout.dtype), dout, out=s1)
-        np.einsum("ij,ij->j", dout, Xhat, out=s2)
 
     # ---- the output layer --------------------------------------------------------------
     def loss_head(self, loss: Loss, act: Activation, Z: Any, A: Any, Y: Any, Delta: Any) -> Any:
@@ -274,22 +255,22 @@ class NumpyOps(Ops):
         formulas.
         """
         n, m = Z.shape
-        if loss.name in ("sse", "mse"):
-            scale = 1.0 if loss.name == "sse" else 1.0 / m
+        if loss.head == SQUARED_ERROR:
+            scale = loss.squared_scale(m)
             np.subtract(A, Y, out=Delta)
             D = Delta.reshape(-1)
             C = np.asarray(np.dot(D, D) * (scale / n), dtype=Z.dtype)
             Delta *= 2.0 * scale  # dC_0/dA = 2 (A - Y), the tutorial's factor 2 (/ m for mse)
             self.activation_backward(Delta, Z, A, act, out=Delta)
             return C
-        if loss.name == "cross_entropy" and Y.ndim == 1 and act.name == "softmax":
+        if loss.head == SOFTMAX_CROSS_ENTROPY and Y.ndim == 1 and act.name == loss.requires_output_activation:
             rows = self._row_index(n)
             picked = A[rows, Y]  # a_y
             np.copyto(Delta, A)
             Delta[rows, Y] = picked - 1.0  # dC_0/dZ = A - Y, Y one-hot, without building it
             # not (min >= tiny): a flushed or denormal a_y, or NaN (a NaN row, which the logits
             # formula gives as NaN too)
-            if n and not picked.min() >= smallest_normal(np, Z.dtype):
+            if n and not picked.min() >= smallest_normal(Z.dtype):
                 return np.asarray(self._cross_entropy_from_logits(Z, Y, rows).mean(dtype=Z.dtype))
             np.log(picked, out=picked)
             # C = (1/n) sum_i -log a_y: the sum and division of ndarray.mean without its overhead
@@ -336,21 +317,13 @@ class NumpyOps(Ops):
         for start in range(0, size, BLOCK):
             yield slice(start, min(start + BLOCK, size))
 
-    def sgd_update(
-        self,
-        params: Any,
-        grads: Any,
-        velocity: Optional[Any],
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-    ) -> None:
+    def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """w <- w - eta dC/dw with optional L2 decay and (Nesterov) momentum, block by block.
 
         Same arithmetic, operation for operation, as :meth:`Ops.sgd_update`; the plain update
         (no momentum, no decay) is one AXPY where NumPy's BLAS can be called.
         """
+        lr, momentum, nesterov, weight_decay = hyper.lr, hyper.momentum, hyper.nesterov, hyper.weight_decay
         if velocity is None and not weight_decay and self._blas is not None and self._blas.axpy(-lr, grads, params):
             return
         buf = self._scratch("update", (min(BLOCK, params.size),), params.dtype)
@@ -373,25 +346,26 @@ class NumpyOps(Ops):
             np.multiply(step, lr, out=t)
             p -= t
 
-    def adam_update(
-        self,
-        params: Any,
-        grads: Any,
-        m: Any,
-        v: Any,
-        t: int,
-        lr: float,
-        betas: Tuple[float, float],
-        eps: float,
-        weight_decay: float,
-    ) -> None:
+    def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
         """Adam step ``t`` block by block; same arithmetic as :meth:`Ops.adam_update` without a
         direct BLAS, :meth:`_adam_update_blas` with one."""
-        b1, b2 = betas
+        self._adam(params, grads, m, v, t, hyper, l2=hyper.weight_decay, decay=1.0)
+
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamWHyperparameters") -> None:
+        """AdamW step ``t``: Adam's passes without the L2 term, the weights first scaled by the
+        decoupled factor 1 - lr wd (one SCAL per block of the BLAS form, one multiply per block
+        otherwise); the arithmetic of :meth:`Ops.adamw_update`."""
+        self._adam(params, grads, m, v, t, hyper, l2=0.0, decay=1.0 - hyper.lr * hyper.weight_decay)
+
+    def _adam(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: Any, l2: float, decay: float) -> None:
+        """Adam's update with L2 decay ``l2`` added to the gradient and the weights scaled by
+        ``decay`` before the step (1: none)."""
+        b1, b2 = hyper.betas
+        lr, eps = hyper.lr, hyper.eps
         step_size = lr / (1.0 - b1**t)
         root_bias2 = (1.0 - b2**t) ** 0.5
-        if not weight_decay and self._blas is not None and self._adam_update_blas(params, grads, m, v, step_size,
-                                                                                  root_bias2, b1, b2, eps):
+        if not l2 and self._blas is not None and self._adam_update_blas(params, grads, m, v, step_size, root_bias2,
+                                                                        b1, b2, eps, decay):
             return
         width = min(BLOCK, params.size)
         buf = self._scratch("update", (width,), params.dtype)
@@ -400,8 +374,10 @@ class NumpyOps(Ops):
             p, g, ms, vs = params[s], grads[s], m[s], v[s]
             k = p.size
             t1, t2 = buf[:k], buf2[:k]
-            if weight_decay:
-                g = np.add(g, np.multiply(p, weight_decay, out=t2), out=t2)
+            if l2:
+                g = np.add(g, np.multiply(p, l2, out=t2), out=t2)
+            if decay != 1.0:  # AdamW: w <- w (1 - lr wd) before the step
+                p *= decay
             # m <- b1 m + (1 - b1) g
             ms *= b1
             ms += np.multiply(g, 1.0 - b1, out=t1)
@@ -419,15 +395,16 @@ class NumpyOps(Ops):
             p -= t1
 
     def _adam_update_blas(self, params: Any, grads: Any, m: Any, v: Any, step_size: float, root_bias2: float,
-                          b1: float, b2: float, eps: float) -> bool:
+                          b1: float, b2: float, eps: float, decay: float = 1.0) -> bool:
         """Adam's update with the moment updates and the step as BLAS calls (threaded, one pass each).
 
         m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2 are AXPBYs; the step
         w <- w - step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps) is taken as
         w <- w - (step_size sqrt(1 - b2^t)) m / (sqrt(v) + eps sqrt(1 - b2^t)) (the same quotient,
         one pass fewer) with an AXPY: seven passes for :meth:`adam_update`'s thirteen, rounding
-        within a few units in the last place of the reference. False (nothing done) where the
-        library lacks AXPBY, the arrays do not allow the calls, or there are too few parameters.
+        within a few units in the last place of the reference. AdamW's ``decay`` (not 1) scales
+        the weights first, one SCAL. False (nothing done) where the library lacks AXPBY, the
+        arrays do not allow the calls, or there are too few parameters.
         """
         blas = self._blas
         dtype = params.dtype
@@ -448,5 +425,7 @@ class NumpyOps(Ops):
             np.sqrt(vs, out=t1)
             t1 += eps * root_bias2
             np.divide(ms, t1, out=t1)
+            if decay != 1.0 and not blas.scal(decay, p):
+                p *= decay
             blas.axpy(-step_size * root_bias2, t1, p)
         return True
