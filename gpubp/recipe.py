@@ -19,7 +19,7 @@ import numpy as np
 from .losses import get_loss
 
 #: The learning rate of each optimizer when none is given.
-DEFAULT_LR: Dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
+DEFAULT_LR: Dict[str, float] = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.1}
 #: The learning-rate schedules ``gpubp train --lr-schedule`` offers (:meth:`TrainConfig.make_schedule`).
 SCHEDULES = ("step", "cosine", "plateau")
 

@@ -267,3 +267,24 @@ def test_summary_is_a_table_of_the_layers_and_print_stays_short():
     assert f"Non-trainable state (BatchNorm statistics): {3 * (128 + 64):,}" in text  # running mean, var, batch mean
     assert "(n, 128)" in text and "softmax" in text and "p=0.2" in text
     assert "\n" not in repr(net) and len(repr(net)) < 200
+
+
+def test_the_readme_training_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's example (early stopping and a cosine schedule on the digits), as written."""
+    import re
+    from pathlib import Path
+
+    pytest.importorskip("matplotlib").use("Agg")
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Training: callbacks"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the project's own documentation
+    history, net = namespace["history"], namespace["net"]
+    best = history.best("val_loss")
+    assert 3 < len(history.epochs) < 100 and history.epochs[-1] == best.epoch + 8  # stopped early
+    assert (tmp_path / "best.npz").exists() and (tmp_path / "curves.png").exists()
+    assert gpubp.load(tmp_path / "best.npz").epoch == best.epoch
+    assert net.evaluate(namespace["X_te"], namespace["y_te"])[1] > 0.95
+    assert "Total params:" in capsys.readouterr().out

@@ -43,7 +43,7 @@ def test_train_validation_early_stopping_schedule_clipping_and_plot(tmp_path, ca
     png = tmp_path / "curves.png"
     argv = ["train", "--no-progress", "--backend", "numpy", "--hidden", "32", "--epochs", "40", "--lr", "0.02",
             "--validation-split", "0.25", "--early-stopping", "2", "--lr-schedule", "step", "--clip-norm", "0.5",
-            "--weight-decay", "0.001", "--plot", str(png), "--save", str(tmp_path / "net.npz")]
+            "--optimizer", "adamw", "--weight-decay", "0.001", "--plot", str(png), "--save", str(tmp_path / "net.npz")]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("epoch ")]
@@ -58,7 +58,7 @@ def test_train_validation_early_stopping_schedule_clipping_and_plot(tmp_path, ca
     with gpubp.use_backend("numpy"):
         net = gpubp.load(tmp_path / "net.npz")
         opt = gpubp.load_optimizer(tmp_path / "net.npz", net)
-    assert opt.weight_decay == 0.001 and net.epoch == len(lines)
+    assert type(opt) is gpubp.AdamW and opt.weight_decay == 0.001 and net.epoch == len(lines)
 
 
 @pytest.mark.parametrize("argv,fragment", [

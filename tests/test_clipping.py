@@ -168,3 +168,27 @@ def test_clipping_rounds_alike_wherever_the_buffer_lies(kind, dtype):
         norm = float(ops.clip_grad_norm(g, 0.5))
         results.add((norm, g.tobytes()))
     assert len(results) == 1
+
+
+def test_a_clipped_adamw_step_on_the_stand_in_device():
+    """The CuPy path of a step with clipping and AdamW, on the stand-in device (every launch checked
+    as the driver would: argument types, array lengths, grid and block): clipping adds three
+    launches to a step, AdamW's update is one launch like SGD's."""
+    from gpubp.ops.cuda_launcher import CudaKernels
+    from gpubp.ops.standin import StandInCompiler, StandInDevice, standin_backend
+
+    device = StandInDevice(name="clip-adamw")
+    backend = standin_backend(CudaKernels(device, StandInCompiler(), disk=None))
+    with gpubp.use_backend(backend):
+        net = gpubp.MLP([784, 512, 256, 10], loss="cross_entropy", seed=0)
+    X, y = np.zeros((256, 784), np.float32), np.zeros(256, np.int64)
+    counts = {}
+    for name, opt, clip in (("sgd", gpubp.SGD(0.01), None), ("adamw", gpubp.AdamW(), None),
+                            ("adamw clipped", gpubp.AdamW(), 1.0)):
+        net.train_batch(X, y, opt, clip_norm=clip)
+        device.reset()
+        net.train_batch(X, y, opt, clip_norm=clip)
+        counts[name] = (device.launches, dict(device.kernels))
+    assert counts["adamw"][0] == counts["sgd"][0] and counts["adamw"][1]["adamw"] == 1
+    assert counts["adamw clipped"][0] == counts["adamw"][0] + 3
+    assert all(counts["adamw clipped"][1][k] == 1 for k in ("grad_sq_norm_parts", "grad_clip_factor", "grad_scale"))
