@@ -1,4 +1,4 @@
-"""The ``gpubp`` console command: ``gpubp train``, ``gpubp bench`` and ``gpubp info``.
+"""The ``gpubp`` console command: ``gpubp train``, ``gpubp explain``, ``gpubp bench`` and ``gpubp info``.
 
 Errors in what the user asked for (bad arguments or data, a missing or broken file, a
 diverged run, an exhausted GPU) are printed as one line, without a traceback, and the command
@@ -70,9 +70,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.early_stopping is not None:
         validation.check_int(args.early_stopping, "--early-stopping", 0)
     if args.plot:
-        from .bench import plot_available
+        from .plot import _matplotlib
 
-        plot_available()
+        _matplotlib()  # a missing extra is said before anything is trained
         folder = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"--plot {args.plot!r}: folder {folder!r} does not exist")
@@ -127,10 +127,53 @@ def cmd_train(args: argparse.Namespace) -> int:
             net.save(args.save, optimizer=optimizer)
             print(f"saved to {args.save}")
         if args.plot:
-            import matplotlib.pyplot as plt
-
-            plt.close(history.plot(path=args.plot))
+            history.plot(path=args.plot)
             print(f"learning curves in {args.plot}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """The chain rule of one parameter on the first ``--samples`` held-out rows, of a saved network
+    or of the ``gpubp train`` recipe's network trained first."""
+    from . import backend as backend_mod
+    from . import validation
+    from .explain import resolve
+    from .network import load
+
+    validation.check_int(args.samples, "--samples", 1)
+    validation.check_int(args.epochs, "--epochs", 0)
+    if args.png:
+        from .plot import _matplotlib
+
+        _matplotlib()  # a missing extra is said before anything is trained
+    be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
+    if args.load:
+        net = load(args.load)
+        config = TrainConfig(data_dir=args.data_dir, loss=net.loss.name)
+        data = config.load()
+        if data.X_test.shape[1] != net.sizes[0]:
+            raise ValueError(f"--load {args.load!r}: the network takes {net.sizes[0]} inputs, the data ({data.description}) "
+                             f"has {data.X_test.shape[1]}; give the data it was trained on with --data-dir")
+        resolve(net, args.weight, None, None, None)
+        print(f"gpubp {_version()} | backend {be.name} | {net!r} from {args.load}")
+    else:
+        config = TrainConfig(data_dir=args.data_dir, epochs=args.epochs, seed=args.seed)
+        data = config.load()
+        net = config.make_network(data)
+        resolve(net, args.weight, None, None, None)  # a wrong name costs no training time
+        print(f"gpubp {_version()} | backend {be.name} | {data.description}\nmodel {net!r}: "
+              f"training {args.epochs} epochs first (gpubp train's recipe)", flush=True)
+        net.fit(data.X_train, data.Y_train, epochs=config.epochs, batch_size=config.batch_size,
+                optimizer=config.make_optimizer(), progress=False)
+    X, Y = data.X_test[: args.samples], data.Y_test[: args.samples]
+    expl = net.explain(X, Y, args.weight, training=not args.inference)
+    print(f"the first {len(X)} held-out samples:\n")
+    print(expl.format(samples=args.samples, style=args.format))
+    if args.png:
+        from . import plot
+
+        plot.network(net, X, Y, show=args.show, path=args.png, training=not args.inference)
+        print(f"wrote {args.png}")
     return 0
 
 
@@ -252,6 +295,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel under mpiexec -n K: each rank trains on its shard, rank 0 prints and saves")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("explain", help="the chain rule of one weight, sample by sample (trains the default network "
+                                       "first unless --load)")
+    e.add_argument("--load", default=None, help="a network saved by gpubp train --save (default: train one first)")
+    e.add_argument("--weight", default="w_12^(L)",
+                   help="the parameter in the tutorial's notation: w_jk^(l) or b_j^(l), nodes from 1, l a number or "
+                        "L, L-1, ... (default w_12^(L))")
+    e.add_argument("--samples", type=int, default=5, help="held-out rows explained (default 5)")
+    e.add_argument("--format", default="text", choices=["text", "markdown", "latex"], help="default text")
+    e.add_argument("--inference", action="store_true", help="an inference pass (no dropout, running statistics)")
+    e.add_argument("--png", default=None, help="also draw the network into this PNG (needs matplotlib: gpubp[plot])")
+    e.add_argument("--show", default="gradients", choices=["gradients", "weights"],
+                   help="what the picture's edges show (default: the gradients of these samples)")
+    e.add_argument("--data-dir", default=d.data_dir, help="MNIST IDX files, as for gpubp train (default: the digits)")
+    e.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs of training without --load (default {d.epochs})")
+    e.add_argument("--seed", type=int, default=d.seed, help=f"initialisation and shuffling seed (default {d.seed})")
+    e.add_argument("--backend", default=None, choices=list(BACKEND_NAMES), help="overrides GPUBP_BACKEND")
+    e.set_defaults(func=cmd_explain)
 
     b = sub.add_parser("bench", help="time the hot path and a training step on NumPy, CuPy and PyTorch (about a minute)")
     b.add_argument("--backends", default="loop,numpy,gemm,cupy,torch",

@@ -25,6 +25,10 @@ class NonFiniteError(GpubpError, FloatingPointError):
         self.batch = batch
 
 
+class MissingExtraError(GpubpError, ImportError):
+    """An optional package a feature needs is not installed (the message names the extra)."""
+
+
 class CheckpointError(GpubpError, ValueError):
     """A checkpoint file is truncated, corrupted, foreign or of an unknown version."""
 
@@ -41,7 +45,3 @@ class OutOfMemoryError(GpubpError, MemoryError):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
-
-
-class MissingExtraError(GpubpError, ImportError):
-    """An optional package this output needs is not installed (the message names the extra)."""

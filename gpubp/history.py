@@ -106,9 +106,9 @@ class History(dict):
         return best
 
     def plot(self, metrics: Optional[Sequence[str]] = None, ax: Any = None, path: Any = None) -> Any:
-        """Learning curves of ``metrics`` (default: every metric with values, losses and accuracies
-        on separate axes); see :func:`gpubp.plot.history`. Needs matplotlib (``gpubp[plot]``);
-        returns the matplotlib Figure."""
+        """Learning curves of ``metrics`` (default: every metric with values, losses, accuracies and
+        a changing learning rate on separate axes), on ``ax`` if given, saved to ``path`` if given;
+        see :func:`gpubp.plot.history`. Needs matplotlib (``gpubp[plot]``); returns the Figure."""
         from .plot import history as plot_history
 
         return plot_history(self, metrics=metrics, ax=ax, path=path)

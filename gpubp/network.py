@@ -25,8 +25,10 @@ from .workspace import Workspace
 from .losses import Loss, get_loss
 
 if TYPE_CHECKING:  # for annotations only
+    from .explain import Explanation
     from .optim import Optimizer
     from .history import History
+    from .trace import Trace
 
 
 class MLP:
@@ -355,13 +357,16 @@ class MLP:
             return (A[:, 0] > 0.5).astype(xp.int64)
         return A.argmax(axis=1)
 
-    def backprop(self, X: Any, Y: Any, run: Optional[Pass] = None) -> Any:
+    def backprop(self, X: Any, Y: Any, run: Optional[Pass] = None, watch: Any = None) -> Any:
         """One forward and backward pass over the batch (rows already checked, see
         :meth:`loss_and_grads` for the checked form); gradients land in ``self.grads``.
 
         MATH.md: Delta^(L) = dC_0/dA^(L) * g'^(L)(Z^(L)), then every layer's backward from the top:
         for Dense layer l, dC/dW^(l) = (1/n) Delta^(l)T A^(l-1), dC/db^(l) = (1/n) sum_rows Delta^(l)
         and Delta^(l-1) = (Delta^(l) W^(l)) * g'^(l-1)(Z^(l-1)). Returns C as a 0-d backend array.
+
+        ``watch(i, ws, inputs)`` (:mod:`gpubp.trace`) is called as the backward pass reaches layer
+        i = k (the last; after the forward pass), k-1, ..., 1 and 0 (the end), before layer i runs.
         """
         n = X.shape[0]
         if run is None:
@@ -372,10 +377,16 @@ class MLP:
         self._forward(X, ws, run, inputs)
         caches, layers = ws.caches, self.layers
         out = caches[k]
+        if watch is not None:
+            watch(k, ws, inputs)
         C = run.ops.loss_head(self.loss, layers[k].activation, out.Z, out.A, Y, out.dout)
         layers[k].backward_from_delta(run, out, inputs[k], caches[k - 1].dout if k > 1 else None)
         for i in range(k - 1, 0, -1):
+            if watch is not None:
+                watch(i, ws, inputs)
             layers[i].backward(run, caches[i], inputs[i], caches[i - 1].dout if i > 1 else None)
+        if watch is not None:
+            watch(0, ws, inputs)
         return C
 
     def _collectives_only(self, run: Pass) -> None:
@@ -463,6 +474,25 @@ class MLP:
             self.backend.ops.clip_grad_norm(self.grads, clip_norm)
         optimizer.step(self)
         return C
+
+    # ---- looking inside -----------------------------------------------------------------
+    def trace(self, X: Any, Y: Any, training: bool = True) -> "Trace":
+        """One pass over X, Y with its inside kept (``trace[l]``: copies of Z^(l), A^(l), Delta^(l),
+        dC/dW^(l), dC/db^(l)); the pass the next training step runs, leaving the network as it was
+        (:mod:`gpubp.trace`)."""
+        from .trace import trace
+
+        return trace(self, X, Y, training=training)
+
+    def explain(self, X: Any, Y: Any, weight: Optional[str] = None, *, layer: Any = None, j: Optional[int] = None,
+                k: Optional[int] = None, training: bool = True) -> "Explanation":
+        """The tutorial's chain rule for one parameter in the numbers of this batch's pass (MATH.md,
+        One parameter, in numbers): ``weight`` as the tutorial writes it (``"w_12^(L)"``,
+        ``"w_22^(L-1)"``, ``"b_1^(2)"``; layers l = 1..L or ``L``, ``L-1``; nodes from 1), or
+        ``layer=``, ``j=``, ``k=`` (no ``k``: the bias b_j^(l)). See :mod:`gpubp.explain`."""
+        from .explain import explain
+
+        return explain(self, X, Y, weight, layer=layer, j=j, k=k, training=training)
 
     # ---- evaluation ------------------------------------------------------------------
     def evaluate(self, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:

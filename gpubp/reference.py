@@ -129,12 +129,14 @@ class RefDense:
         gW = [[0.0] * len(self.W[0]) for _ in self.W]
         gB = [0.0] * len(self.W)
         d_in = []
+        self.d_out, self.dz = d_out, []  # kept per sample (the signal received, dC_0/dz)
         for i in range(n):
             if from_head or self.act is None:
                 dz = d_out[i]
             else:
                 gprime = SCALAR_ACTIVATIONS[self.act][1]
                 dz = [d_out[i][j] * gprime(self.z[i][j]) for j in range(len(self.W))]
+            self.dz.append(dz)
             a_prev = self.inputs[i]
             for j in range(len(dz)):
                 for k in range(len(a_prev)):
@@ -143,6 +145,7 @@ class RefDense:
             # dC_0/da_k^(l-1) = sum_j dC_0/dz_j^(l) w_jk^(l)
             d_in.append([sum(dz[j] * self.W[j][k] for j in range(len(dz))) for k in range(len(a_prev))])
         self.grads = (np.array(gW) / n, None if self.b is None else np.array(gB) / n)  # averaged over n
+        self.d_in = d_in
         return d_in
 
 
@@ -261,6 +264,66 @@ def net_loss_and_grads(net: Any, X: Any, Y: Any, training: bool = True) -> Tuple
     n = np.shape(X)[0]
     layers = [layer.reference(to_np, training, n) for layer in net.layers[1:]]
     return layers_loss_and_grads(layers, net.loss.name, to_np(net.backend.asarray(X)), to_np(net.backend.asarray(Y)))
+
+
+def explain_parameter(net: Any, X: Any, Y: Any, l: int, j: int, k: Optional[int],
+                      training: bool = True) -> Dict[str, Any]:
+    """The tutorial's chain rule for w_jk^(l) (``k`` None: b_j^(l)) of a :class:`gpubp.MLP`, one
+    sample at a time (1-based j, k, as the tutorial numbers nodes), on the layers of
+    :func:`net_loss_and_grads` (a Dropout takes the mask of the last training pass):
+
+        dC_0/dw_jk^(l) = dC_0/da_j^(l) * g'^(l)(z_j^(l)) * a_k^(l-1)
+
+    Returns per-sample lists: ``dC_da`` (the output layer: 2 s (a_j - y_j) for sse and mse,
+    s = 1 or 1/m, None for a fused head; a hidden layer: the signal its backward pass received),
+    ``da_dz`` (g'(z_j), 1 without activation; None for a softmax or fused output), ``dC_dz``,
+    ``dz_dw`` (a_k^(l-1) as layer l reads it, or 1), ``per_sample`` (dC_0/dz_j * a_k), ``value``
+    (their average) and, for a hidden layer, ``upper``: layer l+1's ``dC_da``, ``da_dz``, ``dC_dz``
+    for all its nodes and ``d_in``, the signal at its input (sum_i dC_0/dz_i^(l+1) w_ij^(l+1)).
+    """
+    to_np = net.backend.to_numpy
+    n = np.shape(X)[0]
+    layers = [layer.reference(to_np, training, n) for layer in net.layers[1:]]
+    Xh, Yh = to_np(net.backend.asarray(X)), to_np(net.backend.asarray(Y))
+    layers_loss_and_grads(layers, net.loss.name, Xh, Yh)
+    dense = [layer for layer in layers if isinstance(layer, RefDense)]
+    out = dense[-1]
+    m = len(out.W)
+    Yrows = [[1.0 if c == int(lbl) else 0.0 for c in range(m)] for lbl in Yh] if Yh.ndim == 1 else \
+        np.asarray(Yh, dtype=np.float64).reshape(n, m).tolist()
+
+    def signals(layer: RefDense) -> Tuple[Optional[List[List[float]]], Optional[List[List[float]]]]:
+        """(dC_0/da, g'(z)) of every node of ``layer``, per sample."""
+        if layer is out:
+            if net.loss.name not in ("sse", "mse"):
+                return None, None
+            scale = 1.0 if net.loss.name == "sse" else 1.0 / m
+            dc_da = [[scale * 2.0 * (out.a[i][c] - Yrows[i][c]) for c in range(m)] for i in range(n)]
+            if out.act == "softmax":
+                return dc_da, None
+            gprime = SCALAR_ACTIVATIONS[out.act][1]
+            return dc_da, [[gprime(v) for v in row] for row in out.z]
+        gprime = (lambda v: 1.0) if layer.act is None else SCALAR_ACTIVATIONS[layer.act][1]
+        return layer.d_out, [[gprime(v) for v in row] for row in layer.z]
+
+    layer = dense[l - 1]
+    dc_da, da_dz = signals(layer)
+    res: Dict[str, Any] = {
+        "dC_da": None if dc_da is None else [row[j - 1] for row in dc_da],
+        "da_dz": None if da_dz is None else [row[j - 1] for row in da_dz],
+        "dC_dz": [row[j - 1] for row in layer.dz],
+        "dz_dw": [1.0 if k is None else row[k - 1] for row in layer.inputs],
+    }
+    if res["da_dz"] is not None:  # the tutorial's three factors
+        res["per_sample"] = [a * b * c for a, b, c in zip(res["dC_da"], res["da_dz"], res["dz_dw"])]
+    else:
+        res["per_sample"] = [a * c for a, c in zip(res["dC_dz"], res["dz_dw"])]
+    res["value"] = sum(res["per_sample"]) / n
+    if l < len(dense):
+        up = dense[l]
+        up_da, up_dz = signals(up)
+        res["upper"] = {"dC_da": up_da, "da_dz": up_dz, "dC_dz": up.dz, "d_in": [row[j - 1] for row in up.d_in]}
+    return res
 
 
 def average_outer_products(Delta: Any, A_prev: Any) -> np.ndarray:

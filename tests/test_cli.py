@@ -116,3 +116,40 @@ def test_python_m_gpubp_is_the_command_and_reports_its_version():
     assert out.stdout.strip() == f"gpubp {gpubp.__version__}" == f"gpubp {version('gpubp')}"
     out = subprocess.run([sys.executable, "-m", "gpubp", "train", "--epochs", "x"], capture_output=True, text=True)
     assert out.returncode == 2 and "--epochs" in out.stderr  # the same parser as `gpubp`
+
+
+# ---- gpubp explain -----------------------------------------------------------------------------
+def test_explain_a_saved_network(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path, png = tmp_path / "net.npz", tmp_path / "net.png"
+    assert cli.main(["train", "--no-progress", "--backend", "numpy", "--hidden", "16", "--epochs", "2",
+                     "--dtype", "float64", "--save", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["explain", "--load", str(path), "--weight", "w_12^(L)", "--samples", "4", "--png", str(png),
+                     "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "dC_0/dw_12^(L) = dC_0/da_1^(L) * da_1^(L)/dz_1^(L) * dz_1^(L)/dw_12^(L)" in out
+    assert "the first 4 held-out samples" in out and "(fused)" in out
+    # the numbers of net.explain on the same rows
+    from gpubp.recipe import TrainConfig
+
+    with gpubp.use_backend("numpy"):
+        net = gpubp.load(path)
+    data = TrainConfig().load()
+    e = net.explain(data.X_test[:4], data.Y_test[:4], "w_12^(L)")
+    assert f"  {e.value + 0.0:.6g}\n" in out.replace("= ", " ") and f"{e.per_sample[3] + 0.0:.6g}" in out
+    assert png.stat().st_size > 10_000 and f"wrote {png}" in out
+
+
+def test_explain_trains_the_default_network_first(capsys):
+    assert cli.main(["explain", "--epochs", "1", "--weight", "b_3^(L-1)", "--samples", "2", "--backend", "numpy",
+                     "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "training 1 epochs first" in out and "UCI digits" in out
+    assert r"\frac{\partial C_0}{\partial b_{3}^{(L-1)}}" in out and "|---:|" in out
+
+
+def test_explain_refuses_a_parameter_before_training(capsys):
+    assert cli.main(["explain", "--weight", "w_1,99^(L)", "--backend", "numpy"]) == 2
+    err = capsys.readouterr()
+    assert "gpubp explain: error:" in err.err and "k = 1..64" in err.err and "training" not in err.out

@@ -32,8 +32,7 @@ from .cases import (
     train_step_case,
 )
 from .machine import Unavailable, cpu_model, device_bandwidth, host_bandwidth, machine_info, set_threads
-from ..errors import MissingExtraError
-from .report import format_machine, format_table, plot, plot_available, read_results, write_json
+from .report import MissingExtraError, format_machine, format_table, plot, plot_available, read_results, write_json
 from .timing import Result, measure, run_cases
 
 __all__ = [
