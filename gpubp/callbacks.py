@@ -16,6 +16,10 @@ far. Before training, ``fit`` hands each callback that has them ``set_model(net)
 epoch), ``batch_size``, ``samples``, ``optimizer``, ``verbose``, ``metrics`` (the logs that will
 have values), ``comm`` and ``rank``.
 
+Here: :class:`EarlyStopping`, :class:`ModelCheckpoint`, :class:`LearningRateScheduler`,
+:class:`LambdaCallback` and :class:`ProgressLogger` (what ``fit`` prints); the schedules of
+:mod:`gpubp.schedules` are callbacks too.
+
 In distributed training every rank runs every callback with the same logs (they are over all
 ranks' rows); a stop asked for on any rank stops every rank after the epoch, and only rank 0
 writes files (:class:`ModelCheckpoint`) and prints.
@@ -25,10 +29,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+import sys
+import time
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO
 
 from .guard import Snapshot
 from .history import KEYS, improves, monitor_mode
+from .progress import check_verbose, format_epoch, is_terminal, number, progress_bar
 
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
 
@@ -322,3 +329,63 @@ class LearningRateScheduler(Callback):
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
             raise TypeError(f"LearningRateScheduler: schedule({epoch}, {opt.lr!r}) must return a number; got {lr!r}")
         opt.lr = float(lr)
+
+
+class ProgressLogger(Callback):
+    """What ``fit`` prints (:mod:`gpubp.progress`), added by ``fit(verbose=1 or 2)``; only rank 0 prints.
+
+    ``verbose=1``: where stderr is a terminal, a bar per epoch with the running loss (tqdm's, or
+    a plain counter without tqdm), erased at the end of the epoch; then, in every case (a pipe, a
+    log file), one line per epoch written to ``file`` (default: ``sys.stdout`` when written), as
+    ``epoch 3/40 - loss 0.1234 - accuracy 0.9650 - val_loss 0.2041 - val_accuracy 0.9417 - lr 0.001 - 0.21 s``.
+    ``verbose=2``: the line only.
+    """
+
+    #: Seconds between two reads of the running loss for the bar (on a GPU, each read waits for it).
+    REFRESH_S = 0.1
+
+    def __init__(self, verbose: int = 1, file: Optional[TextIO] = None):
+        self.verbose = check_verbose(verbose)
+        self.file = file
+        self._bar: Any = None
+        self._start = 0.0
+        self._next_refresh = 0.0
+
+    def set_params(self, params: Dict[str, Any]) -> None:
+        super().set_params(params)
+        # no per-batch call at all where no bar shows (verbose 2, another rank, stderr not a terminal)
+        self.__dict__.pop("on_batch_end", None)
+        if not (self.verbose == 1 and self.is_main and is_terminal(sys.stderr)):
+            self.on_batch_end = None  # type: ignore[assignment]
+
+    def _out(self) -> TextIO:
+        return self.file if self.file is not None else sys.stdout
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self._start = time.perf_counter()
+        if self.verbose != 1 or not self.is_main:
+            return
+        # no bar where stderr is not a terminal (a pipe, a log file)
+        self._bar = progress_bar(int(self.params.get("steps", 0)), f"epoch {epoch}/{self.params.get('epochs')}", True)
+        self._next_refresh = self._start
+
+    def on_batch_end(self, batch: int, logs: Mapping[str, Any]) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        now = time.perf_counter()
+        if now >= self._next_refresh:  # the loss is read (on a GPU: waited for) only when shown
+            bar.set_postfix_str(f"loss {number(float(logs['loss']))}")
+            self._next_refresh = now + self.REFRESH_S
+        bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:
+        self.close()
+        if self.verbose and self.is_main:
+            line = format_epoch(epoch, int(self.params.get("epochs", epoch)), logs, time.perf_counter() - self._start)
+            print(line, file=self._out(), flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

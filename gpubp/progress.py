@@ -1,5 +1,5 @@
-"""What ``fit`` prints while it trains, as a callback: ``fit(..., verbose=1)`` (the default) adds a
-:class:`ProgressLogger`.
+"""What ``fit`` prints while it trains, and how: the bars and the line per epoch that
+:class:`gpubp.callbacks.ProgressLogger` (added by ``fit(..., verbose=1)``, the default) writes.
 
 * ``verbose=1``: on a terminal, a progress bar per epoch with the running loss (tqdm's when
   tqdm is installed, otherwise a plain one-line counter, :func:`progress_bar`; on stderr, erased
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Dict, Mapping, Optional, TextIO
-
-from .callbacks import Callback
+from typing import Any, Mapping, Optional, TextIO
 
 
 class PlainBar:
@@ -89,7 +87,7 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Any:
     return _NoBar()
 
 
-# ---- the callback -----------------------------------------------------------------------
+# ---- verbosity and the line per epoch ---------------------------------------------------------
 VERBOSITY = (0, 1, 2)
 
 
@@ -104,14 +102,16 @@ def check_verbose(verbose: Any) -> int:
     return verbose
 
 
-def _is_terminal(stream: Any) -> bool:
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (where a bar can be redrawn in place)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
+    """A logged value, four significant places (scientific notation for tiny and huge ones)."""
     return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4f}"
 
 
@@ -122,61 +122,7 @@ def format_epoch(epoch: int, epochs: int, logs: Mapping[str, Any], seconds: Opti
     for key, value in logs.items():
         if value is None:
             continue
-        parts.append(f"{key} {value:.3g}" if key == "lr" else f"{key} {_number(float(value))}")
+        parts.append(f"{key} {value:.3g}" if key == "lr" else f"{key} {number(float(value))}")
     if seconds is not None:
         parts.append(f"{seconds:.2f} s")
     return " - ".join(parts)
-
-
-class ProgressLogger(Callback):
-    """Progress output of ``fit`` (module docstring): ``verbose`` 1 or 2, written to ``file``
-    (default: ``sys.stdout`` at the time of writing), the bar to ``sys.stderr``."""
-
-    #: Seconds between two reads of the running loss for the bar (on a GPU, each read waits for it).
-    REFRESH_S = 0.1
-
-    def __init__(self, verbose: int = 1, file: Optional[TextIO] = None):
-        self.verbose = check_verbose(verbose)
-        self.file = file
-        self._bar: Any = None
-        self._start = 0.0
-        self._next_refresh = 0.0
-
-    def set_params(self, params: Dict[str, Any]) -> None:
-        super().set_params(params)
-        # no per-batch call at all where no bar shows (verbose 2, another rank, stderr not a terminal)
-        self.__dict__.pop("on_batch_end", None)
-        if not (self.verbose == 1 and self.is_main and _is_terminal(sys.stderr)):
-            self.on_batch_end = None  # type: ignore[assignment]
-
-    def _out(self) -> TextIO:
-        return self.file if self.file is not None else sys.stdout
-
-    def on_epoch_begin(self, epoch: int) -> None:
-        self._start = time.perf_counter()
-        if self.verbose != 1 or not self.is_main:
-            return
-        # no bar where stderr is not a terminal (a pipe, a log file)
-        self._bar = progress_bar(int(self.params.get("steps", 0)), f"epoch {epoch}/{self.params.get('epochs')}", True)
-        self._next_refresh = self._start
-
-    def on_batch_end(self, batch: int, logs: Mapping[str, Any]) -> None:
-        bar = self._bar
-        if bar is None:
-            return
-        now = time.perf_counter()
-        if now >= self._next_refresh:  # the loss is read (on a GPU: waited for) only when shown
-            bar.set_postfix_str(f"loss {_number(float(logs['loss']))}")
-            self._next_refresh = now + self.REFRESH_S
-        bar.update(1)
-
-    def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:
-        self.close()
-        if self.verbose and self.is_main:
-            line = format_epoch(epoch, int(self.params.get("epochs", epoch)), logs, time.perf_counter() - self._start)
-            print(line, file=self._out(), flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None

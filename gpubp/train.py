@@ -15,12 +15,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import distributed, validation
 from . import guard as guard_mod
-from .callbacks import CallbackList, LambdaCallback, LearningRateScheduler, check_callbacks
+from .callbacks import CallbackList, LambdaCallback, LearningRateScheduler, ProgressLogger, check_callbacks
 from .dataset import Dataset
 from .evaluation import evaluate
 from .history import History
 from .loop import Loop, StepPlan
-from .progress import ProgressLogger, check_verbose
+from .progress import check_verbose
 
 __all__ = ["History", "evaluate", "fit"]
 
