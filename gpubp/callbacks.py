@@ -268,7 +268,9 @@ class ModelCheckpoint(Callback):
     Each save is atomic (a complete new file is renamed over the old one, see
     :func:`gpubp.checkpoint.save`) and holds the optimizer state and the epoch number, so
     ``gpubp.load(path)`` and ``gpubp.load_optimizer(path, net)`` resume from it.
-    ``best``, ``best_epoch`` and ``saved`` (the paths written) say what happened.
+    ``best``, ``best_epoch`` and ``saved`` (the paths written) say what happened; the best value
+    carries over to the next ``fit`` with the same object (as Keras's), so a resumed run
+    overwrites the file only with a better epoch.
     """
 
     def __init__(self, path: Any, monitor: str = "val_loss", save_best_only: bool = True, mode: str = "auto"):
@@ -290,7 +292,6 @@ class ModelCheckpoint(Callback):
         folder = os.path.dirname(os.path.abspath(self.path))
         if self.is_main and "{" not in folder and not os.path.isdir(folder):
             raise FileNotFoundError(f"ModelCheckpoint path {self.path!r}: folder {folder!r} does not exist")
-        self.best, self.best_epoch = None, 0
 
     def filename(self, epoch: int, logs: Mapping[str, Any]) -> str:
         """The path of epoch ``epoch``'s file (``path`` with the epoch and the logs filled in)."""

@@ -288,3 +288,18 @@ def test_the_readme_training_example_runs(tmp_path, monkeypatch, capsys):
     assert gpubp.load(tmp_path / "best.npz").epoch == best.epoch
     assert net.evaluate(namespace["X_te"], namespace["y_te"])[1] > 0.95
     assert "Total params:" in capsys.readouterr().out
+
+
+def test_model_checkpoint_keeps_its_best_across_a_resumed_fit(tmp_path):
+    X, y = _digits(300)
+    net = gpubp.MLP([64, 16, 10], loss="cross_entropy", seed=3)
+    ck, opt = ModelCheckpoint(tmp_path / "best.npz"), gpubp.Adam(3e-2)
+    h1 = net.fit(X[:200], y[:200], epochs=6, batch_size=16, optimizer=opt, validation_data=(X[200:], y[200:]),
+                 callbacks=[ck], verbose=0)
+    h2 = net.fit(X[:200], y[:200], epochs=12, batch_size=16, optimizer=opt, validation_data=(X[200:], y[200:]),
+                 callbacks=[ck], verbose=0, initial_epoch=6)
+    values = h1["val_loss"] + h2["val_loss"]
+    best = int(np.argmin(values)) + 1
+    assert ck.best_epoch == best and ck.best == values[best - 1]
+    assert gpubp.load(tmp_path / "best.npz").epoch == best
+    assert len(ck.saved) == sum(v < min(values[:i], default=np.inf) for i, v in enumerate(values))
