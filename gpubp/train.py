@@ -9,8 +9,6 @@ Where each piece lives: the rows served by mini-batch in :mod:`gpubp.dataset`, t
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import distributed, validation
@@ -27,11 +25,8 @@ __all__ = ["History", "evaluate", "fit"]
 
 def _check_split(validation_split: Any, validation_data: Any, n: int) -> int:
     """The number of rows ``validation_split`` holds out of n (0 for none)."""
-    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) \
-            or not math.isfinite(float(validation_split)):
-        raise TypeError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
-    split = float(validation_split)
-    if not 0.0 <= split < 1.0:
+    split = validation.check_positive_float(validation_split, "validation_split", allow_zero=True)
+    if split >= 1.0:
         raise ValueError(f"validation_split must lie in [0, 1) (the fraction of rows held out); got {validation_split!r}")
     if split == 0.0:
         return 0
@@ -56,15 +51,8 @@ def _count_rows(X: Any) -> int:
 
 
 def _check_clip(clip_norm: Any) -> Optional[float]:
-    if clip_norm is None:
-        return None
-    if isinstance(clip_norm, bool) or not isinstance(clip_norm, numbers.Real):
-        raise TypeError(f"clip_norm must be a positive number (the gradients' largest global L2 norm) or None; "
-                        f"got {clip_norm!r}")
-    value = float(clip_norm)
-    if not (value > 0.0 and math.isfinite(value)):
-        raise ValueError(f"clip_norm must be a finite number > 0; got {clip_norm!r}")
-    return value
+    """``clip_norm``: None, or the gradients' largest global L2 norm (a finite number > 0)."""
+    return None if clip_norm is None else validation.check_positive_float(clip_norm, "clip_norm")
 
 
 def _verbosity(verbose: Any, progress: Any) -> int:
