@@ -92,19 +92,21 @@ class Loop:
         the loss over every rank's rows (a distributed step's C is), the count over this rank's."""
         net, xp, plan = self.net, self.xp, self.plan
         order = self.data.order(net.rng if self.shuffle else None, *plan.shuffling)
-        self.loss_sum = xp.zeros((), dtype=np.float64)  # bookkeeping only, summed like evaluate's
+        # bookkeeping only, summed like evaluate's; added to in place, so the batch logs see it
+        loss_sum = self.loss_sum = xp.zeros((), dtype=np.float64)
         self.rows_done = 0
         correct = xp.zeros((), dtype=xp.int64)
         batch_hooks = self.callbacks.batch_hooks
-        guard.begin_epoch(lambda i, order=order: self.step(i, order)[0])
+        step, n_batches, step_rows = self.step, plan.n_batches, plan.step_rows
+        guard.begin_epoch(lambda i, order=order: step(i, order)[0])
         b = 0
 
         try:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
-                for b in range(plan.n_batches):
-                    last = b == plan.n_batches - 1
+                for b in range(n_batches):
+                    last = b == n_batches - 1
                     guard.before_step(b, last)
-                    C, Xb, Cb = self.step(b, order)
+                    C, Xb, Cb = step(b, order)
                     bad = guard.after_step(b, C, last)
                     if bad is not None:
                         restored = guard.rewind(bad)
@@ -116,13 +118,13 @@ class Loop:
                             f"restored to their values before batch {restored + 1}, the newest ones with a finite loss "
                             f"and gradient: lower the learning rate and call fit again (initial_epoch={epoch - 1} "
                             f"keeps the epoch numbers).", epoch=epoch, batch=bad if guard.weights_failed else bad + 1)
-                    rows = Xb.shape[0] if plan.step_rows is None else plan.step_rows[b]
-                    self.loss_sum += C * rows
-                    self.rows_done += rows
+                    rows = Xb.shape[0] if step_rows is None else step_rows[b]
+                    loss_sum += C * rows
                     if Cb is not None:
                         # the outputs of this batch's forward pass, before the update
                         correct += n_correct(net.workspace(Xb.shape[0]).A[net.L], Cb)
                     if batch_hooks:
+                        self.rows_done += rows
                         self.callbacks.on_batch_end(b, BatchLogs(self, rows))
         except KeyboardInterrupt:
             guard.restore()
@@ -135,7 +137,7 @@ class Loop:
                 exc, net.backend, "in fit",
                 memory.batch_hint(self.batch_size) + f"; the weights and optimizer state are restored to their values "
                 f"before batch {restored + 1} of epoch {epoch}", epoch=epoch, batch=b + 1) from exc
-        return float(self.loss_sum), int(correct)
+        return float(loss_sum), int(correct)
 
     def logs(self, loss_sum: float, correct: int, lr: Optional[float]) -> Dict[str, Optional[float]]:
         """The epoch's logs: loss and accuracy over every rank's rows, validation, the lr it ran with."""
