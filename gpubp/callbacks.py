@@ -195,7 +195,8 @@ def _check_number(value: Any, name: str, low: float = 0.0, integer: bool = False
 
 
 class EarlyStopping(Callback):
-    """Stop training when ``monitor`` has not improved for ``patience`` epochs (Keras's rule).
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs (Keras's rule;
+    MATH.md, choosing the best epoch).
 
     Args:
         monitor: the logged metric watched (``val_loss`` needs validation data).

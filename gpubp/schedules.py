@@ -1,4 +1,5 @@
-"""Learning-rate schedules, one learning rate per epoch, with torch.optim.lr_scheduler's arithmetic.
+"""Learning-rate schedules, one learning rate per epoch, with torch.optim.lr_scheduler's arithmetic
+(MATH.md, learning-rate schedules).
 
 Each schedule is a callback (:mod:`gpubp.callbacks`): pass it in ``fit(..., callbacks=[...])`` or
 as ``fit(..., lr_schedule=...)``. Before each epoch it sets the optimizer's ``lr`` (checked on
