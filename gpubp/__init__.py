@@ -15,7 +15,7 @@ read once at import, or from :func:`set_backend` / :func:`use_backend`.
 """
 from __future__ import annotations
 
-from . import distributed, layers
+from . import callbacks, distributed, layers, schedules
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
 from .checkpoint import load_optimizer
@@ -24,14 +24,15 @@ from .gradcheck import gradcheck
 from .losses import LOSSES
 from .layers import Layer
 from .network import MLP, load
-from .optim import SGD, Adam, Optimizer
-from .train import History
+from .optim import SGD, Adam, AdamW, Optimizer
+from .history import History
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
     "Adam",
+    "AdamW",
     "Backend",
     "BackendUnavailableError",
     "CheckpointError",
@@ -45,12 +46,14 @@ __all__ = [
     "OutOfMemoryError",
     "SGD",
     "__version__",
+    "callbacks",
     "distributed",
     "get_backend",
     "gradcheck",
     "layers",
     "load",
     "load_optimizer",
+    "schedules",
     "set_backend",
     "use_backend",
 ]

@@ -152,14 +152,16 @@ def save(net: Any, path: PathLike, optimizer: Any = None) -> None:
         "format": FORMAT,
         "version": VERSION,
         "config": net.get_config(),
-        "host_state": net._host_state(),
-        "rng": net._rng.bit_generator.state,
+        "host_state": net.host_state(),
+        "rng": net.rng.bit_generator.state,
         "epoch": int(getattr(net, "epoch", 0)),
         "optimizer": None,
     }
     if optimizer is not None:
         sd = optimizer.state_dict()
         meta["optimizer"] = {"type": sd["type"], "config": sd["config"], "t": sd["t"], "state": sorted(sd["state"])}
+        if sd.get("initial_lr") is not None:  # the base lr of a learning-rate schedule (gpubp.schedules)
+            meta["optimizer"]["initial_lr"] = sd["initial_lr"]
         for name, value in sd["state"].items():
             arrays[f"optimizer/{name}"] = value
     meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
@@ -255,11 +257,15 @@ def _expected_arrays(meta: Dict[str, Any], describe: Describe) -> Tuple[Any, Dic
     arrays = dict(arrays)
     saved = meta["optimizer"]
     if saved is not None:
-        if not isinstance(saved, dict) or sorted(saved) != ["config", "state", "t", "type"]:
-            raise ValueError(f"optimizer must hold exactly config, state, t and type; got {saved!r}"[:300])
+        if not isinstance(saved, dict) or sorted(k for k in saved if k != "initial_lr") != ["config", "state", "t", "type"]:
+            raise ValueError(f"optimizer must hold exactly config, state, t and type (and initial_lr); got {saved!r}"[:300])
         if not isinstance(saved["type"], str) or not isinstance(saved["config"], dict):
             raise TypeError("optimizer type must be a name and its config a mapping")
         _check_count(saved["t"], "optimizer t")
+        initial_lr = saved.get("initial_lr")
+        if initial_lr is not None and (isinstance(initial_lr, bool) or not isinstance(initial_lr, (int, float))
+                                       or not initial_lr > 0):
+            raise ValueError(f"optimizer initial_lr = {initial_lr!r} is not a learning rate (a number > 0)"[:200])
         names = saved["state"]
         if (not isinstance(names, list) or not all(isinstance(k, str) and _STATE_NAME.fullmatch(k) for k in names)
                 or len(set(names)) != len(names)):
@@ -407,7 +413,8 @@ class Checkpoint:
     def optimizer_state(self) -> Dict[str, Any]:
         """{"t": ..., "state": {name: array}} of the saved optimizer, read from the file."""
         saved = self.optimizer
-        return {"t": saved["t"], "state": {k: self.read(f"optimizer/{k}") for k in saved["state"]}}
+        return {"t": saved["t"], "state": {k: self.read(f"optimizer/{k}") for k in saved["state"]},
+                "initial_lr": saved.get("initial_lr")}
 
 
 def load_optimizer(path: PathLike, net: Any) -> Optional["Optimizer"]:

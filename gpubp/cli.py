@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .activations import ACTIVATIONS, ELEMENTWISE
 from .errors import GpubpError
 from .losses import LOSSES
 from .optim import OPTIMIZERS
-from .recipe import DEFAULT_LR, TrainConfig
+from .recipe import DEFAULT_LR, SCHEDULES, TrainConfig
 from .backend import BACKEND_NAMES
 from .validation import DTYPES
 
@@ -60,6 +60,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     validation.check_int(args.epochs, "--epochs", 0)
     validation.check_int(args.batch_size, "--batch-size", 1)
     validation.check_positive_float(args.lr, "--lr")
+    if args.weight_decay is not None:
+        validation.check_positive_float(args.weight_decay, "--weight-decay", allow_zero=True)
+    if args.clip_norm is not None:
+        validation.check_positive_float(args.clip_norm, "--clip-norm")
+    if not 0.0 <= args.validation_split < 1.0:
+        raise ValueError(f"--validation-split must lie in [0, 1) (the share of training rows held out); got "
+                         f"{args.validation_split}")
+    if args.early_stopping is not None:
+        validation.check_int(args.early_stopping, "--early-stopping", 0)
+    if args.plot:
+        from .plot import _matplotlib
+
+        _matplotlib()  # a missing extra is said before anything is trained
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--plot {args.plot!r}: folder {folder!r} does not exist")
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must lie in [0, 1) (the probability of dropping a value); got {args.dropout}")
     comm = None
@@ -75,38 +91,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = config.load()
     net = config.make_network(data)
     optimizer = config.make_optimizer()
+    schedule, callbacks = config.make_schedule(), config.make_callbacks()
     X_tr, Y_tr, X_te, Y_te, description = data.X_train, data.Y_train, data.X_test, data.Y_test, data.description
-    X_val, Y_val = X_te, Y_te
-    if comm is not None:  # each rank trains on (and validates on) its own contiguous shard
-        tr, te = comm.shard(len(X_tr)), comm.shard(len(X_te))
-        X_tr, Y_tr, X_val, Y_val = X_tr[tr], Y_tr[tr], X_te[te], Y_te[te]
+    if comm is not None:  # each rank trains on (and holds out validation rows of) its own contiguous shard
+        tr = comm.shard(len(X_tr))
+        X_tr, Y_tr = X_tr[tr], Y_tr[tr]
 
     say(f"gpubp {_version()} | backend {be.name} ({be.device}) | {description}")
     if comm is not None:
         say(f"distributed: {comm.size} rank{'s' if comm.size != 1 else ''}, {len(X_tr)} training rows on rank 0, "
             f"batch size {args.batch_size} per rank ({args.batch_size * comm.size} per step)")
     say(f"model {net!r}\noptimizer {optimizer!r}, batch size {args.batch_size}, {args.epochs} epochs")
-
-    def report(epoch: int, logs: Dict[str, Optional[float]]) -> None:
-        acc = "" if logs["accuracy"] is None else f"  accuracy {logs['accuracy']:.4f}"
-        val = ""
-        if "val_loss" in logs:
-            val = f"  test loss {logs['val_loss']:.4f}"
-            if logs.get("val_accuracy") is not None:
-                val += f"  test accuracy {logs['val_accuracy']:.4f}"
-        say(f"epoch {epoch:3d}/{args.epochs}  loss {logs['loss']:.4f}{acc}{val}", flush=True)
+    extras = [f"{args.validation_split:g} of the training rows held out for validation" if args.validation_split
+              else "no validation rows"]
+    extras += [f"schedule {schedule!r}"] if schedule is not None else []
+    extras += [f"early stopping after {args.early_stopping} epochs without a better validation loss"] \
+        if args.early_stopping is not None else []
+    extras += [f"gradients clipped to a norm of {args.clip_norm:g}"] if args.clip_norm is not None else []
+    say("; ".join(extras))
 
     start = time.perf_counter()
-    net.fit(X_tr, Y_tr, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-            validation_data=(X_val, Y_val), progress=not args.no_progress, callback=report, comm=comm)
+    history = net.fit(X_tr, Y_tr, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
+                      validation_split=args.validation_split, callbacks=callbacks, lr_schedule=schedule,
+                      clip_norm=args.clip_norm, verbose=2 if args.no_progress else 1, comm=comm)
     elapsed = time.perf_counter() - start
     if comm is None or comm.rank == 0:  # the replicas are identical: rank 0 evaluates and saves
+        for cb in callbacks:
+            if getattr(cb, "stopped_epoch", 0):
+                print(f"early stopping at epoch {cb.stopped_epoch}: the weights of epoch {cb.best_epoch} "
+                      f"(validation loss {cb.best:.4f}) are restored")
         loss, acc = net.evaluate(X_te, Y_te)
         acc_text = f", test accuracy {acc:.4f}" if acc is not None else ""
         print(f"done in {elapsed:.1f} s: test loss {loss:.4f}{acc_text}")
         if args.save is not None:
             net.save(args.save, optimizer=optimizer)
             print(f"saved to {args.save}")
+        if args.plot:
+            history.plot(path=args.plot)
+            print(f"learning curves in {args.plot}")
     return 0
 
 
@@ -296,8 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split-seed", type=int, default=d.split_seed, help=f"seed of the train/test split (default {d.split_seed})")
     t.add_argument("--test-fraction", type=float, default=d.test_fraction,
                    help=f"held-out share when splitting (default {d.test_fraction})")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="WD",
+                   help="weight decay (L2 for sgd and adam, decoupled for adamw; default: the optimizer's own)")
+    t.add_argument("--clip-norm", type=float, default=d.clip_norm, metavar="MAX",
+                   help="clip the gradients' global L2 norm to MAX before each update (default: no clipping)")
+    t.add_argument("--validation-split", type=float, default=d.validation_split, metavar="F",
+                   help=f"share of the training rows held out for validation (default {d.validation_split}); the "
+                        f"test rows are evaluated once, at the end")
+    t.add_argument("--early-stopping", type=int, default=d.early_stopping, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss and keep the best epoch's weights")
+    t.add_argument("--lr-schedule", default=d.lr_schedule, choices=list(SCHEDULES),
+                   help="step: lr x 0.1 after each third of the epochs; cosine: annealed to 0 over the epochs; "
+                        "plateau: lr x 0.1 after 5 epochs without a better validation loss (default: constant lr)")
+    t.add_argument("--plot", default=None, metavar="PNG", help="draw the learning curves into this image (needs "
+                   "matplotlib: gpubp[plot])")
     t.add_argument("--save", default=None, help="write a checkpoint here after training")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (the line per epoch stays)")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel under mpiexec -n K: each rank trains on its shard, rank 0 prints and saves")
     t.set_defaults(func=cmd_train)

@@ -330,8 +330,8 @@ def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) ->
     comm.broadcast_(net.params)
     if net.state.size:
         comm.broadcast_(net.state)
-    net._set_host_state(comm.mpi.bcast(net._host_state(), root=0))
-    net._rng.bit_generator.state = comm.mpi.bcast(net._rng.bit_generator.state, root=0)
+    net.set_host_state(comm.mpi.bcast(net.host_state(), root=0))
+    net.rng.bit_generator.state = comm.mpi.bcast(net.rng.bit_generator.state, root=0)
     if optimizer is not None:
         names = sorted(optimizer.state)
         if comm.allgather(names) != [names] * comm.size:
@@ -376,7 +376,7 @@ def allreduce_gradients(net: Any, C: Any, n: int, comm: Communicator) -> Any:
     """
     if comm.size == 1:
         return C
-    buf = net._grad_buffer
+    buf = net.grad_buffer
     P = net.grads.size
     if n == 0:
         buf[...] = 0
@@ -394,7 +394,7 @@ def step_rows(net: Any, X: Any, comm: Any) -> Any:
     count :func:`allreduce_gradients` left in the buffer's last slot, a 0-d backend value)."""
     if comm is None or comm.size == 1:
         return X.shape[0]
-    return net._grad_buffer[-1]
+    return net.grad_buffer[-1]
 
 
 def global_rows(comm: Communicator, n: int, **settings: Any) -> Tuple[List[int], int]:

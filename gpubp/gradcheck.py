@@ -33,6 +33,7 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
             not changed: the check runs on a twin whose passes leave their state alone.
     """
     from .backend import use_backend
+    from .layers import Dense
     from .network import MLP
 
     eps = validation.check_positive_float(eps, "eps")
@@ -46,22 +47,23 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
     with use_backend(net.backend):  # the same backend object: its device, ops and compiled kernels
         twin = MLP.from_parameters(to_np(net.params).astype(np.float64), state=to_np(net.state).astype(np.float64),
                                    **cfg)
-    twin._set_host_state(net._host_state())
+    twin.set_host_state(net.host_state())
     X, Y = validation.check_XY(twin, X, Y)
     n = X.shape[0]
-    run = twin._pass(training, n, update=False)  # fixed masks, running statistics untouched
-    twin._add_l2(twin._loss_and_grads(X, Y, run), n)
+    run = twin.make_pass(training, n, update=False)  # fixed masks, running statistics untouched
+    twin.add_l2(twin.backprop(X, Y, run), n)
     analytic = twin.backend.to_numpy(twin.grads).copy()
 
     ops = twin.backend.ops
-    ws = twin._workspace(n)
+    ws = twin.workspace(n)
+    dense = [layer for layer in twin.layers[1:] if isinstance(layer, Dense)]
 
     def C() -> float:
         """The training objective: the data's C, plus the L2 penalty (lambda/2n) sum_l ||W^(l)||^2."""
-        A = twin._forward(X, ws, run)
+        A = twin.infer(X, run)
         c = float(ops.loss_value(twin.loss, ws.Z[twin.L], A, Y))
         if twin.l2:
-            c += twin.l2 / (2.0 * n) * sum(float((dense.W * dense.W).sum()) for dense in twin._dense)
+            c += twin.l2 / (2.0 * n) * sum(float((layer.W * layer.W).sum()) for layer in dense)
         return c
 
     P = twin.n_params

@@ -28,8 +28,8 @@ from .losses import Loss, get_loss
 if TYPE_CHECKING:  # for annotations only
     from .explain import Explanation
     from .optim import Optimizer
+    from .history import History
     from .trace import Trace
-    from .train import History
 
 
 class MLP:
@@ -162,7 +162,10 @@ class MLP:
         layers = connect(n_in, layers, loss, dropout_seed)
         self.dtype, self.seed, self.loss = dtype, seed, loss
         self.backend: Backend = get_backend()
-        self._rng = np.random.default_rng(self.seed)
+        #: The generator of fit's shuffling (seeded by ``seed``; checkpoints keep its state).
+        self.rng = np.random.default_rng(self.seed)
+        #: Set to True (by a callback) to end :meth:`fit` after the current epoch.
+        self.stop_training = False
         self._dropout_seed = dropout_seed
         #: The number of the last epoch :meth:`fit` completed (0 for a new network); checkpoints
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
@@ -172,7 +175,8 @@ class MLP:
         self.sizes: Tuple[int, ...] = (n_in,) + tuple(d.units for d in self._dense)
         self._couples_rows = any(isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)
                                  for layer in layers)
-        self._batch_norm = any(isinstance(layer, BatchNorm) for layer in layers)
+        #: Whether a BatchNorm layer couples the rows of a training pass (which then needs 2 rows or more).
+        self.has_batch_norm = any(isinstance(layer, BatchNorm) for layer in layers)
         self._slots, self._n_params = parameters.layout(layers)
         self._state_slots, self._n_state = parameters.layout(layers, state=True)
 
@@ -248,7 +252,7 @@ class MLP:
                                  f"{tuple(np.shape(given))}")
         if flat is None:
             params = xp.empty(P, dtype=self.dtype)
-            parameters.initialise(self.backend, params, self._slots, self._rng)
+            parameters.initialise(self.backend, params, self._slots, self.rng)
         else:
             params = self.backend.asarray(flat, dtype=self.dtype)
             if params is flat:
@@ -263,16 +267,19 @@ class MLP:
         parameters.fill(self.backend, net_state, self._state_slots, state)
         # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
         # step reduces gradients, loss and row count in one call (gpubp.distributed)
-        self._grad_buffer = xp.zeros(P + 2, dtype=self.dtype)
+        self.grad_buffer = xp.zeros(P + 2, dtype=self.dtype)
         self.params, self.state = params, net_state
-        self.grads = self._grad_buffer[:P]
+        self.grads = self.grad_buffer[:P]
         pv, gv, sv = (parameters.views(buf, slots) for buf, slots in ((params, self._slots), (self.grads, self._slots),
                                                                        (net_state, self._state_slots)))
         for layer in layers:
             layer.bind(pv.get(id(layer), {}), gv.get(id(layer), {}), sv.get(id(layer), {}))
         self._workspaces: Dict[int, Workspace] = {}
 
-    def _workspace(self, n: int) -> Workspace:
+    def workspace(self, n: int) -> Workspace:
+        """The arrays of the passes over n rows, allocated once per n and reused: ``ws.Z[l]``,
+        ``ws.A[l]`` and ``ws.Delta[l]`` of Dense layer l after the last such pass (every layer's
+        arrays in ``ws.caches``)."""
         ws = self._workspaces.get(n)
         ops = self.backend.ops
         if ws is None or ws.ops is not ops:
@@ -281,11 +288,12 @@ class MLP:
             ws = self._workspaces[n] = Workspace(self.backend.xp, n, self.layers, self.dtype, ops)
         return ws
 
-    def _host_state(self) -> Dict[str, Any]:
+    def host_state(self) -> Dict[str, Any]:
         """What lives on the host between steps: the dropout seed and every layer's stream position."""
         return host_state(self.layers[1:], self._dropout_seed)
 
-    def _set_host_state(self, host: Any) -> None:
+    def set_host_state(self, host: Any) -> None:
+        """Put back what :meth:`host_state` returned."""
         self._dropout_seed = set_host_state(self.layers[1:], host, self._dropout_seed)
 
     def __repr__(self) -> str:
@@ -307,8 +315,11 @@ class MLP:
         return self
 
     # ---- passes ------------------------------------------------------------------------
-    def _pass(self, training: bool, rows: int, comm: Any = None, row_offset: int = 0, update: bool = True) -> Pass:
-        if training and self._batch_norm and rows < 2:
+    def make_pass(self, training: bool, rows: int, comm: Any = None, row_offset: int = 0, update: bool = True) -> Pass:
+        """The settings of one pass over ``rows`` rows (all ranks'): training or inference mode,
+        ``update`` of the running statistics and dropout streams; refuses a BatchNorm training pass
+        of fewer than 2 rows."""
+        if training and self.has_batch_norm and rows < 2:
             raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step (the variance of one row is "
                              f"0); got {rows}")
         return Pass(self.backend.ops, training, rows, update=update, comm=comm, row_offset=row_offset)
@@ -333,6 +344,11 @@ class MLP:
             x = self.layers[i].forward(run, ws.caches[i], x)
         return x
 
+    def infer(self, X: Any, run: Optional[Pass] = None) -> Any:
+        """A^(L) of rows already checked, by an inference pass (or ``run``) in :meth:`workspace`
+        (no copy: valid until the next pass over as many rows); :meth:`forward` is the checked form."""
+        return self._forward(X, self.workspace(X.shape[0]), run)
+
     def forward(self, X: Any, training: bool = False) -> Any:
         """A^(L) for the n rows of X (shape (n, n_0)), as a new backend array of shape (n, n_L).
 
@@ -342,10 +358,10 @@ class MLP:
         """
         training = validation.check_bool(training, "training")
         X = validation.check_X(self, X)
-        run = self._pass(training, X.shape[0])
+        run = self.make_pass(training, X.shape[0])
         with memory.translated_out_of_memory(self.backend, f"in forward on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "number of rows per call")):
-            return self._forward(X, self._workspace(X.shape[0]), run).copy()
+            return self._forward(X, self.workspace(X.shape[0]), run).copy()
 
     def predict(self, X: Any, training: bool = False) -> Any:
         """The network's outputs A^(L) for X (same as :meth:`forward`)."""
@@ -359,8 +375,9 @@ class MLP:
             return (A[:, 0] > 0.5).astype(xp.int64)
         return A.argmax(axis=1)
 
-    def _loss_and_grads(self, X: Any, Y: Any, run: Optional[Pass] = None, watch: Any = None) -> Any:
-        """One forward and backward pass over the batch; gradients land in ``self.grads``.
+    def backprop(self, X: Any, Y: Any, run: Optional[Pass] = None, watch: Any = None) -> Any:
+        """One forward and backward pass over the batch (rows already checked, see
+        :meth:`loss_and_grads` for the checked form); gradients land in ``self.grads``.
 
         MATH.md: Delta^(L) = dC_0/dA^(L) * g'^(L)(Z^(L)), then every layer's backward from the top:
         for Dense layer l, dC/dW^(l) = (1/n) Delta^(l)T A^(l-1), dC/db^(l) = (1/n) sum_rows Delta^(l)
@@ -371,8 +388,8 @@ class MLP:
         """
         n = X.shape[0]
         if run is None:
-            run = self._pass(True, n)
-        ws = self._workspace(n)
+            run = self.make_pass(True, n)
+        ws = self.workspace(n)
         k = len(self.layers) - 1
         inputs: List[Any] = [None] * (k + 1)
         self._forward(X, ws, run, inputs)
@@ -390,7 +407,7 @@ class MLP:
             watch(0, ws, inputs)
         return C
 
-    def _add_l2(self, C: Any, n: Any) -> Any:
+    def add_l2(self, C: Any, n: Any) -> Any:
         """C + (lambda/2n) sum_l ||W^(l)||^2, and dC/dW^(l) += (lambda/n) W^(l) in the gradient buffer
         (MATH.md, L2 penalty; biases and BatchNorm's parameters are not penalised). ``n``: the
         rows the step averages over."""
@@ -428,13 +445,13 @@ class MLP:
         if comm is not None:
             distributed.ensure_synchronized(self, comm, "loss_and_grads")
         rows, offset = self._rows(X.shape[0], comm)
-        run = self._pass(training, rows, comm, offset)
+        run = self.make_pass(training, rows, comm, offset)
         with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
-            C = self._loss_and_grads(X, Y, run)
+            C = self.backprop(X, Y, run)
             if comm is not None:
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
-            C = self._add_l2(C, distributed.step_rows(self, X, comm))
+            C = self.add_l2(C, distributed.step_rows(self, X, comm))
         grads = []
         for layer in self.layers[1:]:
             names = [spec.name for spec in layer.param_specs()]
@@ -444,7 +461,8 @@ class MLP:
                 grads.append(tuple(getattr(layer, "d" + name).copy() for name in names))
         return float(C), grads
 
-    def train_step(self, X: Any, Y: Any, optimizer: "Optimizer", comm: Any = None) -> Any:
+    def train_step(self, X: Any, Y: Any, optimizer: "Optimizer", comm: Any = None,
+                   clip_norm: Optional[float] = None) -> Any:
         """One forward, backward and optimizer update on one batch (a training pass); returns C
         as a 0-d array.
 
@@ -453,21 +471,25 @@ class MLP:
         loss stays on the backend. The step itself does not look for NaN/inf (``fit`` does).
         With ``comm`` the batch is the union of every rank's X, Y: gradients and C are averaged
         over all their rows (one all-reduce) before the same update is applied on every rank.
+        ``clip_norm`` clips the gradients' global L2 norm before the update (as in :meth:`fit`).
         """
         comm = distributed.check_comm(comm, "train_step")
         validation.check_optimizer(optimizer, self)
+        if clip_norm is not None:
+            clip_norm = validation.check_positive_float(clip_norm, "clip_norm")
         X, Y = validation.check_XY(self, X, Y)
         if comm is not None:
             distributed.ensure_synchronized(self, comm, "train_step", optimizer)
         rows, offset = self._rows(X.shape[0], comm)
-        self._pass(True, rows)  # checked before anything changes
+        self.make_pass(True, rows)  # checked before anything changes
         with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "batch")):
-            return self._train_step(X, Y, optimizer, comm, rows, offset)
+            return self.train_batch(X, Y, optimizer, comm, rows, offset, clip_norm=clip_norm)
 
-    def _train_step(self, X: Any, Y: Any, optimizer: Any, comm: Any = None, rows: Optional[int] = None,
-                    row_offset: int = 0) -> Any:
-        """:meth:`train_step` on arguments already checked (``fit``'s inner loop).
+    def train_batch(self, X: Any, Y: Any, optimizer: Any, comm: Any = None, rows: Optional[int] = None,
+                    row_offset: int = 0, clip_norm: Optional[float] = None) -> Any:
+        """:meth:`train_step` on arguments already checked (``fit``'s inner loop): backprop, the
+        all-reduce with ``comm``, clipping to ``clip_norm``, the update; returns C (0-d).
 
         ``X is None`` is this rank's empty share of a distributed step (its shard has run out);
         ``rows`` and ``row_offset`` place this rank's rows in the step (default: alone).
@@ -477,10 +499,12 @@ class MLP:
             C = distributed.allreduce_gradients(self, None, 0, comm)
         else:
             run = Pass(self.backend.ops, True, X.shape[0] if rows is None else rows, comm=comm, row_offset=row_offset)
-            C = self._loss_and_grads(X, Y, run)
+            C = self.backprop(X, Y, run)
             if comm is not None:
                 C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
-        C = self._add_l2(C, distributed.step_rows(self, X, comm))
+        C = self.add_l2(C, distributed.step_rows(self, X, comm))  # part of the gradient that clipping sees
+        if clip_norm is not None:
+            self.backend.ops.clip_grad_norm(self.grads, clip_norm)
         optimizer.step(self)
         return C
 
@@ -507,21 +531,32 @@ class MLP:
     def evaluate(self, X: Any, Y: Any, batch_size: int = 4096) -> Tuple[float, Optional[float]]:
         """(C, accuracy) over the whole of X, Y in batches, in inference mode; accuracy is None
         for non-class targets."""
-        from .train import evaluate
+        from .evaluation import evaluate
 
         return evaluate(self, X, Y, batch_size=batch_size)
 
     def fit(self, X: Any, Y: Any, epochs: int = 10, batch_size: int = 32, optimizer: Optional["Optimizer"] = None,
-            validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True,
-            progress: bool = True, callback: Any = None, initial_epoch: int = 0, comm: Any = None) -> "History":
+            validation_data: Optional[Tuple[Any, Any]] = None, shuffle: bool = True, progress: Optional[bool] = None,
+            callback: Any = None, initial_epoch: int = 0, comm: Any = None, callbacks: Optional[Sequence[Any]] = None,
+            validation_split: float = 0.0, clip_norm: Optional[float] = None, verbose: Optional[int] = None,
+            lr_schedule: Any = None) -> "History":
         """Train by mini-batch gradient descent (training passes); returns the per-epoch
-        :class:`~gpubp.train.History`. See :func:`gpubp.train.fit` for the arguments.
+        :class:`~gpubp.history.History`. See :func:`gpubp.train.fit` for the arguments.
         """
         from .train import fit
 
         return fit(self, X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                    validation_data=validation_data, shuffle=shuffle, progress=progress, callback=callback,
-                   initial_epoch=initial_epoch, comm=comm)
+                   initial_epoch=initial_epoch, comm=comm, callbacks=callbacks, validation_split=validation_split,
+                   clip_norm=clip_norm, verbose=verbose, lr_schedule=lr_schedule)
+
+    def summary(self, print_fn: Any = None) -> None:
+        """Print a table of the layers (type, output shape, activation, parameters) and the totals,
+        as Keras's ``model.summary()`` does; ``print_fn`` receives each line (default ``print``)."""
+        from .summary import summary_lines
+
+        for line in summary_lines(self):
+            (print_fn or print)(line)
 
     # ---- persistence -----------------------------------------------------------------
     def save(self, path: Any, optimizer: Any = None) -> None:
@@ -583,10 +618,10 @@ def load(path: Any, optimizer: Any = None) -> MLP:
         del loaded
         net = MLP.from_parameters(params, state=state, **ck.config)  # out of memory: an error naming the sizes
         try:
-            net._set_host_state(ck.host_state)
+            net.set_host_state(ck.host_state)
         except (KeyError, TypeError, ValueError) as exc:
             raise ck._error("a layer's saved state is corrupted", exc) from None
-        net._rng, net.epoch = ck.rng, ck.epoch
+        net.rng, net.epoch = ck.rng, ck.epoch
     if optimizer is not None:
         optimizer.load_state_dict(opt_state, net)
     return net
@@ -599,7 +634,7 @@ def network_state(net: MLP) -> Dict[str, Any]:
     :func:`network_from_state` reverses it)."""
     to_np = net.backend.to_numpy
     return {"config": net.get_config(), "params": to_np(net.params).copy(), "state": to_np(net.state).copy(),
-            "host_state": net._host_state(), "rng": net._rng.bit_generator.state, "epoch": int(net.epoch),
+            "host_state": net.host_state(), "rng": net.rng.bit_generator.state, "epoch": int(net.epoch),
             "backend": net.backend.name}
 
 
@@ -610,7 +645,7 @@ def network_from_state(state: Dict[str, Any]) -> MLP:
     move = saved is not None and saved != get_backend().name and (saved != "cupy" or cupy_problem() is None)
     with use_backend(saved) if move else contextlib.nullcontext():
         net = MLP.from_parameters(np.array(state["params"]), state=np.array(state["state"]), **state["config"])
-    net._set_host_state(state["host_state"])
-    net._rng.bit_generator.state = state["rng"]
+    net.set_host_state(state["host_state"])
+    net.rng.bit_generator.state = state["rng"]
     net.epoch = int(state["epoch"])
     return net

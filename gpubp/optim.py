@@ -1,13 +1,14 @@
 """Optimizers over the network's flat parameter buffer: one fused update per step.
 
 MATH.md, update: w <- w - eta dC/dw. :class:`SGD` adds (Nesterov) momentum and L2 weight
-decay, :class:`Adam` the moment estimates of Kingma & Ba; both follow torch.optim's
-conventions so results can be compared number for number. Their state (velocity, moments)
-is one flat buffer beside the parameters, allocated on the first step.
+decay, :class:`Adam` the moment estimates of Kingma & Ba, :class:`AdamW` Adam with decoupled
+weight decay; all follow torch.optim's conventions so results can be compared number for
+number. Their state (velocity, moments) is one flat buffer beside the parameters, allocated on
+the first step.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, Mapping, Tuple
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -127,6 +128,12 @@ class AdamHyperparameters(Hyperparameters):
         return self.eps / (1.0 - self.betas[1] ** t) ** 0.5 if self.eps_hat else self.eps
 
 
+class AdamWHyperparameters(AdamHyperparameters):
+    """``lr`` (> 0), ``betas`` (beta1, beta2) each in [0, 1), ``eps`` (> 0), the decoupled
+    ``weight_decay`` (>= 0) and ``eps_hat`` of :class:`AdamW`: Adam's checks; the decay is
+    decoupled from the gradient by :meth:`gpubp.ops.Ops.adamw_update`."""
+
+
 def hyperparameter(name: str) -> property:
     """The optimizer's attribute ``name``: read from, and assigned (checked) into, its ``hyper``."""
 
@@ -151,6 +158,10 @@ class Optimizer:
         self.hyper = self.hyperparameter_class(**hyper)
         self.state: Dict[str, Any] = {}
         self._t = 0
+        #: The learning rate a schedule started from (PyTorch's ``initial_lr``): None until a
+        #: schedule of :mod:`gpubp.schedules` runs. Checkpoints keep it, so a resumed schedule
+        #: knows its base.
+        self.initial_lr: Optional[float] = None
 
     @property
     def t(self) -> int:
@@ -198,14 +209,16 @@ class Optimizer:
 
     def state_dict(self) -> Dict[str, Any]:
         """Hyper-parameters, step count and state buffers (as NumPy arrays), for checkpoints."""
-        return {"type": type(self).__name__, "config": self.get_config(), "t": self.t,
+        return {"type": type(self).__name__, "config": self.get_config(), "t": self.t, "initial_lr": self.initial_lr,
                 "state": {k: np.asarray(v.get() if hasattr(v, "get") else v) for k, v in self.state.items()}}
 
     def load_state_dict(self, d: Dict[str, Any], net: Any) -> None:
         """Restore what :meth:`state_dict` gave, onto ``net``'s backend."""
         t = check_int(int(d["t"]), "t", 0)
+        initial = d.get("initial_lr")
+        initial = None if initial is None else check_positive_float(initial, "initial_lr")
         self.state = {k: net.backend.asarray(v, dtype=net.dtype).copy() for k, v in d["state"].items()}
-        self._t = t
+        self._t, self.initial_lr = t, initial
 
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments (pairs as lists, as JSON keeps them)."""
@@ -285,14 +298,50 @@ class Adam(Optimizer):
         self._t = t
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class AdamW(Optimizer):
+    """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as torch.optim.AdamW.
+
+    Each step first shrinks every weight, w <- w (1 - lr weight_decay), then takes Adam's step
+    from the loss gradient alone (MATH.md, AdamW); ``Adam(weight_decay=...)`` instead adds
+    weight_decay w to the gradient, which Adam's per-weight scaling then reshapes.
+
+    Args:
+        lr: step size (> 0).
+        betas: decay rates (beta1, beta2), each in [0, 1).
+        eps: added to sqrt(v_hat) (> 0).
+        weight_decay: the decoupled decay coefficient (>= 0; PyTorch's default 0.01).
+        eps_hat: epsilon added before the bias correction, as :class:`Adam`'s.
+
+    Each is an attribute too (``opt.weight_decay = 0.1``), checked on assignment like here.
+    """
+
+    hyperparameter_class = AdamWHyperparameters
+    state_names = ("m", "v")
+    lr = hyperparameter("lr")
+    betas = hyperparameter("betas")
+    eps = hyperparameter("eps")
+    weight_decay = hyperparameter("weight_decay")
+    eps_hat = hyperparameter("eps_hat")
+
+    def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, eps_hat: bool = False):
+        super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_hat=eps_hat)
+
+    def step(self, net: Any) -> None:
+        self._bind(net)
+        t = self._t + 1
+        net.backend.ops.adamw_update(net.params, net.grads, self.state["m"], self.state["v"], t, self.hyper)
+        self._t = t
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def lookup_optimizer(name: Any) -> type:
-    """The optimizer class called ``name`` (``sgd`` or ``adam``, any case); a ValueError listing the valid names otherwise."""
+    """The optimizer class called ``name`` (``sgd``, ``adam`` or ``adamw``, any case); a ValueError listing the valid names otherwise."""
     return lookup(OPTIMIZERS, name, "optimizer", "optimizer", fold_case=True)
 
 
 def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
-    """An optimizer by name (``sgd`` or ``adam``) with these hyper-parameters."""
+    """An optimizer by name (``sgd``, ``adam`` or ``adamw``) with these hyper-parameters."""
     return lookup_optimizer(name)(**kwargs)

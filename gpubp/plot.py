@@ -1,14 +1,16 @@
-"""Pictures with matplotlib (the ``plot`` extra): the network drawn as the tutorial draws it.
+"""Pictures with matplotlib (the ``plot`` extra): the network drawn as the tutorial draws it, and
+the learning curves of a training run.
 
 :func:`network` draws layers 0..L as columns of nodes a_j^(l) and the weights w_jk^(l) as edges,
 each edge's width and colour from its weight (or, with ``show="gradients"``, from dC/dw_jk^(l)
-of a batch, as the network's own pass computes it). Every function returns the
+of a batch, as the network's own pass computes it). :func:`history` draws a History's loss,
+accuracy and learning rate per epoch (``History.plot`` calls it). Every function returns the
 :class:`matplotlib.figure.Figure` (made without pyplot, so nothing global changes and any
 backend, Agg included, can save it) and writes it to ``path=`` if given.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -206,3 +208,72 @@ def _between_layers(net: Any) -> Dict[int, List[str]]:
 
 
 __all__ = ["network"]
+
+
+# ---- learning curves ----------------------------------------------------------------------------
+def _panel(metric: str) -> str:
+    """Which axes a metric is drawn on: losses together, accuracies together, the learning rate
+    apart (log scale), anything else on its own."""
+    if metric.endswith("loss"):
+        return "loss"
+    if "acc" in metric:
+        return "accuracy"
+    return metric
+
+
+def history(history: Any, metrics: Optional[Sequence[str]] = None, ax: Any = None, path: Any = None) -> Any:
+    """The learning curves of ``history`` (a :class:`gpubp.History`, what ``fit`` returns) against
+    the epoch number; returns the Figure (saved to ``path`` if given).
+
+    Args:
+        metrics: the entries to draw (default: every entry with a value; the learning rate only
+            where it changed). Each must be in the history.
+        ax: a matplotlib Axes to draw every metric on; by default a new Figure gets one Axes per
+            kind (losses, accuracies, the learning rate on a log scale, then any other entry),
+            validation curves dashed.
+
+    A history without epochs, or a metric it does not hold, is a ValueError; missing matplotlib
+    is a :class:`~gpubp.errors.MissingExtraError` naming the extra.
+    """
+    if not isinstance(history, dict):
+        raise TypeError(f"history must be a gpubp.History (what fit returns); got {type(history).__name__}")
+    epochs = list(getattr(history, "epochs", []))
+    if metrics is None:
+        names = [k for k, v in history.items() if any(x is not None for x in v)]
+        if "lr" in names and len({x for x in history["lr"] if x is not None}) <= 1:
+            names.remove("lr")
+    else:
+        names = [metrics] if isinstance(metrics, str) else list(metrics)
+        unknown = [m for m in names if m not in history]
+        if unknown:
+            raise ValueError(f"metrics {unknown} are not in the history; it has {', '.join(sorted(history))}")
+    if not epochs or not names:
+        raise ValueError(f"nothing to plot: the history has {len(epochs)} epochs and no values of "
+                         f"{names or 'any metric'}")
+    matplotlib = _matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    panels: Dict[str, List[str]] = {}
+    for name in names:
+        panels.setdefault(_panel(name) if ax is None else "value", []).append(name)
+    if ax is None:
+        fig = matplotlib.figure.Figure(figsize=(6.4, 2.6 * len(panels)))
+        targets = list(fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0])
+    else:
+        fig, targets = ax.figure, [ax]
+    for target, (panel, group) in zip(targets, panels.items()):
+        for name in group:
+            points = [(e, v) for e, v in zip(epochs, history[name]) if v is not None]
+            target.plot([e for e, _ in points], [v for _, v in points], marker="." if len(points) < 30 else None,
+                        linestyle="--" if name.startswith("val_") else "-", label=name)
+        if panel == "lr":
+            target.set_yscale("log")
+        target.set_ylabel(panel)
+        target.grid(True, alpha=0.3)
+        target.legend(fontsize=8)
+    targets[-1].set_xlabel("epoch")
+    targets[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax is None:
+        fig.tight_layout()
+    _save(fig, path)
+    return fig

@@ -12,14 +12,16 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .losses import get_loss
 
 #: The learning rate of each optimizer when none is given.
-DEFAULT_LR: Dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
+DEFAULT_LR: Dict[str, float] = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.1}
+#: The learning-rate schedules ``gpubp train --lr-schedule`` offers (:meth:`TrainConfig.make_schedule`).
+SCHEDULES = ("step", "cosine", "plateau")
 
 
 class TrainData(NamedTuple):
@@ -39,7 +41,11 @@ class TrainConfig:
 
     ``data_dir`` is a folder of MNIST IDX files (``train-*`` and ``t10k-*``, or only the
     ``t10k-*`` pair, which is then split); ``None`` is the bundled UCI digits, split by
-    ``test_fraction`` and ``split_seed``. ``lr`` ``None`` is :data:`DEFAULT_LR` of the optimizer.
+    ``test_fraction`` and ``split_seed``. ``lr`` ``None`` is :data:`DEFAULT_LR` of the optimizer,
+    ``weight_decay`` ``None`` the optimizer's own default. Training holds out the last
+    ``validation_split`` of the training rows for validation (the test rows are only evaluated
+    at the end); ``early_stopping`` is the patience of an :class:`~gpubp.callbacks.EarlyStopping`
+    on the validation loss, ``lr_schedule`` one of :data:`SCHEDULES`.
     """
 
     data_dir: Optional[str] = None
@@ -59,6 +65,11 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     test_fraction: float = 0.2
+    weight_decay: Optional[float] = None
+    clip_norm: Optional[float] = None
+    validation_split: float = 0.1
+    early_stopping: Optional[int] = None
+    lr_schedule: Optional[str] = None
 
     @property
     def learning_rate(self) -> float:
@@ -107,12 +118,16 @@ class TrainConfig:
                    loss=self.loss, dtype=self.dtype, seed=self.seed, dropout=self.dropout, batch_norm=self.batch_norm)
 
     def optimizer_arguments(self) -> Dict[str, Any]:
-        """The learning rate, and momentum and Nesterov where the optimizer takes them."""
+        """The learning rate, and momentum, Nesterov and weight decay where the optimizer takes them."""
         from .optim import lookup_optimizer
 
         accepted = inspect.signature(lookup_optimizer(self.optimizer)).parameters
         kwargs: Dict[str, Any] = {"lr": self.learning_rate}
         kwargs.update({k: getattr(self, k) for k in ("momentum", "nesterov") if k in accepted})
+        if self.weight_decay is not None:
+            if "weight_decay" not in accepted:
+                raise ValueError(f"optimizer {self.optimizer!r} takes no weight decay")
+            kwargs["weight_decay"] = self.weight_decay
         return kwargs
 
     def make_optimizer(self) -> Any:
@@ -120,3 +135,31 @@ class TrainConfig:
         from .optim import make_optimizer
 
         return make_optimizer(self.optimizer, **self.optimizer_arguments())
+
+    def make_schedule(self) -> Any:
+        """The learning-rate schedule ``lr_schedule`` names (None for a constant lr): ``step`` the lr
+        times 0.1 after each third of the epochs, ``cosine`` annealing to 0 over the epochs,
+        ``plateau`` the lr times 0.1 after 5 epochs without a better validation loss."""
+        from . import schedules
+
+        if self.lr_schedule is None:
+            return None
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(SCHEDULES)}; got {self.lr_schedule!r}")
+        if self.lr_schedule == "plateau" and not self.validation_split:
+            raise ValueError("the plateau schedule watches the validation loss: it needs a validation_split > 0")
+        if self.lr_schedule == "step":
+            return schedules.StepLR(max(1, -(-self.epochs // 3)))
+        if self.lr_schedule == "cosine":
+            return schedules.CosineAnnealingLR(max(1, self.epochs))
+        return schedules.ReduceLROnPlateau(patience=5)
+
+    def make_callbacks(self) -> List[Any]:
+        """Early stopping on the validation loss (restoring the best epoch's weights) where asked."""
+        from .callbacks import EarlyStopping
+
+        if self.early_stopping is None:
+            return []
+        if not self.validation_split:
+            raise ValueError("early stopping watches the validation loss: it needs a validation_split > 0")
+        return [EarlyStopping(patience=self.early_stopping)]

@@ -2,7 +2,7 @@
 
 The network runs its own forward and backward pass (the same workspace, the same ops, the
 same kernels as a training step); :func:`trace` copies the arrays as the pass goes by, through
-the hook of :meth:`gpubp.MLP._loss_and_grads`, before the in-place backward pass overwrites
+the hook of :meth:`gpubp.MLP.backprop`, before the in-place backward pass overwrites
 them. Nothing is computed a second way: every array of a :class:`Trace` is one the pass
 computed, except ``dA`` of a Dense layer whose activation pass also applies a Dropout, which is
 the signal at the dropped output times the dropout's mask, as the fused backward pass forms it
@@ -132,7 +132,7 @@ def dropout_mask(xp: Any, drop_layer: Dropout, draw: Any, rows: int, dtype: Any)
 
 
 class _Recorder:
-    """The hook of :meth:`MLP._loss_and_grads`: copies of the forward arrays once the forward pass
+    """The hook of :meth:`MLP.backprop`: copies of the forward arrays once the forward pass
     is done, then each layer's signal before and after its backward pass."""
 
     def __init__(self, net: Any):
@@ -169,10 +169,10 @@ def trace(net: Any, X: Any, Y: Any, training: bool = True) -> Trace:
     training = validation.check_bool(training, "training")
     X, Y = validation.check_XY(net, X, Y)
     n = X.shape[0]
-    run = net._pass(training, n, update=False)  # the next step's masks and statistics, nothing advanced
+    run = net.make_pass(training, n, update=False)  # the next step's masks and statistics, nothing advanced
     rec = _Recorder(net)
     with memory.translated_out_of_memory(net.backend, f"in trace on {n} rows", memory.batch_hint(n, "batch")):
-        C = float(net._loss_and_grads(X, Y, run, watch=rec))
+        C = float(net.backprop(X, Y, run, watch=rec))
     xp = net.backend.xp
     steps: List[Step] = []
     dense: List[DenseTrace] = []

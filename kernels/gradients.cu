@@ -34,3 +34,55 @@ __global__ void bias_grad(const T* __restrict__ Delta, T* __restrict__ out, cons
         }
     }
 }
+
+// ---- gradient clipping (torch.nn.utils.clip_grad_norm_) over the flat gradient buffer ------
+// ||g|| = sqrt(sum_w g_w^2) and g <- g min(1, max_norm / (||g|| + 1e-6)) in three launches
+// and without a synchronisation with the host: one pass reads the buffer for partial sums,
+// one block turns them into the norm and the factor, and a second pass scales the buffer
+// only where the factor is below 1 (NaN included, which spreads as in PyTorch).
+
+// partial[r] = sum of x[i]^2 over chunk r (elements r cols .. r cols + cols - 1, the last one
+// shorter) of the rows = ceil(size / cols) chunks: a block per chunk, its threads along it.
+template <typename T>
+__global__ void grad_sq_norm_parts(const T* __restrict__ x, T* __restrict__ partial, const gpubp_index size,
+                                   const gpubp_index rows, const gpubp_index cols) {
+    __shared__ T buf[GPUBP_MAX_BLOCK];
+    for (gpubp_index r = blockIdx.x; r < rows; r += gridDim.x) {
+        const gpubp_index begin = r * cols;
+        const gpubp_index end = begin + cols < size ? begin + cols : size;
+        T s = T(0);
+        for (gpubp_index i = begin + threadIdx.x; i < end; i += blockDim.x) {
+            const T v = x[i];
+            s += v * v;
+        }
+        s = gpubp_block_reduce<0>(s, buf, gpubp_sum_op());
+        if (threadIdx.x == 0) partial[r] = s;
+    }
+}
+
+// clip[0] = ||g|| = sqrt(sum of the cols partial sums), clip[1] = min(1, max_norm / (||g|| + 1e-6))
+// (NaN stays NaN). One block (rows = 1).
+template <typename T>
+__global__ void grad_clip_factor(const T* __restrict__ partial, T* __restrict__ clip, const gpubp_index rows,
+                                 const gpubp_index cols, const T max_norm) {
+    __shared__ T buf[GPUBP_MAX_BLOCK];
+    for (gpubp_index r = blockIdx.x; r < rows; r += gridDim.x) {
+        T s = T(0);
+        for (gpubp_index c = threadIdx.x; c < cols; c += blockDim.x) s += partial[r * cols + c];
+        s = gpubp_block_reduce<0>(s, buf, gpubp_sum_op());
+        if (threadIdx.x == 0) {
+            const T norm = sqrt(s);
+            const T coef = max_norm / (norm + T(1e-6));
+            clip[0] = norm;
+            clip[1] = coef < T(1) || coef != coef ? coef : T(1);
+        }
+    }
+}
+
+// x <- x clip[1], skipped (nothing written) where the factor is exactly 1.
+template <typename T>
+__global__ void grad_scale(T* __restrict__ x, const T* __restrict__ clip, const gpubp_index size) {
+    const T coef = clip[1];
+    if (coef == T(1)) return;
+    for (gpubp_index i = GPUBP_FLAT_START; i < size; i += GPUBP_FLAT_STRIDE) x[i] = x[i] * coef;
+}

@@ -51,3 +51,23 @@ __global__ void adam(T* __restrict__ params, const T* __restrict__ grads, T* __r
         params[i] = params[i] - step_size * (mi / denom);
     }
 }
+
+// AdamW step t (Loshchilov & Hutter; torch.optim.AdamW): the decay is decoupled from the
+// gradient, w <- w (1 - lr wd) with decay = 1 - lr wd computed on the host, then Adam's
+// moments and step from the gradient alone.
+template <typename T>
+__global__ void adamw(T* __restrict__ params, const T* __restrict__ grads, T* __restrict__ m,
+                      T* __restrict__ v, const gpubp_index size, const T step_size, const T b1,
+                      const T one_minus_b1, const T b2, const T one_minus_b2, const T sqrt_bias2,
+                      const T eps, const T decay) {
+    for (gpubp_index i = GPUBP_FLAT_START; i < size; i += GPUBP_FLAT_STRIDE) {
+        const T g = grads[i];
+        const T w = params[i] * decay;
+        const T mi = m[i] * b1 + one_minus_b1 * g;
+        const T vi = v[i] * b2 + one_minus_b2 * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        const T denom = sqrt(vi) / sqrt_bias2 + eps;
+        params[i] = w - step_size * (mi / denom);
+    }
+}

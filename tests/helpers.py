@@ -56,28 +56,31 @@ def rel_err(a: Any, b: Any) -> float:
 
 @dataclass
 class Snapshot:
-    """Host copies of a network's parameters and of its optimizer's step count and buffers, with
-    the shuffling generator's state and the epoch count; two are equal when every bit is."""
+    """Host copies of a network's parameters and of its optimizer's step count, buffers and
+    hyper-parameters (with the base lr of a schedule), with the shuffling generator's state and
+    the epoch count; two are equal when every bit is."""
 
     params: np.ndarray
     state: Dict[str, np.ndarray] = field(default_factory=dict)
     t: Optional[int] = None
     rng: str = ""
     epoch: int = 0
+    hyper: str = ""
 
     def __eq__(self, other: Any) -> bool:
         return (isinstance(other, Snapshot) and self.params.tobytes() == other.params.tobytes()
                 and self.state.keys() == other.state.keys()
                 and all(v.tobytes() == other.state[k].tobytes() for k, v in self.state.items())
-                and (self.t, self.rng, self.epoch) == (other.t, other.rng, other.epoch))
+                and (self.t, self.rng, self.epoch, self.hyper) == (other.t, other.rng, other.epoch, other.hyper))
 
 
 def snapshot(net: Any, opt: Any = None) -> Snapshot:
     """A :class:`Snapshot` of ``net`` (and ``opt``) now."""
     to_np = net.backend.to_numpy
     state = {k: to_np(v).copy() for k, v in opt.state.items()} if opt is not None else {}
+    hyper = repr((getattr(opt, "hyper", None), getattr(opt, "initial_lr", None)))
     return Snapshot(to_np(net.params).copy(), state, None if opt is None else opt.t,
-                    repr(net._rng.bit_generator.state), net.epoch)
+                    repr(net.rng.bit_generator.state), net.epoch, hyper)
 
 
 SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 80.0, -80.0, 1e-30, -1e-30, 1e-40, -1e-300]

@@ -15,6 +15,10 @@ Modes:
            from that file ends with the weights of the uninterrupted run, bit for bit.
     layers  ``check`` on a network with BatchNorm (statistics over all ranks' rows) and Dropout
            (each rank's rows continuing the previous ranks' in the stream): the same comparisons.
+    callbacks  fit with validation_split, a schedule, clipping, EarlyStopping and ModelCheckpoint
+           (into the folder given after the mode) and verbose=2: the same logs on every rank,
+           identical replicas (after the best epoch's weights are restored), one writer, one
+           printer, and a stop asked on one rank only ending every rank's training alike.
 
 Rank 0 prints one line ``RESULT {json}`` with the largest errors over all ranks; the test
 asserts on those numbers. Any exception on any rank aborts the whole run (non-zero exit).
@@ -35,6 +39,7 @@ from gpubp import distributed
 SHARDS = {1: [13], 2: [7, 12], 3: [7, 12, 3], 4: [7, 12, 3, 5]}
 SIZES = [5, 6, 4]
 BATCH = 4
+CLIP = 0.3  # below the gradients' norm in most steps: clipping is exercised
 SOLO = distributed.alone()  # the single-process references each rank computes for itself
 
 
@@ -109,15 +114,19 @@ def check(comm, backend: str) -> dict:
         opt, opt_r = type(opt_dist)(**_config(opt_dist)), type(opt_ref)(**_config(opt_ref))
         epochs = 2
         val_rows = np.array_split(np.arange(len(Xv)), K)[r]
+        # with the gradients' norm clipped after the all-reduce and the lr halved every epoch
         hist = net.fit(X[mine], Y[mine], epochs=epochs, batch_size=BATCH, optimizer=opt, shuffle=False,
-                       progress=False, validation_data=(Xv[val_rows], Yv[val_rows]), comm=comm)
+                       progress=False, validation_data=(Xv[val_rows], Yv[val_rows]), comm=comm, clip_norm=CLIP,
+                       lr_schedule=gpubp.schedules.StepLR(1, gamma=0.5))
         n_steps = max(-(-c // BATCH) for c in counts)
         for epoch in range(epochs):
             total = 0.0
+            if epoch:
+                opt_r.lr = opt_r.lr * 0.5
             for k in range(n_steps):
                 rows = np.concatenate([np.arange(bounds[q] + k * BATCH, min(bounds[q] + (k + 1) * BATCH, bounds[q + 1]))
                                        for q in range(K)]).astype(np.int64)
-                total += float(ref.train_step(X[rows], Y[rows], opt_r, comm=SOLO)) * len(rows)
+                total += float(ref.train_step(X[rows], Y[rows], opt_r, comm=SOLO, clip_norm=CLIP)) * len(rows)
             errs["fit_loss"] = max(errs["fit_loss"], rel_err(hist["loss"][epoch], total / len(X)))
             if epoch == epochs - 1:
                 val_ref, _ = ref.evaluate(Xv, Yv)
@@ -217,6 +226,55 @@ def diverge(comm) -> dict:
     }
 
 
+def callbacks(comm, folder: str) -> dict:
+    from gpubp.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+    K, r = comm.size, comm.rank
+    X, Y = data("cross_entropy", 160, seed=21)
+    mine = comm.shard(len(X))
+    out = {}
+
+    class Logs(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.seen.append((epoch, dict(logs)))
+
+    # early stopping and the best checkpoint, at a learning rate that overfits quickly
+    net = make_net("cross_entropy", "tanh")
+    es, rec = EarlyStopping(patience=2), Logs()
+    ck = ModelCheckpoint(f"{folder}/best.npz")
+    hist = net.fit(X[mine], Y[mine], epochs=40, batch_size=BATCH, optimizer=gpubp.Adam(0.05), validation_split=0.3,
+                   callbacks=[es, ck, rec], lr_schedule=gpubp.schedules.CosineAnnealingLR(40, warmup_epochs=2),
+                   clip_norm=1.0, verbose=2, comm=comm)
+    every = comm.allgather((dict(hist), hist.epochs, rec.seen, es.best_epoch, es.stopped_epoch))
+    out["logs_differ"] = float(any(e != every[0] for e in every))
+    out["not_stopped"] = float(not 0 < es.stopped_epoch < 40)
+    p = params(net)
+    out["replica_diff"] = float(np.max(np.abs(p - comm.mpi.bcast(p if r == 0 else None, root=0))))
+    out["writers"] = float(comm.sum(int(bool(ck.saved))))
+    # the restored weights give the best epoch's validation loss over every rank's held-out rows
+    n = len(X[mine])
+    cut = n - (n - int(n * 0.7))
+    loss, _ = net.evaluate(X[mine][cut:], Y[mine][cut:])
+    sums = comm.sum((loss * (n - cut), float(n - cut)))
+    out["restore_err"] = abs(sums[0] / sums[1] - hist.best("val_loss").value)
+    saved = gpubp.load(f"{folder}/best.npz")
+    out["checkpoint_err"] = float(np.max(np.abs(params(saved) - p))) + float(saved.epoch != es.best_epoch)
+
+    # a stop asked on the last rank only ends every rank's training after the same epoch
+    class StopOnLastRank(Callback):
+        def on_epoch_end(self, epoch, logs):
+            if r == K - 1 and epoch == 3:
+                self.net.stop_training = True
+
+    net = make_net("cross_entropy", "tanh")
+    hist = net.fit(X[mine], Y[mine], epochs=10, batch_size=BATCH, callbacks=[StopOnLastRank()], verbose=0, comm=comm)
+    out["stop_differs"] = float(any(e != [1, 2, 3] for e in comm.allgather(hist.epochs)))
+    return out
+
+
 def agree(comm) -> dict:
     """Every way the ranks can disagree is one ValueError on every rank, before any collective."""
     r = comm.rank
@@ -296,6 +354,8 @@ def main() -> None:
         errs = fail(comm)
     elif mode == "diverge":
         errs = diverge(comm)
+    elif mode == "callbacks":
+        errs = callbacks(comm, sys.argv[2])
     elif mode == "agree":
         errs = agree(comm)
     elif mode == "none":

@@ -44,7 +44,7 @@ def test_round_trip_is_exact(backend, tmp_path, dtype, make_opt):
     back = gpubp.load(path)
     assert back.get_config() == net.get_config() and back.dtype == np.dtype(dtype) and back.epoch == 2
     assert _np(back, back.params).tobytes() == _np(net, net.params).tobytes()
-    assert back._rng.bit_generator.state == net._rng.bit_generator.state
+    assert back.rng.bit_generator.state == net.rng.bit_generator.state
     opt2 = gpubp.load_optimizer(path, back)
     assert type(opt2) is type(opt) and opt2.get_config() == opt.get_config() and opt2.t == opt.t
     assert sorted(opt2.state) == sorted(opt.state)

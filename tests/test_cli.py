@@ -33,7 +33,47 @@ def test_train_options_and_save(tmp_path, capsys):
         net = gpubp.load(path)
     assert net.sizes == (64, 32, 10) and net.dtype == np.float64 and net.loss.name == "mse"
     opt = gpubp.load_optimizer(path, net)
-    assert isinstance(opt, gpubp.SGD) and opt.nesterov and opt.t == 3 * 23
+    # 1437 training rows, the last 10% held out for validation: 1293 rows, 21 batches of 64 per epoch
+    assert isinstance(opt, gpubp.SGD) and opt.nesterov and opt.t == 3 * 21
+
+
+def test_train_validation_early_stopping_schedule_clipping_and_plot(tmp_path, capsys):
+    """The validation rows come out of the training rows; the test rows are evaluated once, at the end."""
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    argv = ["train", "--no-progress", "--backend", "numpy", "--hidden", "32", "--epochs", "40", "--lr", "0.02",
+            "--validation-split", "0.25", "--early-stopping", "2", "--lr-schedule", "step", "--clip-norm", "0.5",
+            "--optimizer", "adamw", "--weight-decay", "0.001", "--plot", str(png), "--save", str(tmp_path / "net.npz")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    stopped = re.search(r"early stopping at epoch (\d+): the weights of epoch (\d+) \(validation loss (\d\.\d+)\)", out)
+    assert stopped and int(stopped.group(1)) == len(lines) < 40 and int(stopped.group(2)) == len(lines) - 2
+    best = re.search(rf"^epoch +{stopped.group(2)}/40 .* val_loss (\d\.\d+) ", out, re.M).group(1)
+    assert best == stopped.group(3)
+    assert "test loss" not in "\n".join(lines) and "0.25 of the training rows held out" in out
+    assert "clipped to a norm of 0.5" in out and "StepLR(step_size=14, gamma=0.1)" in out
+    assert " - lr 0.02 - " in lines[0]
+    assert png.stat().st_size > 1000
+    with gpubp.use_backend("numpy"):
+        net = gpubp.load(tmp_path / "net.npz")
+        opt = gpubp.load_optimizer(tmp_path / "net.npz", net)
+    assert type(opt) is gpubp.AdamW and opt.weight_decay == 0.001 and net.epoch == len(lines)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--early-stopping", "3", "--validation-split", "0"], "validation_split"),
+    (["--lr-schedule", "plateau", "--validation-split", "0"], "validation_split"),
+    (["--validation-split", "1"], "--validation-split"),
+    (["--clip-norm", "0"], "--clip-norm"),
+    (["--weight-decay", "-1"], "--weight-decay"),
+    (["--early-stopping", "-1"], "--early-stopping"),
+    (["--plot", "/nonexistent-gpubp-folder/c.png"], "--plot"),
+])
+def test_train_refuses_bad_new_options_before_training(argv, fragment, capsys):
+    assert cli.main(["train", "--backend", "numpy", "--epochs", "1"] + argv) == 2
+    captured = capsys.readouterr()
+    assert fragment in captured.err and "epoch 1/1" not in captured.out
 
 
 def test_train_from_idx_files(tmp_path, capsys):

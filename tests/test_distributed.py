@@ -125,6 +125,21 @@ def test_divergence_stops_every_rank_alike():
 
 @needs_mpi
 @pytest.mark.parametrize("ranks", [2, 3])
+def test_callbacks_see_the_same_logs_on_every_rank_and_only_rank_0_writes_and_prints(tmp_path, ranks):
+    rc, out, _ = mpirun(ranks, [str(WORKER), "callbacks", str(tmp_path)])
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    assert res["logs_differ"] == 0.0 and res["not_stopped"] == 0.0, res
+    assert res["replica_diff"] == 0.0 and res["restore_err"] == 0.0 and res["checkpoint_err"] == 0.0, res
+    assert res["writers"] == 1.0 and res["stop_differs"] == 0.0, res
+    epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
+    numbers = [int(line.split()[1].split("/")[0]) for line in epochs]
+    assert numbers == list(range(1, len(numbers) + 1)) and " - val_loss " in epochs[0]  # one printer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz"]
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
 def test_ranks_that_disagree_all_raise_the_same_clear_error(ranks):
     """Different learning rates, momenta, optimizer types, architectures or entries on the ranks:
     every rank raises the same ValueError before any other collective (no raw MPI mismatch, no

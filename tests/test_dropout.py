@@ -112,7 +112,7 @@ def test_numpy_mask_array_is_the_size_of_the_output():
     with gpubp.use_backend("numpy"):
         net = gpubp.MLP([4, 32, 16, 2], dropout=0.5, seed=0)
     net.loss_and_grads(np.ones((10, 4)), np.zeros((10, 2)))
-    ws = net._workspace(10)
+    ws = net.workspace(10)
     masks = [c.mask for c in ws.caches[1:] if getattr(c, "mask", None) is not None]
     assert [m.shape for m in masks] == [(10, 32), (10, 16)]
     assert not net.backend.ops.dropout_in_kernels

@@ -188,10 +188,10 @@ def test_explain_changes_nothing_and_agrees_with_the_next_step():
                     batch_norm=True)
     X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
     net.loss_and_grads(X, y)
-    before = (net.params.copy(), net.state.copy(), json.dumps(net._host_state()))
+    before = (net.params.copy(), net.state.copy(), json.dumps(net.host_state()))
     e = net.explain(X, y, "w_21^(1)")
     assert np.array_equal(net.params, before[0]) and np.array_equal(net.state, before[1])
-    assert json.dumps(net._host_state()) == before[2]
+    assert json.dumps(net.host_state()) == before[2]
     _, grads = net.loss_and_grads(X, y)
     assert e.batched == grads[0][0][1, 0]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gpubp
-from gpubp import train
+from gpubp import guard
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,14 +36,14 @@ def guard_branch(request, monkeypatch):
     """The guard as it runs on NumPy (each check at once), and as it runs on a GPU (the checks of
     a window gathered in a device vector and read back once), the latter on NumPy arrays."""
     if request.param == "device stand-in":
-        real_init = train._Guard.__init__
+        real_init = guard.DivergenceGuard.__init__
 
         def init(self, net, optimizer, every):
             real_init(self, net, optimizer, every)
             self.xp, self.on_host = _DeviceXp(), False
             self.sums = np.empty(every + 1, dtype=net.dtype)
 
-        monkeypatch.setattr(train._Guard, "__init__", init)
+        monkeypatch.setattr(guard.DivergenceGuard, "__init__", init)
     return request.param
 
 
@@ -78,7 +78,7 @@ def test_an_overflowing_last_update_of_an_epoch_is_caught_in_that_epoch(backend,
     """A stable first epoch, then a rate that makes epoch 2's update overflow (one batch per
     epoch): fit stops in epoch 2, with the weights epoch 1 left, both when epoch 2 is the last
     and when epoch 3 would otherwise start from (and restore) the non-finite weights."""
-    monkeypatch.setattr(train, "CHECK_EVERY", check_every)
+    monkeypatch.setattr(guard, "CHECK_EVERY", check_every)
     X, Y = _regression(20)
     net = gpubp.MLP([3, 1], loss="mse", seed=0)
     opt = gpubp.SGD(0.01)
@@ -101,7 +101,7 @@ def test_weights_that_overflow_while_loss_and_gradients_stay_finite_are_caught(b
     """An update that sends a hidden unit's incoming weights to -inf: ReLU then outputs 0 there,
     so the loss and every gradient stay finite, but the weights are not. The window check of
     the weights finds it and names the step that did it."""
-    monkeypatch.setattr(train, "CHECK_EVERY", 4)
+    monkeypatch.setattr(guard, "CHECK_EVERY", 4)
     X, Y = _regression(24, seed=1)
     X = np.abs(X)  # positive inputs: a unit with -inf incoming weights is dead, not NaN
     net = gpubp.MLP([3, 4, 1], activation="relu", loss="mse", seed=2)
@@ -133,7 +133,7 @@ def test_a_finite_run_is_unchanged_by_the_weight_check(backend, guard_branch):
     h = a.fit(X, Y, epochs=3, batch_size=7, optimizer=gpubp.SGD(0.01), progress=False)
     opt = gpubp.SGD(0.01)
     for _ in range(3):
-        order = b._rng.permutation(40)
+        order = b.rng.permutation(40)
         for s in range(0, 40, 7):
             b.train_step(X[order[s : s + 7]], Y[order[s : s + 7]], opt)
     assert len(h["loss"]) == 3
@@ -145,7 +145,7 @@ def test_a_finite_run_is_unchanged_by_the_weight_check(backend, guard_branch):
 def test_a_nan_loss_mid_window_is_found_by_either_branch(backend, guard_branch, monkeypatch, check_every):
     """The device branch reads a window's checks back at once: the first failing batch is still
     the one named, and the state restored is the one before the batch ahead of it."""
-    monkeypatch.setattr(train, "CHECK_EVERY", check_every)
+    monkeypatch.setattr(guard, "CHECK_EVERY", check_every)
     X, Y = _regression(30)
     X[17] = np.nan  # batch 6 (batch size 3, no shuffling) has a NaN loss
     net = gpubp.MLP([3, 4, 1], loss="mse", seed=1)

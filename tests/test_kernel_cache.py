@@ -183,8 +183,8 @@ def test_standin_backend_runs_the_cupy_path_and_counts_its_launches():
     X = np.zeros((256, 784), np.float32)
     y = np.zeros(256, np.int64)
     device = backend.ops.kernels.device
-    net._train_step(X, y, gpubp.SGD(0.01))
+    net.train_batch(X, y, gpubp.SGD(0.01))
     device.reset()
-    net._train_step(X, y, gpubp.SGD(0.01))
+    net.train_batch(X, y, gpubp.SGD(0.01))
     assert device.kernels["gemm"] == 3 + 3 + 2
     assert device.launches == 19  # 3 GEMM + 3 fused forward, loss head, loss value, 3 + 3 + 2 + 2 backward, update

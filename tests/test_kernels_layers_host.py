@@ -240,7 +240,7 @@ def test_cupy_ops_training_steps_with_layers_match_numpy(kernels, dtype, arch, l
             continue
         err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
         assert err < rtol, f"{what} after 3 steps differ by {err:.2e}"
-    assert host._host_state() == ref._host_state()
+    assert host.host_state() == ref.host_state()
 
 
 def _launches(kernels, layers, steps=2):
@@ -322,7 +322,7 @@ def test_every_layer_launch_passes_the_drivers_checks_on_the_stand_in_device(dty
     X, y = np.zeros((300, 20), dtype), np.zeros(300, np.int64)
     for model in (net, first):
         for _ in range(2):
-            model._train_step(X, y, gpubp.SGD(0.1, momentum=0.9))
+            model.train_batch(X, y, gpubp.SGD(0.1, momentum=0.9))
         model.forward(X)
     launched = set(device.kernels)
     assert {"bn_sums", "bn_stats", "bn_dropout_forward", "bn_dropout_backward_sums", "bn_param_grads", "bn_backward",

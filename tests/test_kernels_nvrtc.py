@@ -167,7 +167,7 @@ def test_the_launcher_compiles_with_nvrtc_for_the_devices_architecture(tmp_path)
     launcher = CudaKernels(device, compiler, disk=kc.DiskCache(tmp_path))
     with gpubp.use_backend(standin_backend(launcher)):
         net = gpubp.MLP([20, 16, 4], activation="gelu", loss="cross_entropy", seed=0)
-    net._train_step(np.zeros((300, 20), np.float32), np.zeros(300, np.int64), gpubp.Adam())
+    net.train_batch(np.zeros((300, 20), np.float32), np.zeros(300, np.int64), gpubp.Adam())
     assert compiler.archs == ["sm_90"] * len(dense_sources())
     assert device.kernels["bias_grad"] == 2 * 3  # 300 rows: two passes for dC/db of both layers and C
     assert all(name.startswith("_Z") for name in device.loaded)  # real mangled names from NVRTC

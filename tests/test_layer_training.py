@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gpubp
-from gpubp import cli, train
+from gpubp import cli, guard
 from gpubp.data import load_digits
 from gpubp.layers import BatchNorm, Dense, Dropout
 
@@ -30,7 +30,7 @@ def _state(net, opt=None):
     """Everything a training step changes: parameters, layer state, stream positions, optimizer."""
     to_np = net.backend.to_numpy
     opt_state = {} if opt is None else {k: to_np(v).copy() for k, v in opt.state.items()}
-    return (to_np(net.params).copy(), to_np(net.state).copy(), net._host_state(), opt_state,
+    return (to_np(net.params).copy(), to_np(net.state).copy(), net.host_state(), opt_state,
             None if opt is None else opt.t)
 
 
@@ -102,7 +102,7 @@ def test_resume_with_dropout_and_batch_norm_continues_exactly(backend, tmp_path)
 def test_divergence_restores_layer_state_and_streams(backend, monkeypatch, check_every):
     """The guard puts back the parameters, the running statistics, the dropout streams and the
     optimizer of the newest finite step, as a plain loop of train_step calls finds it."""
-    monkeypatch.setattr(train, "CHECK_EVERY", check_every)
+    monkeypatch.setattr(guard, "CHECK_EVERY", check_every)
     X, y = _digits(400)
     Y = np.eye(10, dtype=np.float32)[y] * 100
 
@@ -122,7 +122,7 @@ def test_divergence_restores_layer_state_and_streams(backend, monkeypatch, check
     ref, ref_opt = make(), gpubp.SGD(0.01, momentum=0.9)
     n, states = len(X), []
     for epoch in range(1, err.epoch + 1):
-        order = ref._rng.permutation(n)
+        order = ref.rng.permutation(n)
         for b, s in enumerate(range(0, n, 16)):
             if epoch == err.epoch:
                 states.append(_state(ref, ref_opt))
@@ -153,13 +153,13 @@ def test_a_numpy_step_allocates_no_arrays_after_the_first_batch():
             net = gpubp.MLP([64, 128, 64, 10], loss="cross_entropy", dropout=0.3, batch_norm=True, seed=0)
             opt = gpubp.Adam()
             for _ in range(3):
-                net._train_step(X, y, opt)
+                net.train_batch(X, y, opt)
             tracemalloc.start()
             try:
                 tracemalloc.reset_peak()
                 base = tracemalloc.get_traced_memory()[0]
                 for _ in range(3):
-                    net._train_step(X, y, opt)
+                    net.train_batch(X, y, opt)
                 peaks.append(tracemalloc.get_traced_memory()[1] - base)
             finally:
                 tracemalloc.stop()
@@ -239,12 +239,12 @@ def test_forged_layer_checkpoints_are_refused(tmp_path, what, change_meta, chang
 
 def test_host_state_is_checked_before_any_layer_changes():
     net = _layered(0)
-    before = net._host_state()
+    before = net.host_state()
     bad = {"dropout_seed": 5, "layers": [{"calls": 3}, {}, {"passes": -1}, {}, {}, {}, {}]}
     with pytest.raises(ValueError, match="pass count"):
-        net._set_host_state(bad)
-    assert net._host_state() == before
+        net.set_host_state(bad)
+    assert net.host_state() == before
     for seed in (-1, 2**64, 1.5, True):
         with pytest.raises(ValueError, match="dropout seed"):
-            net._set_host_state({"dropout_seed": seed, "layers": before["layers"]})
-    assert net._host_state() == before
+            net.set_host_state({"dropout_seed": seed, "layers": before["layers"]})
+    assert net.host_state() == before

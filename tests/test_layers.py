@@ -85,7 +85,7 @@ def _pinned_step(net, X, Y):
     """The training pass of a network of Dense layers as it was written before layers existed,
     op for op (forward, loss head, backward from the top), on the network's own ops and buffers."""
     ops, L = net.backend.ops, net.L
-    ws = net._workspace(X.shape[0])
+    ws = net.workspace(X.shape[0])
     W = [None] + [d.W for d in net.layers[1:]]
     b = [None] + [d.b for d in net.layers[1:]]
     acts = [None] + list(net.activations)

@@ -138,7 +138,7 @@ def test_float32_step_stays_float32(opt, loss, output):
     X = rng.normal(size=(5, 6)).astype(np.float32)
     Y = rng.integers(0, 3, 5) if loss == "cross_entropy" else rng.uniform(size=(5, 3)).astype(np.float32)
     C = net.train_step(X, Y, optimizer)
-    ws = net._workspace(5)
+    ws = net.workspace(5)
     arrays = [C, net.params, net.grads, *optimizer.state.values(), *ws.Z[1:], *ws.A[1:], *ws.Delta[1:],
               *net.backend.ops._scratch_buffers.values()]
     assert [a.dtype for a in arrays] == [np.dtype(np.float32)] * len(arrays)

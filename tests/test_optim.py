@@ -84,6 +84,7 @@ def test_adam_with_epsilon_hat_follows_the_papers_efficient_form(backend):
         np.testing.assert_allclose(backend.to_numpy(net.params), w, rtol=1e-11, atol=1e-14)
     assert np.abs(backend.to_numpy(plain.params) - w).max() > 1e-4
     assert opt.get_config()["eps_hat"] is True and gpubp.Adam().eps_hat is False
+    assert gpubp.AdamW(eps_hat=True).get_config()["eps_hat"] is True and gpubp.AdamW().eps_hat is False
     with pytest.raises(TypeError, match="eps_hat"):
         gpubp.Adam(eps_hat="yes")
 

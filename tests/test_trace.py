@@ -26,10 +26,10 @@ def test_trace_is_the_pass_of_the_reference(backend, training):
     net = gpubp.MLP.from_layers(4, _layers(), loss="cross_entropy", dtype="float64", seed=1)
     X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
     net.loss_and_grads(X, y)  # a step before: the BatchNorm shift of a previous batch, a later mask
-    before = (backend.to_numpy(net.params).copy(), backend.to_numpy(net.state).copy(), json.dumps(net._host_state()))
+    before = (backend.to_numpy(net.params).copy(), backend.to_numpy(net.state).copy(), json.dumps(net.host_state()))
     tr = net.trace(X, y, training=training)
     assert (backend.to_numpy(net.params) == before[0]).all() and (backend.to_numpy(net.state) == before[1]).all()
-    assert json.dumps(net._host_state()) == before[2]
+    assert json.dumps(net.host_state()) == before[2]
     assert len(tr) == net.L == 4 and [t.l for t in tr] == [1, 2, 3, 4] and tr.n == 8
     C, grads = net.loss_and_grads(X, y, training=training)  # the same pass (the same masks)
     assert tr.C == C

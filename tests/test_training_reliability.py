@@ -11,7 +11,7 @@ import pytest
 
 import gpubp
 from helpers import snapshot
-from gpubp import memory, train
+from gpubp import guard, memory
 from gpubp.data import load_digits
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,7 +30,7 @@ def _reference_divergence(net, opt, X, Y, epochs, batch_size, callback):
     n = X.shape[0]
     xp = net.backend.xp
     for epoch in range(1, epochs + 1):
-        order = net._rng.permutation(n)
+        order = net.rng.permutation(n)
         states = []
         for b, s in enumerate(range(0, n, batch_size)):
             idx = order[s : s + batch_size]
@@ -46,7 +46,7 @@ def _reference_divergence(net, opt, X, Y, epochs, batch_size, callback):
 @pytest.mark.parametrize("check_every", [1, 4, 32])
 @pytest.mark.parametrize("lr2", [0.025, 0.04, 1e30])
 def test_divergence_stops_fit_at_the_last_finite_step(backend, monkeypatch, check_every, lr2):
-    monkeypatch.setattr(train, "CHECK_EVERY", check_every)
+    monkeypatch.setattr(guard, "CHECK_EVERY", check_every)
     X, y = _digits()
     Y = np.eye(10, dtype=np.float32)[y] * 100
     runs = {}
@@ -167,13 +167,13 @@ def test_fit_does_not_copy_the_data_set_per_epoch():
 # ---- out of memory and interruption ----------------------------------------------------------
 def _failing_step(net, exc, at):
     calls = {"n": 0}
-    real = net._train_step
+    real = net.train_batch
 
-    def step(X, Y, optimizer, comm=None):
+    def step(X, Y, optimizer, comm=None, rows=None, row_offset=0, clip_norm=None):
         calls["n"] += 1
         if calls["n"] == at:
             raise exc
-        return real(X, Y, optimizer, comm)
+        return real(X, Y, optimizer, comm, rows, row_offset, clip_norm=clip_norm)
 
     return step
 
@@ -191,14 +191,14 @@ def _oom_errors():
 
 @pytest.mark.parametrize("exc", _oom_errors(), ids=lambda e: type(e).__name__)
 def test_out_of_memory_in_fit_is_a_clear_error_with_a_consistent_network(backend, monkeypatch, exc):
-    monkeypatch.setattr(train, "CHECK_EVERY", 4)
+    monkeypatch.setattr(guard, "CHECK_EVERY", 4)
     X, y = _digits(200)
     ref, ref_opt = gpubp.MLP([64, 32, 10], loss="cross_entropy", seed=0), gpubp.Adam()
-    order = ref._rng.permutation(200)
+    order = ref.rng.permutation(200)
     for b in range(3):  # the last verified state: before the last batch of the first window
         ref.train_step(X[order[16 * b : 16 * b + 16]], y[order[16 * b : 16 * b + 16]], ref_opt)
     net, opt = gpubp.MLP([64, 32, 10], loss="cross_entropy", seed=0), gpubp.Adam()
-    monkeypatch.setattr(net, "_train_step", _failing_step(net, exc, at=7))
+    monkeypatch.setattr(net, "train_batch", _failing_step(net, exc, at=7))
     with pytest.raises(gpubp.OutOfMemoryError) as info:
         net.fit(X, y, epochs=2, batch_size=16, optimizer=opt, progress=False)
     err = info.value
@@ -215,10 +215,10 @@ def test_other_errors_are_not_mistaken_for_out_of_memory():
 
 
 def test_keyboard_interrupt_leaves_a_consistent_network(backend, monkeypatch):
-    monkeypatch.setattr(train, "CHECK_EVERY", 4)
+    monkeypatch.setattr(guard, "CHECK_EVERY", 4)
     X, y = _digits(200)
     net, opt = gpubp.MLP([64, 32, 10], loss="cross_entropy", seed=0), gpubp.Adam()
-    monkeypatch.setattr(net, "_train_step", _failing_step(net, KeyboardInterrupt(), at=11))
+    monkeypatch.setattr(net, "train_batch", _failing_step(net, KeyboardInterrupt(), at=11))
     with pytest.raises(KeyboardInterrupt):
         net.fit(X, y, epochs=2, batch_size=16, optimizer=opt, progress=False)
     assert opt.t == 7 and net.epoch == 0  # back to the verified state: before batch 8

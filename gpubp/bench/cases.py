@@ -207,29 +207,41 @@ TRAIN_LAYERS = ("dense", "dropout", "batch_norm")
 TRAIN_DROPOUT = 0.2
 
 
+#: The optimizers of the training-step cases: (gpubp's, PyTorch's name in torch.optim, settings).
+TRAIN_OPTIMIZERS: Dict[str, Tuple[str, str, Dict[str, float]]] = {
+    "sgd": ("SGD", "SGD", {"lr": 0.01}),
+    "adam": ("Adam", "Adam", {"lr": 1e-3}),
+    "adamw": ("AdamW", "AdamW", {"lr": 1e-3, "weight_decay": 0.01}),
+}
+
+
 def train_step_case(backend: str, n: int, optimizer: str = "sgd", dtype: str = "float32",
-                    sizes: Sequence[int] = TRAIN_SIZES, layers: str = "dense") -> Case:
+                    sizes: Sequence[int] = TRAIN_SIZES, layers: str = "dense", clip_norm: Optional[float] = None) -> Case:
     """One training step (forward, backward, update) of a ReLU MLP with softmax cross-entropy.
 
     ``layers``: ``dense`` (Dense layers only), ``dropout`` (a Dropout of p = 0.2 after each
     hidden activation) or ``batch_norm`` (a BatchNorm after each hidden layer's linear part),
     the same layers in PyTorch (``torch.nn.Dropout``, ``torch.nn.BatchNorm1d``) for its column.
     ``gemm`` runs only the step's own matrix products, on the same buffers: the BLAS bound.
-    The optimizer is ``sgd`` (MATH.md's update, lr 0.01) or ``adam`` (lr 1e-3).
+    The optimizer is ``sgd`` (MATH.md's update, lr 0.01), ``adam`` (lr 1e-3) or ``adamw`` (lr 1e-3,
+    decoupled decay 0.01); ``clip_norm`` clips the gradients' global norm before the update
+    (``torch.nn.utils.clip_grad_norm_`` in PyTorch's column).
     """
     from .. import network, optim
     from ..backend import use_backend
     from ..layers import Dense
 
     _check_backend(backend, ("numpy", "gemm", "cupy", "torch"))
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}")
+    if optimizer not in TRAIN_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(TRAIN_OPTIMIZERS)}; got {optimizer!r}")
+    ours, theirs, settings = TRAIN_OPTIMIZERS[optimizer]
     if layers not in TRAIN_LAYERS:
         raise ValueError(f"layers must be one of {', '.join(TRAIN_LAYERS)}; got {layers!r}")
     X_host = random_array((n, sizes[0]), dtype, 5)
     y_host = np.random.default_rng(6).integers(0, sizes[-1], n)
     extra = {"dense": "", "dropout": f" +dropout {TRAIN_DROPOUT}", "batch_norm": " +batchnorm"}[layers]
-    group = f"train step {'-'.join(map(str, sizes))}{extra} {optimizer}  n={n} {dtype}"
+    clipped = f" clip {clip_norm:g}" if clip_norm is not None else ""
+    group = f"train step {'-'.join(map(str, sizes))}{extra} {optimizer}{clipped}  n={n} {dtype}"
     flops = train_flops(sizes, n)
     if backend == "cupy":
         require_cupy()
@@ -237,19 +249,23 @@ def train_step_case(backend: str, n: int, optimizer: str = "sgd", dtype: str = "
         net = network.MLP(list(sizes), activation="relu", loss="cross_entropy", dtype=dtype, seed=0,
                           dropout=TRAIN_DROPOUT if layers == "dropout" else 0.0, batch_norm=layers == "batch_norm")
         X, y = be.asarray(X_host), be.asarray(y_host)
-    opt = optim.SGD(lr=0.01) if optimizer == "sgd" else optim.Adam(lr=1e-3)
+    opt = getattr(optim, ours)(**settings)
 
     if backend in ("numpy", "cupy"):
+        ops = net.backend.ops
+
         def fn() -> None:
-            net._loss_and_grads(X, y)
+            net.backprop(X, y)
+            if clip_norm is not None:
+                ops.clip_grad_norm(net.grads, clip_norm)
             opt.step(net)
 
         case = Case(group, backend, f"n={n}", dtype, fn, be.synchronize, flops=flops, gpu=backend == "cupy")
     elif backend == "gemm":
-        ws = net._workspace(n)
+        ws = net.workspace(n)
         dense = [layer for layer in net.layers if isinstance(layer, Dense)]
         L = net.L
-        net._loss_and_grads(X, y)  # realistic values in the buffers
+        net.backprop(X, y)  # realistic values in the buffers
         inputs = [X] + [ws.A[l] for l in range(1, L)]  # (what feeds each Dense: the same shapes)
 
         ops = net.backend.ops  # the same BLAS calls as the step's, and nothing else
@@ -280,13 +296,15 @@ def train_step_case(backend: str, n: int, optimizer: str = "sgd", dtype: str = "
                 if layers == "dropout":
                     mods.append(torch.nn.Dropout(TRAIN_DROPOUT))
         model = torch.nn.Sequential(*mods).train()
-        topt = (torch.optim.SGD(model.parameters(), lr=0.01) if optimizer == "sgd"
-                else torch.optim.Adam(model.parameters(), lr=1e-3))
+        topt = getattr(torch.optim, theirs)(model.parameters(), **settings)
         tX, ty = torch.from_numpy(X_host), torch.from_numpy(y_host)
+        params = list(model.parameters())
 
         def fn() -> None:
             topt.zero_grad()
             torch.nn.functional.cross_entropy(model(tX), ty).backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip_norm)
             topt.step()
 
         case = Case(group, backend, f"n={n}", dtype, fn, flops=flops)

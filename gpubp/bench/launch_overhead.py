@@ -44,7 +44,7 @@ def step_setup(sizes: Sequence[int] = TRAIN_SIZES, n: int = 256, optimizer: str 
     opt = SGD(lr=0.01) if optimizer == "sgd" else Adam(lr=1e-3)
 
     def step() -> None:
-        net._loss_and_grads(X, y)
+        net.backprop(X, y)
         opt.step(net)
 
     for _ in range(3):

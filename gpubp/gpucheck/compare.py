@@ -19,7 +19,7 @@ import numpy as np
 from ..activations import ACTIVATIONS, ELEMENTWISE
 from ..backend import Backend, use_backend
 from ..losses import LOSSES
-from ..optim import AdamHyperparameters, SGDHyperparameters
+from ..optim import AdamHyperparameters, AdamWHyperparameters, SGDHyperparameters
 
 TOLERANCES: Dict[str, float] = {"float32": 1e-5, "float64": 1e-12}
 DTYPES = tuple(TOLERANCES)
@@ -166,6 +166,11 @@ def _compare_ops(candidate: Backend, reference: Backend, dtypes: Sequence[str], 
             adam = AdamHyperparameters(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
             compare(f"Adam step 3, decay {wd}", dtype,
                     lambda o, p, g, m1, v1, adam=adam: o.adam_update(p, g, m1, v1, 3, adam), p, g, m1, v1)
+            adamw = AdamWHyperparameters(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
+            compare(f"AdamW step 3, decay {wd}", dtype,
+                    lambda o, p, g, m1, v1, adamw=adamw: o.adamw_update(p, g, m1, v1, 3, adamw), p, g, m1, v1)
+        for max_norm in (1e-3, 1e9):  # clipped, and left alone
+            compare(f"clip_grad_norm to {max_norm:g}", dtype, lambda o, g, c=max_norm: o.clip_grad_norm(g, c), g)
     return checks
 
 
@@ -205,9 +210,7 @@ def compare_training(candidate: Backend, reference: Backend, dtypes: Sequence[st
                     with use_backend("numpy"):
                         net = MLP([48, width, width, width, 10], activation=list(hidden), output_activation=out,
                                   loss=loss, dtype=dtype, seed=seed)
-                    flat = net.backend.to_numpy(net.params).copy()
-                    net.backend = backend
-                    net._build(flat)
+                    net.to(backend)
                     opt = Adam(1e-3) if opt_name == "adam" else SGD(0.05, momentum=0.9, nesterov=True)
                     Xb, Yb = backend.asarray(X), backend.asarray(Y)
                     losses = [float(net.train_step(Xb, Yb, opt))]
@@ -254,9 +257,7 @@ def compare_layer_training(candidate: Backend, reference: Backend, dtypes: Seque
                 with use_backend("numpy"):
                     net = MLP([48, width, width, 10], activation=act, loss=loss, dtype=dtype, seed=seed, dropout=p,
                               batch_norm=batch_norm)
-                flat = net.backend.to_numpy(net.params).copy()
-                net.backend = backend
-                net._build(flat)
+                net.to(backend)
                 opt = SGD(0.05, momentum=0.9)
                 Xb, Yb = backend.asarray(X), backend.asarray(Y)
                 losses = [float(net.train_step(Xb, Yb, opt))]

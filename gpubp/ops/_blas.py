@@ -14,8 +14,8 @@ The library is chosen once, at import, by ``GPUBP_BLAS``:
 * ``mkl`` or ``openblas``: that library, or :class:`BlasUnavailableError` saying why not;
 * ``numpy``: no direct calls; NumPy's own ``matmul`` does the products.
 
-A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t`, :meth:`~Blas.axpy` and
-:meth:`~Blas.axpby` on
+A :class:`Blas` offers :meth:`~Blas.gemm`, :meth:`~Blas.gemv_t`, :meth:`~Blas.axpy`,
+:meth:`~Blas.axpby`, :meth:`~Blas.dot` and :meth:`~Blas.scal` on
 float32/float64 arrays whose rows are contiguous (C-ordered arrays, their transposes and
 row-strided views such as ``W[:, :k]``); each returns False and does nothing where the arrays
 do not allow the call, and the caller falls back to NumPy.
@@ -72,7 +72,7 @@ LIBRARIES: Dict[str, Tuple[Callable[[], List[str]], Tuple[Tuple[str, Any], ...]]
     "mkl": (_mkl_paths, (("cblas_{}_64", ctypes.c_int64),)),
     "openblas": (_openblas_paths, (("scipy_cblas_{}64_", ctypes.c_int64), ("scipy_cblas_{}", ctypes.c_int32))),
 }
-_ROUTINES = ("gemm", "gemv", "axpy")
+_ROUTINES = ("gemm", "gemv", "axpy", "dot", "scal")
 _OPTIONAL_ROUTINES = ("axpby",)  # y = alpha x + beta y: an extension both libraries have
 
 
@@ -86,6 +86,10 @@ def _signature(routine: str, index: Any, real: Any) -> List[Any]:
                 ctypes.c_void_p, index]
     if routine == "axpby":  # n, alpha, x, incx, beta, y, incy
         return [index, real, ctypes.c_void_p, index, real, ctypes.c_void_p, index]
+    if routine == "dot":  # n, x, incx, y, incy (returns the dot product)
+        return [index, ctypes.c_void_p, index, ctypes.c_void_p, index]
+    if routine == "scal":  # n, alpha, x, incx
+        return [index, real, ctypes.c_void_p, index]
     return [index, real, ctypes.c_void_p, index, ctypes.c_void_p, index]  # axpy: n, alpha, x, incx, y, incy
 
 
@@ -128,7 +132,7 @@ def _vector(x: np.ndarray) -> bool:
 
 
 class Blas:
-    """GEMM, GEMV, AXPY and AXPBY of one loaded BLAS library, float32 and float64."""
+    """GEMM, GEMV, AXPY, AXPBY, DOT and SCAL of one loaded BLAS library, float32 and float64."""
 
     def __init__(self, name: str, path: str, lib: Any, symbol: str, index: Any) -> None:
         self.name = name
@@ -142,7 +146,7 @@ class Blas:
                 fn = getattr(lib, symbol.format(prefix + routine), None)
                 if fn is None:  # only an optional routine can be missing (load checked the others)
                     continue
-                fn.restype = None
+                fn.restype = real if routine == "dot" else None
                 fn.argtypes = _signature(routine, index, real)
                 self._fns[(routine, dtype)] = fn
 
@@ -150,7 +154,7 @@ class Blas:
         return f"Blas({self.name!r}, {self.version!r})"
 
     def has(self, routine: str, dtype: Any) -> bool:
-        """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``) for ``dtype``."""
+        """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``, ``dot``, ``scal``) for ``dtype``."""
         return (routine, np.dtype(dtype)) in self._fns
 
     def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
@@ -239,6 +243,31 @@ class Blas:
         if fn is None:
             return False
         fn(x.size, alpha, _address(x), 1, _address(y), 1)
+        return True
+
+
+    def _vector(self, routine: str, x: np.ndarray) -> Any:
+        """``routine`` for a contiguous float vector within the index type; None otherwise."""
+        if x.ndim != 1 or not x.flags.c_contiguous or x.size > self.index_max:
+            return None
+        return self._fns.get((routine, x.dtype))
+
+    def dot(self, x: np.ndarray, y: np.ndarray) -> Optional[float]:
+        """x . y in one pass (contiguous vectors of one dtype and size); None where the call cannot be
+        made. (MKL's NRM2 is not used for norms: its result depends on the vector's address, so
+        two replicas of a distributed run would round differently; its DOT does not.)"""
+        fn = self._vector("dot", x)
+        if fn is None or y.dtype != x.dtype or y.shape != x.shape or not y.flags.c_contiguous:
+            return None
+        return float(fn(x.size, _address(x), 1, _address(y), 1)) if x.size else 0.0
+
+    def scal(self, alpha: float, x: np.ndarray) -> bool:
+        """x *= alpha in one pass (a contiguous vector)."""
+        fn = self._vector("scal", x)
+        if fn is None:
+            return False
+        if x.size:
+            fn(x.size, alpha, _address(x), 1)
         return True
 
 

@@ -17,7 +17,7 @@ from ..activations import Activation, softmax_backward
 from ..losses import Loss
 
 if TYPE_CHECKING:  # annotations only: the optimizers import nothing from here
-    from ..optim import AdamHyperparameters, SGDHyperparameters
+    from ..optim import AdamHyperparameters, AdamWHyperparameters, SGDHyperparameters
 
 
 class Ops:
@@ -210,6 +210,18 @@ class Ops:
         else:
             xp.multiply(Delta, coef, out=dX)
 
+    # ---- gradient clipping over the flat gradient buffer ------------------------------
+    def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
+        """Clip the global L2 norm of the gradients, as torch.nn.utils.clip_grad_norm_ (MATH.md,
+        clipping): ||g|| = sqrt(sum_w (dC/dw)^2) over the flat buffer, then
+        g <- g min(1, max_norm / (||g|| + 1e-6)), in place. Returns ||g|| (before clipping) as a
+        0-d array, without a synchronisation."""
+        xp = self.xp
+        norm = xp.sqrt(xp.dot(grads, grads))
+        coef = max_norm / (norm + grads.dtype.type(1e-6))
+        grads *= xp.minimum(coef, grads.dtype.type(1.0))  # NaN stays NaN, as clamp(max=1) keeps it
+        return norm
+
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """w <- w - eta dC/dw (MATH.md, update), with optional L2 decay and (Nesterov) momentum.
@@ -242,4 +254,20 @@ class Ops:
         bias2 = 1.0 - b2**t
         step_size = lr / bias1
         denom = self.xp.sqrt(v) / (bias2**0.5) + eps
+        params -= step_size * (m / denom)
+
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamWHyperparameters") -> None:
+        """AdamW step ``t`` (1-based): decoupled weight decay w <- w (1 - lr wd), then Adam's moments
+        and step from dC/dw alone, as torch.optim.AdamW (MATH.md, AdamW); ``hyper`` holds ``lr``,
+        ``betas``, ``eps`` and ``weight_decay``."""
+        b1, b2 = hyper.betas
+        lr, eps, weight_decay = hyper.lr, hyper.eps_at(t), hyper.weight_decay
+        if weight_decay:
+            params *= 1.0 - lr * weight_decay
+        m *= b1
+        m += (1.0 - b1) * grads
+        v *= b2
+        v += (1.0 - b2) * (grads * grads)
+        step_size = lr / (1.0 - b1**t)
+        denom = self.xp.sqrt(v) / ((1.0 - b2**t) ** 0.5) + eps
         params -= step_size * (m / denom)

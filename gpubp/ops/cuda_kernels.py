@@ -82,7 +82,7 @@ class Param:
     where the kernel says so), ``labels`` (``const long long*``), ``index`` (64-bit size),
     ``scalar`` (a ``T``), ``flag`` (an ``int``) or ``word`` (an ``unsigned long long``: the
     dropout generator's key and counter words). For arrays, ``size`` names the ``index``
-    parameters whose product is the array's length.
+    parameters (or gives numbers) whose product is the array's length.
     """
 
     name: str
@@ -92,6 +92,10 @@ class Param:
     @property
     def is_array(self) -> bool:
         return self.kind in ("in", "out", "labels")
+
+    def length(self, sizes: Dict[str, int]) -> int:
+        """The number of elements of an array parameter, from the launch's index sizes."""
+        return math.prod(sizes[s] if s in sizes else int(s) for s in self.size)
 
     def ctype(self, T: str) -> str:
         return {"in": f"const {T}*", "out": f"{T}*", "labels": "const long long*", "index": "long long",
@@ -164,6 +168,9 @@ KERNELS: Dict[str, KernelSpec] = {
         _kernel("head_bce", "loss_heads.cu", "rows", _HEAD),
         _kernel("bias_grad", "gradients.cu", "columns",
                 "Delta:in:rows*cols out:out:chunks*cols " + _ROWS + " chunks:index scale:scalar"),
+        _kernel("grad_sq_norm_parts", "gradients.cu", "rows", "x:in:size partial:out:rows size:index " + _ROWS),
+        _kernel("grad_clip_factor", "gradients.cu", "rows", "partial:in:rows*cols clip:out:2 " + _ROWS + " max_norm:scalar"),
+        _kernel("grad_scale", "gradients.cu", "flat", "x:out:size clip:in:2 size:index"),
         _kernel("bn_sums", "batch_norm.cu", "columns",
                 "X:in:rows*cols shift:in:cols s1:out:cols s2:out:cols " + _ROWS),
         _kernel("bn_stats", "batch_norm.cu", "flat",
@@ -187,6 +194,9 @@ KERNELS: Dict[str, KernelSpec] = {
         _kernel("adam", "optimizers.cu", "flat",
                 "params:out:size grads:in:size m:out:size v:out:size size:index step_size:scalar b1:scalar "
                 "one_minus_b1:scalar b2:scalar one_minus_b2:scalar sqrt_bias2:scalar eps:scalar wd:scalar"),
+        _kernel("adamw", "optimizers.cu", "flat",
+                "params:out:size grads:in:size m:out:size v:out:size size:index step_size:scalar b1:scalar "
+                "one_minus_b1:scalar b2:scalar one_minus_b2:scalar sqrt_bias2:scalar eps:scalar decay:scalar"),
     )
 }
 
@@ -403,9 +413,9 @@ def prepare_args(spec: KernelSpec, dtype: str, args: Sequence[Any], xp: Any) -> 
                     a = a.astype(np.int64)
                 else:
                     raise TypeError(f"kernel {spec.name}: {p.name} must have dtype {want}; got {a.dtype}")
-            length = math.prod(sizes[s] for s in p.size)
+            length = p.length(sizes)
             if a.size != length:
-                dims = "*".join(f"{s}={sizes[s]}" for s in p.size)
+                dims = "*".join(f"{s}={sizes[s]}" if s in sizes else s for s in p.size)
                 raise ValueError(f"kernel {spec.name}: {p.name} must hold {dims} = {length} elements; got shape {tuple(a.shape)}")
             if not a.flags.c_contiguous:
                 if p.kind == "out":

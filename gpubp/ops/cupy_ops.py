@@ -23,7 +23,11 @@ from .base import Ops
 from .cuda_launcher import CudaKernels
 
 if TYPE_CHECKING:  # annotations only
-    from ..optim import AdamHyperparameters, SGDHyperparameters
+    from ..optim import AdamHyperparameters, AdamWHyperparameters, SGDHyperparameters
+
+#: Elements per partial sum of the gradient norm (one block each): enough blocks to fill a GPU
+#: from about 2^19 parameters, few enough partial sums for one block to add them up.
+CLIP_CHUNK = 2048
 
 
 def _draw(drop: Any) -> Tuple[Any, ...]:
@@ -45,7 +49,7 @@ class CupyOps(Ops):
         self.kernels = kernels if kernels is not None else CudaKernels()
         super().__init__(self.kernels.device.xp)
         self._c0: Dict[Tuple[int, str, int], Any] = {}  # per-sample loss buffers, reused
-        self._partials: Dict[Tuple[Any, ...], Any] = {}  # column reductions' partial sums, reused
+        self._partials: Dict[Tuple[Any, ...], Any] = {}  # reductions' partial sums (columns, norms), reused
 
     def _loss_buffer(self, rows: int, dtype: Any) -> Any:
         """A reused (rows,) buffer for C_0 of every sample (one per batch size, dtype and device)."""
@@ -80,6 +84,15 @@ class CupyOps(Ops):
         self._column_mean(Delta, rows, cols, out)
         return out
 
+    def _partial_sums(self, key: Tuple[Any, ...], length: int, dtype: Any) -> Any:
+        """A reused buffer of ``length`` partial sums for the reduction ``key``."""
+        partial = self._partials.get(key)
+        if partial is None:
+            if len(self._partials) >= 16:
+                self._partials.clear()
+            partial = self._partials[key] = self.xp.empty(length, dtype=dtype)
+        return partial
+
     def _column_mean(self, M: Any, rows: int, cols: int, out: Any) -> None:
         """out[c] = (1/rows) sum_r M[r, c]: one launch, or for a tall M two (the rows split
         across blocks into partial sums, then those added up), deterministic either way."""
@@ -88,12 +101,7 @@ class CupyOps(Ops):
         if chunks == 1:
             k.launch("bias_grad", out.dtype, M, out, rows, cols, 1, 1.0 / rows)
             return
-        key = (chunks, cols, out.dtype, k.device.current())
-        partial = self._partials.get(key)
-        if partial is None:
-            if len(self._partials) >= 16:
-                self._partials.clear()
-            partial = self._partials[key] = self.xp.empty(chunks * cols, dtype=out.dtype)
+        partial = self._partial_sums((chunks, cols, out.dtype, k.device.current()), chunks * cols, out.dtype)
         k.launch("bias_grad", out.dtype, M, partial, rows, cols, chunks, 1.0)
         k.launch("bias_grad", out.dtype, partial, out, chunks, cols, 1, 1.0 / rows)
 
@@ -230,6 +238,22 @@ class CupyOps(Ops):
         self._column_mean(C0, rows, 1, C)  # C = (1/n) sum_i C_0
         return C
 
+    # ---- gradient clipping -----------------------------------------------------------
+    def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
+        """:meth:`Ops.clip_grad_norm` in three launches and no synchronisation: partial sums of
+        squares over chunks of ``CLIP_CHUNK`` (one pass over the buffer), the norm and the factor in
+        one block, then the scaling pass (skipped by every thread when the factor is 1)."""
+        size = grads.size
+        chunks = max(1, -(-size // CLIP_CHUNK))
+        dtype = grads.dtype
+        k = self.kernels
+        partial = self._partial_sums(("clip", chunks, dtype, k.device.current()), chunks, dtype)
+        clip = self.xp.empty(2, dtype=dtype)  # a fresh pair per call: the returned norm stays valid
+        k.launch("grad_sq_norm_parts", dtype, grads, partial, size, chunks, CLIP_CHUNK)
+        k.launch("grad_clip_factor", dtype, partial, clip, 1, chunks, max_norm)
+        k.launch("grad_scale", dtype, grads, clip, size)
+        return clip[0]
+
     # ---- optimizer updates -----------------------------------------------------------
     def sgd_update(self, params: Any, grads: Any, velocity: Optional[Any], hyper: "SGDHyperparameters") -> None:
         """One SGD kernel over the flat buffer (torch.optim.SGD's arithmetic, see :class:`Ops`)."""
@@ -246,3 +270,12 @@ class CupyOps(Ops):
         bias2 = 1.0 - b2**t
         self.kernels.launch("adam", params.dtype, params, grads, m, v, params.size, hyper.lr / bias1, b1, 1.0 - b1, b2,
                             1.0 - b2, bias2**0.5, hyper.eps_at(t), hyper.weight_decay)
+
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamWHyperparameters") -> None:
+        """One AdamW kernel over the flat buffer (:meth:`Ops.adamw_update`); the bias corrections and
+        the decay factor 1 - lr wd are computed here in double."""
+        b1, b2 = hyper.betas
+        bias1 = 1.0 - b1**t
+        bias2 = 1.0 - b2**t
+        self.kernels.launch("adamw", params.dtype, params, grads, m, v, params.size, hyper.lr / bias1, b1, 1.0 - b1,
+                            b2, 1.0 - b2, bias2**0.5, hyper.eps_at(t), 1.0 - hyper.lr * hyper.weight_decay)

@@ -25,6 +25,7 @@ nothing once its buffers exist and touches memory as few times as possible:
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
@@ -37,7 +38,7 @@ from .base import Ops
 from .numpy_batch_norm import BatchNormBlocks
 
 if TYPE_CHECKING:  # annotations only
-    from ..optim import AdamHyperparameters, SGDHyperparameters
+    from ..optim import AdamHyperparameters, AdamWHyperparameters, SGDHyperparameters
 
 # Elements per block of the blocked optimizer updates: 4 arrays of 64 Ki float32 (1 MiB)
 # stay in a core's L2 cache across the passes of one update.
@@ -304,6 +305,23 @@ class NumpyOps(BatchNormBlocks, Ops):
             rows = self._row_indices[n] = np.arange(n)
         return rows
 
+    # ---- gradient clipping -----------------------------------------------------------
+    def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
+        """:meth:`Ops.clip_grad_norm` in at most two passes: the sum of squares as one BLAS DOT
+        (NumPy's dot without a direct BLAS), the scaling as one SCAL, made only when the factor is
+        below 1 (or NaN). The same bits on every replica of a distributed run."""
+        squares = self._blas.dot(grads, grads) if self._blas is not None else None
+        if squares is None:
+            squares = float(np.dot(grads, grads))
+        norm = math.sqrt(squares)
+        dtype = grads.dtype.type
+        norm_t = dtype(norm)
+        coef = dtype(max_norm) / (norm_t + dtype(1e-6))  # in the buffer's precision, as PyTorch
+        if not coef >= 1.0:  # NaN included: it spreads, as clamp(max=1) lets it
+            if self._blas is None or not self._blas.scal(float(coef), grads):
+                grads *= coef
+        return np.asarray(norm_t)
+
     # ---- optimizer updates over the flat parameter buffer ----------------------------
     def _blocks(self, size: int) -> Iterator[slice]:
         for start in range(0, size, BLOCK):
@@ -341,12 +359,23 @@ class NumpyOps(BatchNormBlocks, Ops):
     def adam_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamHyperparameters") -> None:
         """Adam step ``t`` block by block; same arithmetic as :meth:`Ops.adam_update` without a
         direct BLAS, :meth:`_adam_update_blas` with one."""
+        self._adam(params, grads, m, v, t, hyper, l2=hyper.weight_decay, decay=1.0)
+
+    def adamw_update(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: "AdamWHyperparameters") -> None:
+        """AdamW step ``t``: Adam's passes without the L2 term, the weights first scaled by the
+        decoupled factor 1 - lr wd (one SCAL per block of the BLAS form, one multiply per block
+        otherwise); the arithmetic of :meth:`Ops.adamw_update`."""
+        self._adam(params, grads, m, v, t, hyper, l2=0.0, decay=1.0 - hyper.lr * hyper.weight_decay)
+
+    def _adam(self, params: Any, grads: Any, m: Any, v: Any, t: int, hyper: Any, l2: float, decay: float) -> None:
+        """Adam's update with L2 decay ``l2`` added to the gradient and the weights scaled by
+        ``decay`` before the step (1: none)."""
         b1, b2 = hyper.betas
-        lr, eps, weight_decay = hyper.lr, hyper.eps_at(t), hyper.weight_decay
+        lr, eps = hyper.lr, hyper.eps_at(t)
         step_size = lr / (1.0 - b1**t)
         root_bias2 = (1.0 - b2**t) ** 0.5
-        if not weight_decay and self._blas is not None and self._adam_update_blas(params, grads, m, v, step_size,
-                                                                                  root_bias2, b1, b2, eps):
+        if not l2 and self._blas is not None and self._adam_update_blas(params, grads, m, v, step_size, root_bias2,
+                                                                        b1, b2, eps, decay):
             return
         width = min(BLOCK, params.size)
         buf = self._scratch("update", (width,), params.dtype)
@@ -355,8 +384,10 @@ class NumpyOps(BatchNormBlocks, Ops):
             p, g, ms, vs = params[s], grads[s], m[s], v[s]
             k = p.size
             t1, t2 = buf[:k], buf2[:k]
-            if weight_decay:
-                g = np.add(g, np.multiply(p, weight_decay, out=t2), out=t2)
+            if l2:
+                g = np.add(g, np.multiply(p, l2, out=t2), out=t2)
+            if decay != 1.0:  # AdamW: w <- w (1 - lr wd) before the step
+                p *= decay
             # m <- b1 m + (1 - b1) g
             ms *= b1
             ms += np.multiply(g, 1.0 - b1, out=t1)
@@ -374,15 +405,16 @@ class NumpyOps(BatchNormBlocks, Ops):
             p -= t1
 
     def _adam_update_blas(self, params: Any, grads: Any, m: Any, v: Any, step_size: float, root_bias2: float,
-                          b1: float, b2: float, eps: float) -> bool:
+                          b1: float, b2: float, eps: float, decay: float = 1.0) -> bool:
         """Adam's update with the moment updates and the step as BLAS calls (threaded, one pass each).
 
         m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2 are AXPBYs; the step
         w <- w - step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps) is taken as
         w <- w - (step_size sqrt(1 - b2^t)) m / (sqrt(v) + eps sqrt(1 - b2^t)) (the same quotient,
         one pass fewer) with an AXPY: seven passes for :meth:`adam_update`'s thirteen, rounding
-        within a few units in the last place of the reference. False (nothing done) where the
-        library lacks AXPBY, the arrays do not allow the calls, or there are too few parameters.
+        within a few units in the last place of the reference. AdamW's ``decay`` (not 1) scales
+        the weights first, one SCAL. False (nothing done) where the library lacks AXPBY, the
+        arrays do not allow the calls, or there are too few parameters.
         """
         blas = self._blas
         dtype = params.dtype
@@ -403,5 +435,7 @@ class NumpyOps(BatchNormBlocks, Ops):
             np.sqrt(vs, out=t1)
             t1 += eps * root_bias2
             np.divide(ms, t1, out=t1)
+            if decay != 1.0 and not blas.scal(decay, p):
+                p *= decay
             blas.axpy(-step_size * root_bias2, t1, p)
         return True

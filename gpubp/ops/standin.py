@@ -162,7 +162,7 @@ def check_launch(function: StandInFunction, grid: Tuple[int, ...], block: Tuple[
         if type(a) is not np.ndarray or a.dtype != want or not a.flags.c_contiguous:
             raise TypeError(f"launch of {spec.name}: {p.name} must be a C-contiguous {want} device array; got "
                             f"{type(a).__name__} {getattr(a, 'dtype', '')}")
-        need = math.prod([sizes[s] for s in p.size])
+        need = p.length(sizes)
         if a.size < need:
             raise ValueError(f"launch of {spec.name}: {p.name} holds {a.size} elements; the kernel reads {need}")
         if p.kind == "out" and not a.flags.writeable:

@@ -113,18 +113,15 @@ def batch_size(requested: Any, n_samples: int) -> int:
     return int(np.clip(requested, 1, n_samples))
 
 
-class _Stop(Exception):
-    """Raised by the epoch callback to end ``MLP.fit`` when scikit-learn's stopping rule says so."""
-
-
 def fit_stochastic(est: Any, run: Any, incremental: bool) -> None:
     """scikit-learn's ``_fit_stochastic``: epochs until max_iter or the stopping rule (module docstring).
 
     One call of ``MLP.fit`` runs every epoch; its callback does scikit-learn's bookkeeping after
-    each, sets the next epoch's learning rate and raises :class:`_Stop` to end training.
+    each, sets the next epoch's learning rate and ends training (``net.stop_training``).
     """
     net, solver = est.network_, est._solver
     size = batch_size(est.batch_size, run.n_samples)
+    stopped = [False]
 
     def epoch_end(epoch: int, logs: Dict[str, Any]) -> None:
         est.n_iter_ += 1
@@ -143,21 +140,19 @@ def fit_stochastic(est: Any, run: Any, incremental: bool) -> None:
                 msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
                        % (est.tol, est.n_iter_no_change))
             if solver.trigger_stopping(msg, est.verbose):
-                raise _Stop
+                stopped[0] = net.stop_training = True
+                return
             est._no_improvement_count = 0
 
     try:
         est.n_iter_ = 0
         try:
             net.fit(run.X, run.Y, epochs=net.epoch + (1 if incremental else est.max_iter), initial_epoch=net.epoch,
-                    batch_size=size, optimizer=solver.optimizer, shuffle=bool(est.shuffle), progress=False,
+                    batch_size=size, optimizer=solver.optimizer, shuffle=bool(est.shuffle), verbose=0,
                     callback=epoch_end)
-            stopped = False
-        except _Stop:
-            stopped = True
         except NonFiniteError as exc:
             raise ValueError(NON_FINITE) from exc
-        if not incremental and not stopped and est.n_iter_ == est.max_iter:
+        if not incremental and not stopped[0] and est.n_iter_ == est.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
                           "converged yet." % est.max_iter, ConvergenceWarning, stacklevel=4)
     except KeyboardInterrupt:  # MLP.fit has put back the weights of the last whole step

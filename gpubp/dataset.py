@@ -1,0 +1,121 @@
+"""The rows of one ``fit`` or ``evaluate`` call, checked once and served by mini-batch.
+
+The data set is checked and moved to the backend once (on a GPU it does not fit, it stays in
+host memory and streams batch by batch, see :mod:`gpubp.memory`); each epoch draws one
+permutation of the row indices and every mini-batch is gathered from it into a reused buffer
+(an index slice, never a per-sample loop, never a copy of the data set).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import memory, validation
+from .backend import is_device_array
+
+
+def class_targets(Y: Any, m: int) -> Optional[Any]:
+    """Class index per row when Y holds classes (labels, one-hot rows, or 0/1 for one output)."""
+    if Y.ndim == 1:
+        return Y
+    if m == 1:
+        col = Y[:, 0]
+        return col.astype("int64") if bool(((col == 0) | (col == 1)).all()) else None
+    if bool(((Y == 0) | (Y == 1)).all()) and bool((Y.sum(axis=1) == 1).all()):
+        return Y.argmax(axis=1)
+    return None
+
+
+def n_correct(A: Any, classes: Any) -> Any:
+    """How many rows of A^(L) predict their class, as a 0-d backend array."""
+    pred = (A[:, 0] > 0.5) if A.shape[1] == 1 else A.argmax(axis=1)
+    return (pred == classes).sum()
+
+
+def _host_nbytes(net: Any, X: Any, Y: Any) -> int:
+    """Bytes X, Y (and the class indices) take once on the device, estimated from their shapes
+    (0 for what is not a host array yet: it is checked, and refused or converted, afterwards)."""
+    x = X.size if isinstance(X, np.ndarray) else 0
+    y = Y.size if isinstance(Y, np.ndarray) else 0
+    n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim else 0
+    return int(x) * net.dtype.itemsize + int(y) * 8 + int(n) * 8
+
+
+def _upload(backend: Any, dst: Any, src: np.ndarray) -> None:
+    """Copy host array ``src`` into the reused backend buffer ``dst``."""
+    if backend.name == "cupy":
+        dst.set(src)
+    else:
+        np.copyto(dst, src)
+
+
+class Dataset:
+    """The X, Y (and class indices) of one ``fit`` or ``evaluate`` call, checked once.
+
+    Resident (the default): the arrays live on the backend and a mini-batch is gathered from
+    them by index into reused buffers. Streaming (a NumPy data set too large for the GPU, see
+    :mod:`gpubp.memory`): the arrays stay in host memory; a mini-batch is gathered on the
+    host into a reused staging buffer and copied into a reused device buffer.
+    """
+
+    def __init__(self, net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y")):
+        self.backend = net.backend
+        self.stream = not is_device_array(X) and memory.should_stream(self.backend, _host_nbytes(net, X, Y))
+        self.X, self.Y = validation.check_XY(net, X, Y, names, on_host=self.stream)
+        self.classes = class_targets(self.Y, net.sizes[-1])
+        self.n = self.X.shape[0]
+        self._buffers: Dict[int, Tuple[Any, ...]] = {}
+
+    def order(self, rng: Optional[np.random.Generator], rank: int = 0, ranks: int = 1, rows: int = 0) -> Any:
+        """A permutation of the rows drawn from ``rng`` (or 0..n-1), where the gather needs it.
+
+        In a distributed fit (``ranks`` > 1) every rank holds the same generator (rank 0's,
+        broadcast when fit starts) and draws the same ``ranks`` permutations of ``rows`` (the
+        largest shard's row count), keeping permutation ``rank`` restricted to its own n rows:
+        a uniform permutation of them, independent of the other ranks', while the generators
+        of all ranks stay equal. So the one generator state a checkpoint holds resumes every
+        rank exactly, whatever the shards' sizes. One process draws ``rng.permutation(n)``.
+        """
+        if rng is None:
+            order = np.arange(self.n)
+        elif ranks == 1:
+            order = rng.permutation(self.n)
+        else:
+            for k in range(ranks):
+                drawn = rng.permutation(rows)
+                if k == rank:
+                    order = drawn[drawn < self.n]
+        return order if self.stream else self.backend.asarray(order)
+
+    def _buffers_for(self, nb: int) -> Tuple[Any, ...]:
+        bufs = self._buffers.get(nb)
+        if bufs is None:
+            shapes = [(nb, self.X.shape[1]), (nb,) + self.Y.shape[1:]] + ([(nb,)] if self.classes is not None else [])
+            dtypes = [self.X.dtype, self.Y.dtype, np.int64]
+            xp = self.backend.xp
+            device = tuple(xp.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes))
+            host = tuple(np.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes)) if self.stream else ()
+            bufs = self._buffers[nb] = (device, host)
+        return bufs
+
+    def gather(self, idx: Any) -> Tuple[Any, Any, Optional[Any]]:
+        """(X_b, Y_b, class indices or None) of the rows ``idx``, in reused backend buffers."""
+        device, host = self._buffers_for(int(idx.shape[0]))
+        sources = (self.X, self.Y, self.classes)
+        for i, buf in enumerate(device):
+            if self.stream:
+                np.take(sources[i], idx, axis=0, out=host[i])
+                _upload(self.backend, buf, host[i])
+            else:
+                self.backend.xp.take(sources[i], idx, axis=0, out=buf)
+        return device[0], device[1], (device[2] if len(device) > 2 else None)
+
+    def rows(self, s: int, e: int) -> Tuple[Any, Any, Optional[Any]]:
+        """(X_b, Y_b, classes) of the contiguous rows s..e-1 (views when resident)."""
+        if not self.stream:
+            return self.X[s:e], self.Y[s:e], None if self.classes is None else self.classes[s:e]
+        device, _ = self._buffers_for(e - s)
+        for buf, src in zip(device, (self.X, self.Y, self.classes)):
+            _upload(self.backend, buf, np.ascontiguousarray(src[s:e]))
+        return device[0], device[1], (device[2] if len(device) > 2 else None)
