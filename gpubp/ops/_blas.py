@@ -112,6 +112,8 @@ def _version(name: str, lib: Any) -> str:
 # while its array is alive and has the same shape and strides.
 _ADDRESSES: Dict[int, Tuple[Any, Tuple[int, ...], Tuple[int, ...], int]] = {}
 _MAX_ADDRESSES = 256
+# Calls already checked and converted, per Blas (see Blas._plan): at most this many.
+_MAX_PLANS = 256
 
 
 def _address(a: np.ndarray) -> int:
@@ -141,6 +143,9 @@ class Blas:
         # the largest size or leading dimension the library's index type holds
         self.index_max = 2 ** (8 * ctypes.sizeof(index) - 1) - 1
         self._fns: Dict[Tuple[str, np.dtype], Any] = {}
+        # (routine, ids of its arrays, scalars) -> the checked call (see _plan)
+        self._plans: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}
+        self._seen: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}  # calls made once so far
         for routine in _ROUTINES + _OPTIONAL_ROUTINES:
             for dtype, prefix, real in ((_F32, "s", ctypes.c_float), (_F64, "d", ctypes.c_double)):
                 fn = getattr(lib, symbol.format(prefix + routine), None)
@@ -156,6 +161,40 @@ class Blas:
     def has(self, routine: str, dtype: Any) -> bool:
         """Whether this library has ``routine`` (``gemm``, ``gemv``, ``axpy``, ``axpby``, ``dot``, ``scal``) for ``dtype``."""
         return (routine, np.dtype(dtype)) in self._fns
+
+    # ---- calls made again with the same arrays ------------------------------------------
+    # A training step hands the library the same arrays (the parameters, the workspace) with
+    # the same scalars call after call. Checking them (_rows and friends) and converting the
+    # arguments to C types costs several microseconds per call, more than a small product's
+    # arithmetic; so each call that passed its checks is remembered with its converted
+    # arguments, and made again directly while its arrays are the very same objects (alive,
+    # with the same shapes and strides), the written one still writeable, and the index limit
+    # it was checked against unchanged.
+
+    def _plan(self, key: Tuple[Any, ...], arrays: Tuple[np.ndarray, ...], fn: Any, args: Tuple[Any, ...]) -> None:
+        """Note the checked call ``fn(*args)`` on ``arrays`` under ``key``; the second time the very
+        same call is made, remember it with its arguments converted (calls made once, such as
+        those on fresh slices or with a scalar that changes every time, cost only the note)."""
+        layout = tuple((a.shape, a.strides) for a in arrays)
+        seen = self._seen.get(key)
+        if seen is not None and seen[1] == layout and all(ref() is a for ref, a in zip(seen[0], arrays)):
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            converted = tuple(t(a) for t, a in zip(fn.argtypes, args))
+            self._plans[key] = (seen[0], layout, self.index_max, fn, converted)
+            return
+        if len(self._seen) >= _MAX_PLANS:
+            self._seen.clear()
+        self._seen[key] = (tuple(weakref.ref(a) for a in arrays), layout)
+
+    def _planned(self, key: Tuple[Any, ...], x: np.ndarray, y: np.ndarray) -> Optional[Tuple[Any, Tuple[Any, ...]]]:
+        """(function, arguments) of the call remembered under ``key`` for the arrays x and y (the
+        one written), where it still applies; None otherwise."""
+        plan = self._plans.get(key)
+        if (plan is None or plan[0][0]() is not x or plan[0][1]() is not y or plan[2] != self.index_max
+                or plan[1] != ((x.shape, x.strides), (y.shape, y.strides))):
+            return None
+        return plan[3], plan[4]
 
     def _rows(self, a: np.ndarray, dtype: np.dtype) -> Optional[Tuple[bool, int]]:
         """(transposed, leading dimension ld) of a 2-D ``a`` whose element [i, j] the library can
@@ -188,6 +227,13 @@ class Blas:
 
         C is stored by rows; A and B by rows or by columns (a transposed view is passed as it is).
         """
+        key = ("gemm", id(A), id(B), id(C), trans_a, trans_b, alpha, beta)
+        plan = self._plans.get(key)
+        if (plan is not None and plan[0][0]() is A and plan[0][1]() is B and plan[0][2]() is C
+                and plan[1] == ((A.shape, A.strides), (B.shape, B.strides), (C.shape, C.strides))
+                and plan[2] == self.index_max and C.flags.writeable):
+            plan[3](*plan[4])
+            return True
         dtype = C.dtype
         a, b, c = self._rows(A, dtype), self._rows(B, dtype), self._rows(C, dtype)
         if a is None or b is None or c is None or c[0] or not C.flags.writeable:
@@ -201,9 +247,11 @@ class Blas:
         if k == 0:
             C *= beta
             return True
-        self._fns[("gemm", dtype)](_ROW_MAJOR, _TRANS if a[0] != trans_a else _NO_TRANS,
-                                   _TRANS if b[0] != trans_b else _NO_TRANS, m, n, k, alpha, _address(A), a[1],
-                                   _address(B), b[1], beta, _address(C), c[1])
+        fn = self._fns[("gemm", dtype)]
+        args = (_ROW_MAJOR, _TRANS if a[0] != trans_a else _NO_TRANS, _TRANS if b[0] != trans_b else _NO_TRANS,
+                m, n, k, alpha, _address(A), a[1], _address(B), b[1], beta, _address(C), c[1])
+        fn(*args)
+        self._plan(key, (A, B, C), fn, args)
         return True
 
     def gemv_t(self, alpha: float, A: np.ndarray, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
@@ -231,20 +279,33 @@ class Blas:
 
     def axpby(self, alpha: float, x: np.ndarray, beta: float, y: np.ndarray) -> bool:
         """y = alpha x + beta y in one pass (contiguous arrays of one dtype and size)."""
+        key = ("axpby", id(x), id(y), alpha, beta)
+        planned = self._planned(key, x, y)
+        if planned is not None and y.flags.writeable:
+            planned[0](*planned[1])
+            return True
         fn = self._vector_routine("axpby", x, y)
         if fn is None:
             return False
-        fn(x.size, alpha, _address(x), 1, beta, _address(y), 1)
+        args = (x.size, alpha, _address(x), 1, beta, _address(y), 1)
+        fn(*args)
+        self._plan(key, (x, y), fn, args)
         return True
 
     def axpy(self, alpha: float, x: np.ndarray, y: np.ndarray) -> bool:
         """y += alpha x in one pass (contiguous arrays of one dtype and size)."""
+        key = ("axpy", id(x), id(y), alpha)
+        planned = self._planned(key, x, y)
+        if planned is not None and y.flags.writeable:
+            planned[0](*planned[1])
+            return True
         fn = self._vector_routine("axpy", x, y)
         if fn is None:
             return False
-        fn(x.size, alpha, _address(x), 1, _address(y), 1)
+        args = (x.size, alpha, _address(x), 1, _address(y), 1)
+        fn(*args)
+        self._plan(key, (x, y), fn, args)
         return True
-
 
     def _vector(self, routine: str, x: np.ndarray) -> Any:
         """``routine`` for a contiguous float vector within the index type; None otherwise."""
@@ -256,10 +317,18 @@ class Blas:
         """x . y in one pass (contiguous vectors of one dtype and size); None where the call cannot be
         made. (MKL's NRM2 is not used for norms: its result depends on the vector's address, so
         two replicas of a distributed run would round differently; its DOT does not.)"""
+        key = ("dot", id(x), id(y))
+        planned = self._planned(key, x, y)
+        if planned is not None:
+            return float(planned[0](*planned[1]))
         fn = self._vector("dot", x)
         if fn is None or y.dtype != x.dtype or y.shape != x.shape or not y.flags.c_contiguous:
             return None
-        return float(fn(x.size, _address(x), 1, _address(y), 1)) if x.size else 0.0
+        if not x.size:
+            return 0.0
+        args = (x.size, _address(x), 1, _address(y), 1)
+        self._plan(key, (x, y), fn, args)
+        return float(fn(*args))
 
     def scal(self, alpha: float, x: np.ndarray) -> bool:
         """x *= alpha in one pass (a contiguous vector)."""
