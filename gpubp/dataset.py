@@ -88,34 +88,50 @@ class Dataset:
                     order = drawn[drawn < self.n]
         return order if self.stream else self.backend.asarray(order)
 
+    def _sources(self) -> Tuple[Any, ...]:
+        """The arrays a mini-batch is gathered from: X, Y and the class indices where they are not
+        Y itself (integer labels are their own class indices: one gather serves both)."""
+        if self.classes is None or self.classes is self.Y:
+            return (self.X, self.Y)
+        return (self.X, self.Y, self.classes)
+
+    def _batch(self, device: Tuple[Any, ...]) -> Tuple[Any, Any, Optional[Any]]:
+        """(X_b, Y_b, class indices or None) from the gathered buffers."""
+        if len(device) > 2:
+            return device[0], device[1], device[2]
+        return device[0], device[1], (device[1] if self.classes is not None else None)
+
     def _buffers_for(self, nb: int) -> Tuple[Any, ...]:
         bufs = self._buffers.get(nb)
         if bufs is None:
-            shapes = [(nb, self.X.shape[1]), (nb,) + self.Y.shape[1:]] + ([(nb,)] if self.classes is not None else [])
-            dtypes = [self.X.dtype, self.Y.dtype, np.int64]
+            sources = self._sources()
+            shapes = [(nb,) + src.shape[1:] for src in sources]
             xp = self.backend.xp
-            device = tuple(xp.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes))
-            host = tuple(np.empty(sh, dtype=dt) for sh, dt in zip(shapes, dtypes)) if self.stream else ()
+            device = tuple(xp.empty(sh, dtype=src.dtype) for sh, src in zip(shapes, sources))
+            host = tuple(np.empty(sh, dtype=src.dtype) for sh, src in zip(shapes, sources)) if self.stream else ()
             bufs = self._buffers[nb] = (device, host)
         return bufs
 
     def gather(self, idx: Any) -> Tuple[Any, Any, Optional[Any]]:
-        """(X_b, Y_b, class indices or None) of the rows ``idx``, in reused backend buffers."""
+        """(X_b, Y_b, class indices or None) of the rows ``idx`` (indices of a permutation of the
+        rows: each in range), in reused backend buffers."""
         device, host = self._buffers_for(int(idx.shape[0]))
-        sources = (self.X, self.Y, self.classes)
-        for i, buf in enumerate(device):
-            if self.stream:
-                np.take(sources[i], idx, axis=0, out=host[i])
-                _upload(self.backend, buf, host[i])
-            else:
-                self.backend.xp.take(sources[i], idx, axis=0, out=buf)
-        return device[0], device[1], (device[2] if len(device) > 2 else None)
+        sources = self._sources()
+        if self.stream:
+            for src, buf, staged in zip(sources, device, host):
+                np.take(src, idx, axis=0, out=staged, mode="clip")  # host memory: see NumpyOps.take_rows
+                _upload(self.backend, buf, staged)
+        else:
+            take = self.backend.ops.take_rows
+            for src, buf in zip(sources, device):
+                take(src, idx, buf)
+        return self._batch(device)
 
     def rows(self, s: int, e: int) -> Tuple[Any, Any, Optional[Any]]:
         """(X_b, Y_b, classes) of the contiguous rows s..e-1 (views when resident)."""
         if not self.stream:
             return self.X[s:e], self.Y[s:e], None if self.classes is None else self.classes[s:e]
         device, _ = self._buffers_for(e - s)
-        for buf, src in zip(device, (self.X, self.Y, self.classes)):
+        for buf, src in zip(device, self._sources()):
             _upload(self.backend, buf, np.ascontiguousarray(src[s:e]))
-        return device[0], device[1], (device[2] if len(device) > 2 else None)
+        return self._batch(device)

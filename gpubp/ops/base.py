@@ -36,6 +36,12 @@ class Ops:
     def __init__(self, xp: Any):
         self.xp = xp
 
+    # ---- mini-batches ------------------------------------------------------------------
+    def take_rows(self, src: Any, idx: Any, out: Any) -> Any:
+        """The rows ``idx`` of ``src`` (a mini-batch of a data set), written into ``out``. Every index
+        lies in [0, len(src)): they come from a permutation of the rows."""
+        return self.xp.take(src, idx, axis=0, out=out)
+
     # ---- matrix products (BLAS / cuBLAS) ---------------------------------------------
     def linear(self, A_prev: Any, W: Any, out: Any) -> Any:
         """Z^(l) = A^(l-1) W^(l)T (the bias is added by :meth:`bias_activation`)."""
