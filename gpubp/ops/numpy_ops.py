@@ -54,6 +54,10 @@ ACTIVATION_BLOCK_BYTES = 1 << 18
 # wakes beside MKL's.
 SMALL_PRODUCT = 1 << 18
 SMALL_PRODUCT_VECTOR = 1 << 18
+# ... except Z = A W^T, which goes direct from this many multiply-adds on: NumPy's OpenBLAS
+# multiplies by a transposed matrix with few columns slowly (measured at 200 x 100 x 10: 9.8 us
+# in NumPy, 6.7 us through MKL with the call's checks remembered, see _blas.Blas._plan).
+SMALL_LINEAR = 1 << 16
 # Bytes per array of a block of the BLAS form of Adam's update: large enough that the threaded
 # AXPBY/AXPY calls split well over the cores (measured best at 0.5-1 MiB on two cores).
 ADAM_BLAS_BLOCK_BYTES = 1 << 20
@@ -62,6 +66,31 @@ ADAM_BLAS_BLOCK_BYTES = 1 << 20
 ADAM_BLAS_MIN_SIZE = 1 << 17
 _MAX_SCRATCH = 32
 _ACTIVATION_SLOTS = tuple(f"activation{k}" for k in range(8))
+
+
+def _adam_block(p: Any, g: Any, ms: Any, vs: Any, t1: Any, t2: Optional[Any], l2: float, decay: float, b1: float,
+                b2: float, root_bias2: float, eps: float, step_size: float) -> None:
+    """Adam's update of one block of the flat buffers (:meth:`NumpyOps._adam`): the operations of
+    :meth:`Ops.adam_update` one by one, into the scratch blocks ``t1`` (and ``t2`` for the L2 term)."""
+    if l2:
+        g = np.add(g, np.multiply(p, l2, out=t2), out=t2)
+    if decay != 1.0:  # AdamW: w <- w (1 - lr wd) before the step
+        p *= decay
+    # m <- b1 m + (1 - b1) g
+    ms *= b1
+    ms += np.multiply(g, 1.0 - b1, out=t1)
+    # v <- b2 v + (1 - b2) g^2
+    vs *= b2
+    np.multiply(g, g, out=t1)
+    t1 *= 1.0 - b2
+    vs += t1
+    # w <- w - step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    np.sqrt(vs, out=t1)
+    t1 /= root_bias2
+    t1 += eps
+    np.divide(ms, t1, out=t1)
+    t1 *= step_size
+    p -= t1
 
 
 class NumpyOps(BatchNormBlocks, Ops):
@@ -84,7 +113,7 @@ class NumpyOps(BatchNormBlocks, Ops):
             raise TypeError(f"blas must be 'default', 'mkl', 'openblas', a Blas or None; got {blas!r}")
         self._blas: Optional[_blas.Blas] = blas
         self._scratch_buffers: Dict[Tuple[str, Tuple[int, ...], np.dtype], np.ndarray] = {}
-        self._row_indices: Dict[int, np.ndarray] = {}
+        self._row_indices: Dict[Tuple[int, int], np.ndarray] = {}
 
     # ---- reused buffers --------------------------------------------------------------
     def _scratch(self, slot: str, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -99,29 +128,35 @@ class NumpyOps(BatchNormBlocks, Ops):
 
     def _mean_weights(self, n: int, dtype: Any) -> np.ndarray:
         """The vector (1/n, ..., 1/n) of length n: averaging over rows as a product."""
-        key = ("mean", (n,), np.dtype(dtype))
-        w = self._scratch_buffers.get(key)
+        w = self._scratch_buffers.get(("mean", (n,), dtype))
         if w is None:
             w = self._scratch("mean", (n,), dtype)
             w.fill(1.0 / n)
         return w
 
+    # ---- mini-batches ------------------------------------------------------------------
+    def take_rows(self, src: Any, idx: Any, out: Any) -> Any:
+        """The rows ``idx`` of ``src`` into ``out`` without bounds checks: ``np.take``'s default mode
+        (``raise``) writes through a temporary copy of ``out`` so that a bad index leaves it
+        untouched, which costs as much as the gather itself; ``clip`` writes in place, and clips
+        nothing, as every index comes from a permutation of the rows."""
+        return np.take(src, idx, axis=0, out=out, mode="clip")
+
     # ---- matrix products -----------------------------------------------------------------
-    def _goes_direct(self, A: Any, C: Any, trans_a: bool = False) -> bool:
+    def _goes_direct(self, A: Any, C: Any, trans_a: bool = False, smallest: int = SMALL_PRODUCT) -> bool:
         """Whether the product C = op(A) op(B) is one for the direct BLAS call: a library is bound
-        and the product is above SMALL_PRODUCT multiply-adds (m n k, k the inner size from op(A))."""
-        k = A.shape[0] if trans_a else A.shape[1]
-        return self._blas is not None and C.shape[0] * C.shape[1] * k > SMALL_PRODUCT
+        and the product is above ``smallest`` multiply-adds (m n k, k the inner size from op(A))."""
+        return self._blas is not None and C.shape[0] * C.shape[1] * (A.shape[0] if trans_a else A.shape[1]) > smallest
 
     def _direct(self, alpha: float, A: Any, B: Any, beta: float, C: Any, trans_a: bool = False,
-                trans_b: bool = False) -> bool:
+                trans_b: bool = False, smallest: int = SMALL_PRODUCT) -> bool:
         """C = alpha op(A) op(B) + beta C as one direct BLAS call; False (nothing done) where NumPy
         does the product instead: no direct BLAS, a small product, or arrays it cannot take."""
-        return self._goes_direct(A, C, trans_a) and self._blas.gemm(alpha, A, B, beta, C, trans_a, trans_b)
+        return self._goes_direct(A, C, trans_a, smallest) and self._blas.gemm(alpha, A, B, beta, C, trans_a, trans_b)
 
     def linear(self, A_prev: Any, W: Any, out: Any) -> Any:
         """Z^(l) = A^(l-1) W^(l)T (the bias is added by :meth:`bias_activation`)."""
-        if self._direct(1.0, A_prev, W, 0.0, out, trans_b=True):
+        if self._direct(1.0, A_prev, W, 0.0, out, False, True, SMALL_LINEAR):
             return out
         return np.matmul(A_prev, W.T, out=out)
 
@@ -129,11 +164,11 @@ class NumpyOps(BatchNormBlocks, Ops):
                       dropout: Any = None) -> Any:
         """Z^(l) = A^(l-1) W^(l)T + b^(l) as one GEMM with beta = 1 on Z^(l) = b^(l) (no pass adding
         the bias afterwards), then A^(l) = g^(l)(Z^(l)) (and the dropout) as :meth:`bias_activation`."""
-        if b is not None and self._goes_direct(A_prev, Z):
+        if b is not None and self._goes_direct(A_prev, Z, False, SMALL_LINEAR):
             np.copyto(Z, b)
-            if self._blas.gemm(1.0, A_prev, W, 1.0, Z, trans_b=True):
+            if self._blas.gemm(1.0, A_prev, W, 1.0, Z, False, True):
                 return self.bias_activation(Z, None, act, A, dropout)
-        self.linear(A_prev, W, out=Z)
+        self.linear(A_prev, W, Z)
         return self.bias_activation(Z, b, act, A, dropout)
 
     def backprop_linear(self, Delta: Any, W: Any, out: Any) -> Any:
@@ -227,8 +262,12 @@ class NumpyOps(BatchNormBlocks, Ops):
         M = D = None
         if dropout is not None:
             M, D = self.dropout_mask(dropout), dropout.out
-        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._forward_block(Z, b, forms.forward, A, M, D)
+        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:  # one block: _forward_block, inline
+            if b is not None:
+                np.add(Z, b, out=Z)
+            forms.forward(Z, A, self._block_scratch(Z, 0))
+            if M is not None:
+                np.multiply(A, M, out=D)
         else:
             for rows in self._row_blocks(Z):
                 self._forward_block(Z[rows], b, forms.forward, A[rows], None if M is None else M[rows],
@@ -242,12 +281,15 @@ class NumpyOps(BatchNormBlocks, Ops):
         grad = forms.grad if forms is not None and act.elementwise else None
         if grad is None:
             return super().activation_backward(dA, Z, A, act, out, dropout)
+        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:  # one block: _backward_block, inline
+            G = self._block_buffer(0, Z)
+            grad(Z, A, G, self._block_scratch(Z, 1))
+            if dropout is not None:
+                dA = np.multiply(dA, dropout.mask, out=out)
+            return np.multiply(dA, G, out=out)
         M = None if dropout is None else dropout.mask
-        if Z.nbytes <= ACTIVATION_BLOCK_BYTES:
-            self._backward_block(dA, Z, A, grad, out, M)
-        else:
-            for rows in self._row_blocks(Z):
-                self._backward_block(dA[rows], Z[rows], A[rows], grad, out[rows], None if M is None else M[rows])
+        for rows in self._row_blocks(Z):
+            self._backward_block(dA[rows], Z[rows], A[rows], grad, out[rows], None if M is None else M[rows])
         return out
 
     # ---- the output layer --------------------------------------------------------------
@@ -274,14 +316,21 @@ class NumpyOps(BatchNormBlocks, Ops):
             self.activation_backward(Delta, Z, A, act, out=Delta)
             return C
         if loss.head == SOFTMAX_CROSS_ENTROPY and Y.ndim == 1 and act.name == loss.requires_output_activation:
-            rows = self._row_index(n)
-            picked = A[rows, Y]  # a_y
             np.copyto(Delta, A)
-            Delta[rows, Y] = picked - 1.0  # dC_0/dZ = A - Y, Y one-hot, without building it
+            if A.flags.c_contiguous and Delta.flags.c_contiguous:
+                # the label entries as flat indices i m + y_i: one gather, one scatter on flat views
+                flat = np.add(self._row_index(n, m), Y, out=self._index_buffer(n))
+                picked = A.reshape(-1).take(flat, mode="clip", out=self._scratch("label_prob", (n,), A.dtype))  # a_y
+                # dC_0/dZ = A - Y, Y one-hot, without building it
+                Delta.reshape(-1)[flat] = np.subtract(picked, 1.0, out=self._scratch("label_delta", (n,), A.dtype))
+            else:
+                rows = self._row_index(n)
+                picked = A[rows, Y]
+                Delta[rows, Y] = picked - 1.0
             # not (min >= tiny): a flushed or denormal a_y, or NaN (a NaN row, which the logits
             # formula gives as NaN too)
             if n and not picked.min() >= smallest_normal(Z.dtype):
-                return np.asarray(self._cross_entropy_from_logits(Z, Y, rows).mean(dtype=Z.dtype))
+                return np.asarray(self._cross_entropy_from_logits(Z, Y, self._row_index(n)).mean(dtype=Z.dtype))
             np.log(picked, out=picked)
             # C = (1/n) sum_i -log a_y: the sum and division of ndarray.mean without its overhead
             return np.asarray(np.add.reduce(picked) / -n, dtype=Z.dtype)
@@ -296,14 +345,23 @@ class NumpyOps(BatchNormBlocks, Ops):
         np.exp(E, out=E)
         return np.log(E.sum(axis=1)) - picked
 
-    def _row_index(self, n: int) -> np.ndarray:
-        """0, 1, ..., n-1 (reused: the row index of a batch's label lookups)."""
-        rows = self._row_indices.get(n)
+    def _row_index(self, n: int, step: int = 1) -> np.ndarray:
+        """0, step, ..., (n-1) step (reused: the row starts of a batch's label lookups)."""
+        rows = self._row_indices.get((n, step))
         if rows is None:
             if len(self._row_indices) >= _MAX_SCRATCH:
                 self._row_indices.clear()
-            rows = self._row_indices[n] = np.arange(n)
+            rows = self._row_indices[(n, step)] = np.arange(0, n * step, step, dtype=np.intp)
         return rows
+
+    def _index_buffer(self, n: int) -> np.ndarray:
+        """A reused index array of length n to write into (kept apart from the float scratch)."""
+        buf = self._row_indices.get((n, -1))
+        if buf is None:
+            if len(self._row_indices) >= _MAX_SCRATCH:
+                self._row_indices.clear()
+            buf = self._row_indices[(n, -1)] = np.empty(n, dtype=np.intp)
+        return buf
 
     # ---- gradient clipping -----------------------------------------------------------
     def clip_grad_norm(self, grads: Any, max_norm: float) -> Any:
@@ -374,35 +432,20 @@ class NumpyOps(BatchNormBlocks, Ops):
         lr, eps = hyper.lr, hyper.eps_at(t)
         step_size = lr / (1.0 - b1**t)
         root_bias2 = (1.0 - b2**t) ** 0.5
-        if not l2 and self._blas is not None and self._adam_update_blas(params, grads, m, v, step_size, root_bias2,
-                                                                        b1, b2, eps, decay):
+        if (not l2 and params.size >= ADAM_BLAS_MIN_SIZE and self._blas is not None
+                and self._adam_update_blas(params, grads, m, v, step_size, root_bias2, b1, b2, eps, decay)):
             return
         width = min(BLOCK, params.size)
         buf = self._scratch("update", (width,), params.dtype)
-        buf2 = self._scratch("update2", (width,), params.dtype)
+        buf2 = self._scratch("update2", (width,), params.dtype) if l2 else None
+        if params.size <= BLOCK:  # one block: the arrays themselves, no slicing
+            _adam_block(params, grads, m, v, buf, buf2, l2, decay, b1, b2, root_bias2, eps, step_size)
+            return
         for s in self._blocks(params.size):
-            p, g, ms, vs = params[s], grads[s], m[s], v[s]
+            p = params[s]
             k = p.size
-            t1, t2 = buf[:k], buf2[:k]
-            if l2:
-                g = np.add(g, np.multiply(p, l2, out=t2), out=t2)
-            if decay != 1.0:  # AdamW: w <- w (1 - lr wd) before the step
-                p *= decay
-            # m <- b1 m + (1 - b1) g
-            ms *= b1
-            ms += np.multiply(g, 1.0 - b1, out=t1)
-            # v <- b2 v + (1 - b2) g^2
-            vs *= b2
-            np.multiply(g, g, out=t1)
-            t1 *= 1.0 - b2
-            vs += t1
-            # w <- w - step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-            np.sqrt(vs, out=t1)
-            t1 /= root_bias2
-            t1 += eps
-            np.divide(ms, t1, out=t1)
-            t1 *= step_size
-            p -= t1
+            _adam_block(p, grads[s], m[s], v[s], buf[:k], None if buf2 is None else buf2[:k], l2, decay, b1, b2,
+                        root_bias2, eps, step_size)
 
     def _adam_update_blas(self, params: Any, grads: Any, m: Any, v: Any, step_size: float, root_bias2: float,
                           b1: float, b2: float, eps: float, decay: float = 1.0) -> bool:
