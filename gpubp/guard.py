@@ -8,6 +8,7 @@ non-finite step with the newest finite state; early stopping keeps one for the b
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -136,6 +137,8 @@ class DivergenceGuard:
             self.spare.take(b)
 
     def _value(self, C: Any) -> Any:
+        if self.on_host:  # the reduction itself, without ndarray.sum's Python layer
+            return C + np.add.reduce(self.net.grads)
         return C + self.net.grads.sum()
 
     def _weights_finite(self) -> bool:
@@ -147,7 +150,7 @@ class DivergenceGuard:
         s = self._value(C)
         self.count += 1
         if self.on_host:
-            if not bool(np.isfinite(s)):
+            if not math.isfinite(s):
                 return b
         else:
             self.sums[self.count - 1] = s

@@ -98,6 +98,7 @@ class Loop:
         correct = xp.zeros((), dtype=xp.int64)
         batch_hooks = self.callbacks.batch_hooks
         step, n_batches, step_rows = self.step, plan.n_batches, plan.step_rows
+        before_step, after_step, workspace, L = guard.before_step, guard.after_step, net.workspace, net.L
         guard.begin_epoch(lambda i, order=order: step(i, order)[0])
         b = 0
 
@@ -105,9 +106,9 @@ class Loop:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the guard reports NaN/inf
                 for b in range(n_batches):
                     last = b == n_batches - 1
-                    guard.before_step(b, last)
+                    before_step(b, last)
                     C, Xb, Cb = step(b, order)
-                    bad = guard.after_step(b, C, last)
+                    bad = after_step(b, C, last)
                     if bad is not None:
                         restored = guard.rewind(bad)
                         what = (f"the update of batch {bad} of {plan.n_batches} made the weights NaN or inf"
@@ -122,7 +123,7 @@ class Loop:
                     loss_sum += C * rows
                     if Cb is not None:
                         # the outputs of this batch's forward pass, before the update
-                        correct += n_correct(net.workspace(Xb.shape[0]).A[net.L], Cb)
+                        correct += n_correct(workspace(Xb.shape[0]).A[L], Cb)
                     if batch_hooks:
                         self.rows_done += rows
                         self.callbacks.on_batch_end(b, BatchLogs(self, rows))
