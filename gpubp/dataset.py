@@ -119,7 +119,7 @@ class Dataset:
         sources = self._sources()
         if self.stream:
             for src, buf, staged in zip(sources, device, host):
-                np.take(src, idx, axis=0, out=staged, mode="clip")  # host memory: see NumpyOps.take_rows
+                src.take(idx, 0, staged, "clip")  # host memory: see NumpyOps.take_rows
                 _upload(self.backend, buf, staged)
         else:
             take = self.backend.ops.take_rows

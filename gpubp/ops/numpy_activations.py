@@ -260,13 +260,13 @@ def _softmax_forward_into(Z: Any, A: Any, tmp: Optional[Scratch] = None) -> Any:
     if m <= SOFTMAX_TRANSPOSED_MAX_COLS:
         ZT = A.reshape(m, n)  # a view of A (a copy where A is not contiguous, as good here)
         np.copyto(ZT, Z.T)
-        zmax = ZT.max(axis=0)[:, None]
+        zmax = np.maximum.reduce(ZT, axis=0)[:, None]  # ZT.max(axis=0) without ndarray.max's Python layer
     else:
-        zmax = Z.max(axis=1, keepdims=True)
+        zmax = np.maximum.reduce(Z, axis=1, keepdims=True)
     np.subtract(Z, zmax, out=A)
     np.exp(A, out=A)
     A[A < smallest_normal(A.dtype)] = 0.0  # see gpubp.activations' softmax
-    return np.divide(A, A.sum(axis=1, keepdims=True), out=A)
+    return np.divide(A, np.add.reduce(A, axis=1, keepdims=True), out=A)
 
 
 @dataclass(frozen=True)
