@@ -77,16 +77,23 @@ class DivergenceGuard:
 
     After every step the guard records s = C + sum_w dC/dw, one reduction over the flat
     gradient buffer: s is NaN or inf when the loss or any gradient is (or when the gradients
-    sum beyond the dtype's range, which is divergence too). On NumPy s is tested at once (a
-    0-d value already on the host; the sum is about 3% of a 784-512-256-10 step at n = 256). On
-    the GPU s is written into a small device vector that is read back once every
-    ``CHECK_EVERY`` batches and at the end of the epoch: one synchronisation per window, none
-    per batch. At the end of every window (and so of every epoch) the weights the window's
-    updates left are checked too, sum_w w in the same read-back: an update can overflow the
-    weights while the loss and gradients it was computed from are finite (the last update of a
-    run, which no later step would see, or weights gone to -inf into a ReLU that then never
-    fires); the window is then replayed from the verified state to find the first update that
-    did it. So ``fit`` never returns with non-finite weights.
+    sum beyond the dtype's range, which is divergence too). On the GPU s is written into a small
+    device vector that is read back once every ``CHECK_EVERY`` batches and at the end of the
+    epoch: one synchronisation per window, none per batch. At the end of every window (and so
+    of every epoch) the weights the window's updates left are checked too, sum_w w in the same
+    read-back: an update can overflow the weights while the loss and gradients it was computed
+    from are finite (the last update of a run, which no later step would see, or weights gone
+    to -inf into a ReLU that then never fires); the window is then replayed from the verified
+    state to find the first update that did it. So ``fit`` never returns with non-finite weights.
+
+    On NumPy the loss is tested at once after every step (a 0-d value already on the host). With
+    an optimizer whose updates carry every non-finite gradient into the weight it updates
+    (``spreads_nonfinite``: SGD, Adam and AdamW), that is all a step costs: a batch with a
+    non-finite gradient leaves non-finite weights, which the next batch's loss or the window's
+    weight check sees, and the replay from the verified state then finds the first failing
+    batch by its s, exactly as a check of s after every step would have (the sum over the
+    gradients, up to 4% of a step, is paid only on failure). With any other optimizer s itself
+    is tested after every step.
 
     Restore point: when batch k (of the epoch, from 0) is the first with a NaN or inf, the
     weights P_k it was computed from are useless (their loss or gradient is not finite, at
@@ -113,10 +120,17 @@ class DivergenceGuard:
         if callable(bind):  # allocate the (zero) state now so the snapshots cover it
             bind(net)
         self.verified, self.spare = Snapshot(net, optimizer), Snapshot(net, optimizer)
+        # whether a non-finite gradient always reaches the weights (see loss_only)
+        self.spreads = bool(getattr(optimizer, "spreads_nonfinite", False))
         # the window's s values, and one slot for the weights' sum at the window's end
         self.sums = None if self.on_host else self.xp.empty(every + 1, dtype=net.dtype)
         self.window = 0  # the epoch's batch index where the current window starts
         self.count = 0  # steps recorded in the current window
+
+    @property
+    def loss_only(self) -> bool:
+        """Whether each step tests its loss alone (on the host, with a ``spreads_nonfinite`` optimizer)."""
+        return self.on_host and self.spreads
 
     def restore(self) -> int:
         """Put the verified snapshot back; returns the batch index it was taken before."""
@@ -147,13 +161,15 @@ class DivergenceGuard:
     def after_step(self, b: int, C: Any, last: bool) -> Optional[int]:
         """Record batch ``b``'s check; the index k of the first non-finite batch once known (k = i + 1
         when batch i's update made the weights non-finite; ``weights_failed`` says which), else None."""
-        s = self._value(C)
         self.count += 1
-        if self.on_host:
-            if not math.isfinite(s):
+        if self.loss_only:
+            if not math.isfinite(C):  # find the first batch whose loss or gradient failed
+                return self._locate(b)
+        elif self.on_host:
+            if not math.isfinite(self._value(C)):
                 return b
         else:
-            self.sums[self.count - 1] = s
+            self.sums[self.count - 1] = self._value(C)
         if self.count < self.every and not last:
             return None
         if self.on_host:
@@ -182,8 +198,9 @@ class DivergenceGuard:
         return None, False
 
     def _locate(self, end: int) -> int:
-        """The weights are not finite after batch ``end``: replay from the verified state (whose
-        weights are finite) to the first batch that fails, and return its k."""
+        """The weights (or, with ``loss_only``, the loss) are not finite after batch ``end``: replay
+        from the verified state (whose weights are finite) to the first batch that fails, and
+        return its k."""
         start = self.restore()
         for i in range(start, end + 1):
             k, self.weights_failed = self._first_failure(i)

@@ -153,6 +153,11 @@ class Optimizer:
 
     hyperparameter_class: ClassVar[type] = Hyperparameters
     state_names: Tuple[str, ...] = ()
+    #: Whether every update makes each weight whose gradient is NaN or inf non-finite (the
+    #: divergence guard then tests the loss after each step and finds a failed gradient by the
+    #: weights it left, see :class:`gpubp.guard.DivergenceGuard`). True for SGD, Adam and AdamW,
+    #: whose steps are the gradient or its moments times a positive rate.
+    spreads_nonfinite: ClassVar[bool] = False
 
     def __init__(self, **hyper: Any) -> None:
         self.hyper = self.hyperparameter_class(**hyper)
@@ -242,6 +247,7 @@ class SGD(Optimizer):
     """
 
     hyperparameter_class = SGDHyperparameters
+    spreads_nonfinite = True
     lr = hyperparameter("lr")
     momentum = hyperparameter("momentum")
     nesterov = hyperparameter("nesterov")
@@ -280,6 +286,7 @@ class Adam(Optimizer):
     """
 
     hyperparameter_class = AdamHyperparameters
+    spreads_nonfinite = True
     state_names = ("m", "v")
     lr = hyperparameter("lr")
     betas = hyperparameter("betas")
@@ -316,6 +323,7 @@ class AdamW(Optimizer):
     """
 
     hyperparameter_class = AdamWHyperparameters
+    spreads_nonfinite = True
     state_names = ("m", "v")
     lr = hyperparameter("lr")
     betas = hyperparameter("betas")

@@ -161,3 +161,44 @@ def test_a_nan_loss_mid_window_is_found_by_either_branch(backend, guard_branch, 
     assert "batch 6 of 10: its loss" in str(info.value) and "before batch 5" in str(info.value)
     assert opt.t == 4
     np.testing.assert_array_equal(_params(net), _params(ref))
+
+
+@pytest.mark.parametrize("check_every", [1, 4, 32])
+@pytest.mark.parametrize("make_opt", [lambda: gpubp.SGD(0.01, momentum=0.9), lambda: gpubp.Adam(0.01)],
+                         ids=["sgd-momentum", "adam"])
+def test_a_nan_gradient_with_a_finite_loss_is_found_as_a_per_step_check_finds_it(backend, monkeypatch, check_every,
+                                                                                  make_opt):
+    """On NumPy the guard tests the loss alone after each step when the optimizer carries a
+    non-finite gradient into the weights (SGD, Adam, AdamW): a NaN in one gradient entry at a
+    finite loss is then seen one batch later (the loss of the NaN weights) and located by the
+    replay. Fit stops at the same batch with the same message and the same state, bit for bit
+    on NumPy, as with the sum over the gradients tested after every step."""
+    monkeypatch.setattr(guard, "CHECK_EVERY", check_every)
+    X, Y = _regression(30, seed=3)
+    outcomes = []
+    for per_step in (False, True):
+        net = gpubp.MLP([3, 4, 1], activation="tanh", loss="mse", seed=5)
+        opt = make_opt()
+        assert type(opt).spreads_nonfinite
+        if per_step:
+            opt.spreads_nonfinite = False  # the guard then tests C + sum of the gradients after every step
+        real_step = opt.step
+
+        def step(n, opt=opt, real_step=real_step):  # the 8th update (also when replayed): one NaN gradient
+            if opt.t == 7:
+                n.grads[2] = np.nan
+            real_step(n)
+
+        monkeypatch.setattr(opt, "step", step)
+        with pytest.raises(gpubp.NonFiniteError) as info:
+            net.fit(X, Y, epochs=3, batch_size=4, optimizer=opt, progress=False)
+        outcomes.append((info.value.epoch, info.value.batch, str(info.value), _params(net), opt.t,
+                         {k: net.backend.to_numpy(v).copy() for k, v in opt.state.items()}))
+    (e1, b1, msg1, p1, t1, s1), (e2, b2, msg2, p2, t2, s2) = outcomes
+    assert (e1, b1) == (e2, b2) == (1, 8) and msg1 == msg2 and "its loss or a gradient is NaN or inf" in msg1
+    assert t1 == t2 == 6 and np.isfinite(p1).all()
+    if backend.name == "numpy":
+        assert p1.tobytes() == p2.tobytes()
+        assert all(s1[k].tobytes() == s2[k].tobytes() for k in s1)
+    else:
+        np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-6)
