@@ -192,3 +192,61 @@ def test_libraries_train_alike():
     assert not np.allclose(results[0], start, rtol=1e-3, atol=1e-3)  # it trained
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_call_made_again_gives_the_numbers_of_the_first(blas):
+    """The second and later calls on the same arrays and scalars skip the checks (Blas._plan):
+    the same numbers as a fresh call, and the scalars stay part of the call."""
+    rng = np.random.default_rng(4)
+    A, B = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(4, 5)).astype(np.float32)
+    C = np.empty((6, 4), np.float32)
+    want = A.astype(np.float64) @ B.T.astype(np.float64)
+    for alpha in (1.0, 1.0, 1.0, 0.5, 0.5):  # noted, remembered, then reused; another alpha is another call
+        assert blas.gemm(alpha, A, B, 0.0, C, trans_b=True)
+        np.testing.assert_allclose(C, alpha * want, rtol=1e-5, atol=1e-5)
+    x, y = rng.normal(size=50).astype(np.float32), rng.normal(size=50).astype(np.float32)
+    y0 = y.copy()
+    for k in range(1, 4):
+        assert blas.axpy(0.25, x, y)
+        np.testing.assert_allclose(y, y0 + k * 0.25 * x, rtol=1e-5, atol=1e-5)
+        assert blas.dot(x, y) == pytest.approx(float(x.astype(np.float64) @ y), rel=1e-5)
+
+
+def test_a_remembered_call_follows_its_arrays(blas):
+    """A remembered call is made again only on the very arrays it was checked with: not on a new
+    array that took a dead one's id, not on an array reshaped in place, not into an array made
+    read-only since, and not past a lowered index limit."""
+    rng = np.random.default_rng(5)
+    B = np.eye(4, dtype=np.float32)
+    for _ in range(3):  # the same id may come back for a new array with other numbers
+        for _ in range(3):
+            A = rng.normal(size=(4, 4)).astype(np.float32)
+            C = np.empty((4, 4), np.float32)
+            assert blas.gemm(1.0, A, B, 0.0, C)
+            np.testing.assert_array_equal(C, A)
+            u, v = rng.normal(size=8).astype(np.float32), np.zeros(8, np.float32)
+            assert blas.axpy(1.0, u, v) and blas.axpy(1.0, u, v)
+            np.testing.assert_allclose(v, 2 * u)
+            del A, C, u, v
+    A = rng.normal(size=(4, 4)).astype(np.float32)
+    C = np.zeros((4, 4), np.float32)
+    for _ in range(3):
+        assert blas.gemm(1.0, A, B, 0.0, C)
+    C.shape = (2, 8)  # reshaped in place: another product, which the library cannot take
+    assert not blas.gemm(1.0, A, B, 0.0, C)
+    C.shape = (4, 4)
+    C.flags.writeable = False
+    assert not blas.gemm(1.0, A, B, 0.0, C)
+    C.flags.writeable = True
+    for _ in range(3):
+        assert blas.gemm(1.0, A, B, 0.0, C)
+
+
+def test_a_remembered_call_respects_a_lowered_index_limit(blas, monkeypatch):
+    x, y = np.ones(12, np.float32), np.ones(12, np.float32)
+    for _ in range(3):
+        assert blas.axpy(1.0, x, y) and blas.dot(x, y) is not None
+    monkeypatch.setattr(blas, "index_max", 11)
+    before = y.copy()
+    assert not blas.axpy(1.0, x, y) and blas.dot(x, y) is None
+    np.testing.assert_array_equal(y, before)

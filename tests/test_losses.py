@@ -64,6 +64,28 @@ def test_loss_head_equals_reference_ops(dtype, loss, act, labels):
 
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_head_with_labels_on_strided_arrays_gives_the_contiguous_numbers(dtype):
+    """The labels head looks its entries up by flat index on C-contiguous arrays (the workspace's)
+    and by (row, label) pairs on any other layout: the same C and Delta bit for bit, and Delta's
+    neighbours untouched."""
+    rng = np.random.default_rng(6)
+    act, loss = ACTIVATIONS["softmax"], LOSSES["cross_entropy"]
+    Z = rng.normal(scale=3.0, size=(11, 5)).astype(dtype)
+    Y = rng.integers(0, 5, 11)
+    A = act.forward(np, Z)
+    D = np.empty_like(Z)
+    C = NumpyOps().loss_head(loss, act, Z, A, Y, D)
+    wide_A, wide_D = np.zeros((11, 9), dtype), np.full((11, 9), 7.0, dtype)
+    wide_A[:, 2:7] = A
+    Cs = NumpyOps().loss_head(loss, act, Z, wide_A[:, 2:7], Y, wide_D[:, 2:7])
+    assert C.tobytes() == Cs.tobytes()
+    assert_same(wide_D[:, 2:7], D)
+    np.testing.assert_array_equal(wide_D[:, :2], 7.0)
+    np.testing.assert_array_equal(wide_D[:, 7:], 7.0)
+
+
 def _exact_cross_entropy(Z, Y):
     """C = (1/n) sum_i logsumexp(z_i) - z_{i, y_i} by reference.py's per-sample formula (float64)."""
     from gpubp import reference
