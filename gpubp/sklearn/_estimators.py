@@ -195,7 +195,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
                                  f"'y' has {classes}.")
-        return X, self._label_binarizer.transform(y).astype(bool)
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ == "multiclass" and y.ndim == 1:
+            # label_binarize's rows for a multiclass binarizer (a one at the label's column of the
+            # sorted classes_), without its checks: every label of y is a known class (fitted on y
+            # above, or checked against classes_)
+            return X, y.reshape(-1, 1) == binarizer.classes_
+        return X, binarizer.transform(y).astype(bool)
 
     def _multiclass(self) -> bool:
         return self._label_binarizer.y_type_ == "multiclass"
