@@ -18,12 +18,12 @@ from __future__ import annotations
 from . import callbacks, distributed, layers, schedules
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
-from .checkpoint import load_optimizer
 from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError, OutOfMemoryError
 from .gradcheck import gradcheck
 from .losses import LOSSES
 from .layers import Layer
-from .network import MLP, load
+from .network import MLP
+from .persistence import load, load_optimizer
 from .optim import SGD, Adam, AdamW, Optimizer
 from .history import History
 

@@ -18,7 +18,7 @@ Anything malformed is a :class:`~gpubp.errors.CheckpointError` naming the file.
 
 This module is the file format: it writes a network's state (:func:`save`, given anything
 with the network's ``params``, ``get_config()`` and shuffling state) and reads it back
-verified (:class:`Checkpoint`); :func:`gpubp.network.load` builds the network from what it
+verified (:class:`Checkpoint`); :func:`gpubp.persistence.load` builds the network from what it
 reads, passing the rule that says which arrays a network's configuration calls for. It never
 imports the network module, so the two have no import cycle.
 
@@ -35,16 +35,13 @@ import os
 import re
 import secrets
 import stat
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from . import validation
 from .archive import Archive, ArchiveError
 from .errors import CheckpointError, OutOfMemoryError
-
-if TYPE_CHECKING:
-    from .optim import Optimizer
 
 FORMAT = "gpubp-checkpoint"
 VERSION = 2
@@ -415,27 +412,3 @@ class Checkpoint:
         saved = self.optimizer
         return {"t": saved["t"], "state": {k: self.read(f"optimizer/{k}") for k in saved["state"]},
                 "initial_lr": saved.get("initial_lr")}
-
-
-def load_optimizer(path: PathLike, net: Any) -> Optional["Optimizer"]:
-    """A new optimizer of the saved type and settings with its saved state for ``net`` (a
-    :class:`gpubp.MLP`), or None if none was saved."""
-    from .optim import OPTIMIZERS
-
-    with Checkpoint(path, type(net).describe) as ck:
-        saved = ck.optimizer
-        if saved is None:
-            return None
-        try:
-            cls = OPTIMIZERS[saved["type"].lower()]
-            cfg = dict(saved["config"])
-            if "betas" in cfg and isinstance(cfg["betas"], list):
-                cfg["betas"] = tuple(cfg["betas"])
-            opt = cls(**cfg)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ck._error("the optimizer settings are corrupted", exc) from None
-        ck.check_optimizer(opt, net.n_params)
-        state = ck.optimizer_state()
-        ck.verify({f"optimizer/{k}": v for k, v in state["state"].items()})
-    opt.load_state_dict(state, net)
-    return opt

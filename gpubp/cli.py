@@ -138,7 +138,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from . import backend as backend_mod
     from . import validation
     from .explain import resolve
-    from .network import load
+    from .persistence import load
 
     validation.check_int(args.samples, "--samples", 1)
     validation.check_int(args.epochs, "--epochs", 0)

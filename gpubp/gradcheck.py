@@ -33,7 +33,6 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
             not changed: the check runs on a twin whose passes leave their state alone.
     """
     from .backend import use_backend
-    from .layers import Dense
     from .network import MLP
 
     eps = validation.check_positive_float(eps, "eps")
@@ -56,7 +55,7 @@ def gradcheck(net: Any, X: Any, Y: Any, eps: float = 1e-5, max_params: Optional[
 
     ops = twin.backend.ops
     ws = twin.workspace(n)
-    dense = [layer for layer in twin.layers[1:] if isinstance(layer, Dense)]
+    dense = twin.dense_layers
 
     def C() -> float:
         """The training objective: the data's C, plus the L2 penalty (lambda/2n) sum_l ||W^(l)||^2."""

@@ -12,14 +12,13 @@ every parameter in one fused operation and a distributed run reduces every gradi
 """
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import checkpoint, distributed, memory, parameters, philox, validation
+from . import checkpoint, memory, parameters, philox, steps, validation
 from .activations import Activation, get_activation
-from .backend import Backend, cupy_problem, get_backend, use_backend
+from .backend import Backend, get_backend, use_backend
 from .layers import (BatchNorm, Dense, Dropout, Input, Layer, Pass, connect, host_state, layer_from_config,
                      mlp_layers, set_host_state)
 from .workspace import Workspace
@@ -103,10 +102,18 @@ class MLP:
         return net
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "MLP":
-        """A new (randomly initialised) network of the architecture :meth:`get_config` describes."""
+    def configured(cls, config: Dict[str, Any]) -> "MLP":
+        """The architecture ``config`` describes (either form of :meth:`get_config`), checked by the
+        constructor's rules and laid out, with nothing allocated: what :meth:`from_config` and
+        :meth:`from_parameters` allocate, and what a checkpoint's metadata are checked against."""
         net = cls.__new__(cls)
         net._configure(config)
+        return net
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "MLP":
+        """A new (randomly initialised) network of the architecture :meth:`get_config` describes."""
+        net = cls.configured(config)
         net._allocate()
         return net
 
@@ -118,8 +125,7 @@ class MLP:
         initialisation. A NumPy ``params`` on the NumPy backend becomes the network's buffer itself,
         not a copy; the shuffling generator is seeded from ``seed`` as in the constructor.
         """
-        net = cls.__new__(cls)
-        net._configure(config)
+        net = cls.configured(config)
         for name, given, length in (("params", params, net.n_params), ("state", state, net._n_state)):
             shape, dtype = getattr(given, "shape", None), getattr(given, "dtype", None)
             if (given is not None or name == "params") and (shape != (length,) or dtype != net.dtype):
@@ -171,9 +177,10 @@ class MLP:
         #: keep it, so ``fit(X, Y, epochs=E, initial_epoch=net.epoch)`` resumes a saved run.
         self.epoch = 0
         self.layers: List[Layer] = [Input(n_in)] + layers
-        self._dense: List[Dense] = [layer for layer in layers if isinstance(layer, Dense)]
+        self._dense: Tuple[Dense, ...] = tuple(layer for layer in layers if isinstance(layer, Dense))
         self.sizes: Tuple[int, ...] = (n_in,) + tuple(d.units for d in self._dense)
-        self._couples_rows = any(isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)
+        #: Whether a layer couples the rows of a training pass (BatchNorm's statistics, Dropout's stream).
+        self.couples_rows = any(isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)
                                  for layer in layers)
         #: Whether a BatchNorm layer couples the rows of a training pass (which then needs 2 rows or more).
         self.has_batch_norm = any(isinstance(layer, BatchNorm) for layer in layers)
@@ -219,6 +226,16 @@ class MLP:
         return self._n_params
 
     @property
+    def n_state(self) -> int:
+        """Number of the layers' state values (length of the flat state buffer: running statistics)."""
+        return self._n_state
+
+    @property
+    def dense_layers(self) -> Tuple[Dense, ...]:
+        """The Dense layers l = 1..L (without the Dropout and BatchNorm layers between them)."""
+        return self._dense
+
+    @property
     def bias(self) -> bool:
         """Whether every Dense layer has a bias b^(l)."""
         return all(d.bias for d in self._dense)
@@ -235,44 +252,16 @@ class MLP:
         return tuple(out)
 
     def _build(self, flat: Any = None, state: Any = None, copy: bool = True) -> None:
-        """Allocate the parameter, gradient and state buffers on the backend, fill them (from
-        ``flat`` / ``state`` when given, else the initialisation) and hand the layers their views.
-
-        The parameter buffer is ``flat`` itself where ``copy`` is False and ``flat`` is already a
-        C-contiguous, aligned, writable backend array of the dtype, and the array converting
-        ``flat`` made where that is new (another dtype, or moved between host and device);
-        otherwise a copy, so the network never shares memory its caller keeps.
-        """
-        xp = self.backend.xp
-        layers = self.layers[1:]
-        P, S = self._n_params, self._n_state
-        for name, given, length in (("parameter", flat, P), ("state", state, S)):
-            if given is not None and tuple(np.shape(given)) != (length,):
-                raise ValueError(f"the network has {length} {name} values; got a {name} buffer of shape "
-                                 f"{tuple(np.shape(given))}")
-        if flat is None:
-            params = xp.empty(P, dtype=self.dtype)
-            parameters.initialise(self.backend, params, self._slots, self.rng)
-        else:
-            params = self.backend.asarray(flat, dtype=self.dtype)
-            if params is flat:
-                reuse = not copy
-            else:  # converted: new memory, unless NumPy made a view of flat (of a subclass such as memmap)
-                reuse = not (isinstance(flat, np.ndarray) and isinstance(params, np.ndarray)
-                             and np.may_share_memory(params, flat))
-            flags = params.flags
-            reuse = reuse and flags.c_contiguous and getattr(flags, "writeable", True) and getattr(flags, "aligned", True)
-            params = params if reuse else params.copy()
-        net_state = xp.empty(S, dtype=self.dtype)
-        parameters.fill(self.backend, net_state, self._state_slots, state)
-        # two trailing slots beyond the gradients hold a batch's n C and n, so that a distributed
-        # step reduces gradients, loss and row count in one call (gpubp.distributed)
-        self.grad_buffer = xp.zeros(P + 2, dtype=self.dtype)
+        """Allocate the parameter, gradient and state buffers on the backend (from ``flat`` /
+        ``state`` when given, else the initialisation; :func:`gpubp.parameters.allocate`) and hand
+        the layers their views."""
+        params, self.grad_buffer, net_state = parameters.allocate(
+            self.backend, self.dtype, self._slots, self._state_slots, self.rng, flat, state, copy)
         self.params, self.state = params, net_state
-        self.grads = self.grad_buffer[:P]
+        self.grads = self.grad_buffer[: self._n_params]
         pv, gv, sv = (parameters.views(buf, slots) for buf, slots in ((params, self._slots), (self.grads, self._slots),
                                                                        (net_state, self._state_slots)))
-        for layer in layers:
+        for layer in self.layers[1:]:
             layer.bind(pv.get(id(layer), {}), gv.get(id(layer), {}), sv.get(id(layer), {}))
         self._workspaces: Dict[int, Workspace] = {}
 
@@ -323,14 +312,6 @@ class MLP:
             raise ValueError(f"BatchNorm in training mode needs at least 2 rows per step (the variance of one row is "
                              f"0); got {rows}")
         return Pass(self.backend.ops, training, rows, update=update, comm=comm, row_offset=row_offset)
-
-    def _rows(self, n: int, comm: Any) -> Tuple[int, int]:
-        """(rows of the step over all ranks, rows of the ranks before this one): one small
-        collective where a layer couples the rows (BatchNorm statistics, Dropout's stream)."""
-        if comm is None or comm.size == 1 or not self._couples_rows:
-            return n, 0
-        counts = comm.allgather(int(n))
-        return sum(counts), sum(counts[: comm.rank])
 
     def _forward(self, X: Any, ws: Workspace, run: Optional[Pass] = None, inputs: Optional[List[Any]] = None) -> Any:
         """Every layer forward (Z^(l) = A^(l-1) W^(l)T + b^(l), A^(l) = g^(l)(Z^(l)) for Dense layer l);
@@ -408,23 +389,9 @@ class MLP:
         return C
 
     def add_l2(self, C: Any, n: Any) -> Any:
-        """C + (lambda/2n) sum_l ||W^(l)||^2, and dC/dW^(l) += (lambda/n) W^(l) in the gradient buffer
-        (MATH.md, L2 penalty; biases and BatchNorm's parameters are not penalised). ``n``: the
-        rows the step averages over."""
-        if not self._l2:
-            return C
-        ops = self.backend.ops
-        scale = self._l2 / n
-        for dense in self._dense:
-            C = C + ops.l2_penalty(dense.W, dense.dW, scale)
-        return self.backend.xp.asarray(C)
-
-    def _collectives_only(self, run: Pass) -> None:
-        """This rank's part in a distributed step in which it has no rows (its shard has run out)."""
-        for layer in self.layers[1:]:
-            layer.forward_collectives(run)
-        for layer in reversed(self.layers[1:]):
-            layer.backward_collectives(run)
+        """C plus the L2 penalty on the weights, and its gradient added to dC/dW^(l) (MATH.md, L2
+        penalty; :func:`gpubp.steps.add_l2`); ``n``: the rows the step averages over."""
+        return steps.add_l2(self, C, n)
 
     def loss_and_grads(self, X: Any, Y: Any, comm: Any = None,
                        training: bool = True) -> Tuple[float, List[Tuple[Any, Optional[Any]]]]:
@@ -439,27 +406,7 @@ class MLP:
         every rank passes its own rows and gets the averages over all rows of all ranks, as one
         process would on their concatenation; the first call broadcasts rank 0's parameters.
         """
-        comm = distributed.check_comm(comm, "loss_and_grads")
-        training = validation.check_bool(training, "training")
-        X, Y = validation.check_XY(self, X, Y)
-        if comm is not None:
-            distributed.ensure_synchronized(self, comm, "loss_and_grads")
-        rows, offset = self._rows(X.shape[0], comm)
-        run = self.make_pass(training, rows, comm, offset)
-        with memory.translated_out_of_memory(self.backend, f"in loss_and_grads on {X.shape[0]} rows",
-                                             memory.batch_hint(X.shape[0], "batch")):
-            C = self.backprop(X, Y, run)
-            if comm is not None:
-                C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
-            C = self.add_l2(C, distributed.step_rows(self, X, comm))
-        grads = []
-        for layer in self.layers[1:]:
-            names = [spec.name for spec in layer.param_specs()]
-            if isinstance(layer, Dense):
-                grads.append((layer.dW.copy(), None if layer.db is None else layer.db.copy()))
-            elif names:
-                grads.append(tuple(getattr(layer, "d" + name).copy() for name in names))
-        return float(C), grads
+        return steps.loss_and_grads(self, X, Y, comm, training)
 
     def train_step(self, X: Any, Y: Any, optimizer: "Optimizer", comm: Any = None,
                    clip_norm: Optional[float] = None) -> Any:
@@ -473,40 +420,12 @@ class MLP:
         over all their rows (one all-reduce) before the same update is applied on every rank.
         ``clip_norm`` clips the gradients' global L2 norm before the update (as in :meth:`fit`).
         """
-        comm = distributed.check_comm(comm, "train_step")
-        validation.check_optimizer(optimizer, self)
-        if clip_norm is not None:
-            clip_norm = validation.check_positive_float(clip_norm, "clip_norm")
-        X, Y = validation.check_XY(self, X, Y)
-        if comm is not None:
-            distributed.ensure_synchronized(self, comm, "train_step", optimizer)
-        rows, offset = self._rows(X.shape[0], comm)
-        self.make_pass(True, rows)  # checked before anything changes
-        with memory.translated_out_of_memory(self.backend, f"in train_step on {X.shape[0]} rows",
-                                             memory.batch_hint(X.shape[0], "batch")):
-            return self.train_batch(X, Y, optimizer, comm, rows, offset, clip_norm=clip_norm)
+        return steps.train_step(self, X, Y, optimizer, comm, clip_norm)
 
     def train_batch(self, X: Any, Y: Any, optimizer: Any, comm: Any = None, rows: Optional[int] = None,
                     row_offset: int = 0, clip_norm: Optional[float] = None) -> Any:
-        """:meth:`train_step` on arguments already checked (``fit``'s inner loop): backprop, the
-        all-reduce with ``comm``, clipping to ``clip_norm``, the update; returns C (0-d).
-
-        ``X is None`` is this rank's empty share of a distributed step (its shard has run out);
-        ``rows`` and ``row_offset`` place this rank's rows in the step (default: alone).
-        """
-        if X is None:
-            self._collectives_only(Pass(self.backend.ops, True, rows or 0, comm=comm))
-            C = distributed.allreduce_gradients(self, None, 0, comm)
-        else:
-            run = Pass(self.backend.ops, True, X.shape[0] if rows is None else rows, comm=comm, row_offset=row_offset)
-            C = self.backprop(X, Y, run)
-            if comm is not None:
-                C = distributed.allreduce_gradients(self, C, X.shape[0], comm)
-        C = self.add_l2(C, distributed.step_rows(self, X, comm))  # part of the gradient that clipping sees
-        if clip_norm is not None:
-            self.backend.ops.clip_grad_norm(self.grads, clip_norm)
-        optimizer.step(self)
-        return C
+        """:meth:`train_step` on arguments already checked (``fit``'s inner loop; :func:`gpubp.steps.train_batch`)."""
+        return steps.train_batch(self, X, Y, optimizer, comm, rows, row_offset, clip_norm)
 
     # ---- looking inside -----------------------------------------------------------------
     def trace(self, X: Any, Y: Any, training: bool = True) -> "Trace":
@@ -563,21 +482,6 @@ class MLP:
         """Write weights, state, architecture and dtype (and optimizer state) to ``path`` atomically."""
         checkpoint.save(self, path, optimizer=optimizer)
 
-    @classmethod
-    def describe(cls, config: Any) -> Tuple["MLP", Dict[str, Tuple[Tuple[int, ...], np.dtype]]]:
-        """(the architecture ``config`` describes, configured but not allocated; the arrays a
-        checkpoint of it holds, {name: (shape, dtype)}: ``params``, and ``state`` where the network
-        has state) for ``config`` as :meth:`get_config` gives it. TypeError or ValueError, as the
-        constructor's, for anything else: this is how :mod:`gpubp.checkpoint` checks a file's
-        metadata before reading its arrays.
-        """
-        net = cls.__new__(cls)
-        net._configure(config)  # every rule of the constructor, no allocation
-        arrays = {"params": ((net.n_params,), net.dtype)}
-        if net._n_state:
-            arrays["state"] = ((net._n_state,), net.dtype)
-        return net, arrays
-
     def get_config(self) -> Dict[str, Any]:
         """What rebuilds this architecture (:meth:`from_config`): the constructor's arguments for
         a network built from sizes, ``input`` and ``layers`` (each layer's config) otherwise."""
@@ -585,67 +489,3 @@ class MLP:
             return {**{k: (list(v) if isinstance(v, list) else v) for k, v in self._config.items()}, "l2": self.l2}
         return {"input": self.sizes[0], "layers": [layer.get_config() for layer in self.layers[1:]],
                 "loss": self.loss.name, "dtype": self.dtype.name, "seed": self.seed, "l2": self.l2}
-
-    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]:
-        """Pickle as a NumPy snapshot: configuration, parameters, the layers' state, shuffling
-        generator and epoch (GPU arrays go to the host); unpickled on the backend it was pickled
-        from where that can run, else on the active one (:func:`network_state`)."""
-        return network_from_state, (network_state(self),)
-
-
-def load(path: Any, optimizer: Any = None) -> MLP:
-    """The network saved at ``path`` (a :mod:`gpubp.checkpoint` file), on the active backend;
-    restores ``optimizer``'s state too if given.
-
-    The file is untrusted (see :mod:`gpubp.checkpoint`): its metadata are checked by the
-    constructor's rules and against the stored arrays' headers before any array is read; the
-    parameters (and the layers' state) are then read straight into the network's buffers (no
-    random initialisation: the peak is about twice the parameters' size). Anything malformed is
-    a :class:`~gpubp.errors.CheckpointError` naming the file, and nothing (``optimizer``
-    included) changes unless the whole file is valid.
-    """
-    if optimizer is not None:
-        validation.check_optimizer(optimizer)
-    with checkpoint.Checkpoint(path, MLP.describe) as ck:
-        if optimizer is not None:
-            ck.check_optimizer(optimizer, ck.n_params)
-        loaded = {key: ck.read(key) for key in ("params", "state") if key in ck.archive.members}
-        params, state = loaded["params"], loaded.get("state")
-        opt_state = ck.optimizer_state() if optimizer is not None else None
-        if opt_state is not None:
-            loaded.update({f"optimizer/{k}": v for k, v in opt_state["state"].items()})
-        ck.verify(loaded)
-        del loaded
-        net = MLP.from_parameters(params, state=state, **ck.config)  # out of memory: an error naming the sizes
-        try:
-            net.set_host_state(ck.host_state)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ck._error("a layer's saved state is corrupted", exc) from None
-        net.rng, net.epoch = ck.rng, ck.epoch
-    if optimizer is not None:
-        optimizer.load_state_dict(opt_state, net)
-    return net
-
-
-def network_state(net: MLP) -> Dict[str, Any]:
-    """What rebuilds ``net`` anywhere, in plain Python and NumPy: its configuration, host copies of
-    the parameter and state buffers, the layers' host state (dropout streams), the shuffling
-    generator's state, the epoch count and the backend's name (what pickling a network keeps;
-    :func:`network_from_state` reverses it)."""
-    to_np = net.backend.to_numpy
-    return {"config": net.get_config(), "params": to_np(net.params).copy(), "state": to_np(net.state).copy(),
-            "host_state": net.host_state(), "rng": net.rng.bit_generator.state, "epoch": int(net.epoch),
-            "backend": net.backend.name}
-
-
-def network_from_state(state: Dict[str, Any]) -> MLP:
-    """The network :func:`network_state` described, on the backend it came from where that can run
-    here (a network from a GPU comes back to the GPU), else on the active backend."""
-    saved = state.get("backend")
-    move = saved is not None and saved != get_backend().name and (saved != "cupy" or cupy_problem() is None)
-    with use_backend(saved) if move else contextlib.nullcontext():
-        net = MLP.from_parameters(np.array(state["params"]), state=np.array(state["state"]), **state["config"])
-    net.set_host_state(state["host_state"])
-    net.rng.bit_generator.state = state["rng"]
-    net.epoch = int(state["epoch"])
-    return net

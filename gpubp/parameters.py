@@ -98,3 +98,41 @@ def fill(backend: Any, buffer: Any, slots: Sequence[Slot], source: Any = None) -
         return
     for s in slots:
         buffer[s.offset : s.offset + s.spec.size].fill(1.0 if s.spec.init == "ones" else 0.0)
+
+
+def allocate(backend: Any, dtype: Any, slots: Sequence[Slot], state_slots: Sequence[Slot], rng: np.random.Generator,
+             flat: Any = None, state: Any = None, copy: bool = True) -> Tuple[Any, Any, Any]:
+    """(parameter buffer, gradient buffer, state buffer) of a network on ``backend``.
+
+    The parameters are ``flat`` where given (else initialised from ``rng``, layer by layer): the
+    buffer is ``flat`` itself where ``copy`` is False and ``flat`` is already a C-contiguous,
+    aligned, writable backend array of the dtype, and the array converting ``flat`` made where
+    that is new (another dtype, or moved between host and device); otherwise a copy, so the
+    network never shares memory its caller keeps. The state is ``state`` (copied) or the layers'
+    first values. The gradient buffer has two trailing slots beyond the gradients for a batch's
+    n C and n, so that a distributed step reduces gradients, loss and row count in one call
+    (:mod:`gpubp.distributed`).
+    """
+    xp = backend.xp
+    P = sum(s.spec.size for s in slots)
+    S = sum(s.spec.size for s in state_slots)
+    for name, given, length in (("parameter", flat, P), ("state", state, S)):
+        if given is not None and tuple(np.shape(given)) != (length,):
+            raise ValueError(f"the network has {length} {name} values; got a {name} buffer of shape "
+                             f"{tuple(np.shape(given))}")
+    if flat is None:
+        params = xp.empty(P, dtype=dtype)
+        initialise(backend, params, slots, rng)
+    else:
+        params = backend.asarray(flat, dtype=dtype)
+        if params is flat:
+            reuse = not copy
+        else:  # converted: new memory, unless NumPy made a view of flat (of a subclass such as memmap)
+            reuse = not (isinstance(flat, np.ndarray) and isinstance(params, np.ndarray)
+                         and np.may_share_memory(params, flat))
+        flags = params.flags
+        reuse = reuse and flags.c_contiguous and getattr(flags, "writeable", True) and getattr(flags, "aligned", True)
+        params = params if reuse else params.copy()
+    net_state = xp.empty(S, dtype=dtype)
+    fill(backend, net_state, state_slots, state)
+    return params, xp.zeros(P + 2, dtype=dtype), net_state

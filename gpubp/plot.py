@@ -102,10 +102,8 @@ def network(net: Any, X: Any = None, Y: Any = None, show: str = "weights", path:
     if show == "weights" and (X is not None or Y is not None):
         raise ValueError("X and Y are the batch of show='gradients'; the weights need none")
     mpl = _matplotlib()
-    from .layers import Dense
-
     to_np = net.backend.to_numpy
-    dense = [layer for layer in net.layers if isinstance(layer, Dense)]
+    dense = net.dense_layers
     if show == "gradients":
         tr = net.trace(X, Y, training=training)
         values = [to_np(t.dW).astype(np.float64) for t in tr]

@@ -10,7 +10,7 @@ import pytest
 
 import gpubp
 from gpubp.backend import cupy_problem
-from gpubp.network import network_from_state, network_state
+from gpubp.persistence import network_from_state, network_state
 
 
 def _net(l2: float, loss: str = "cross_entropy", dtype: str = "float64", bias: bool = True):

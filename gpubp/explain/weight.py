@@ -75,9 +75,7 @@ class WeightName:
 
 def dense_layer(net: Any, l: int) -> Any:
     """Dense layer l (1-based) of ``net``."""
-    from ..layers import Dense
-
-    return [layer for layer in net.layers if isinstance(layer, Dense)][l - 1]
+    return net.dense_layers[l - 1]
 
 
 def _layer_number(text: Any, L: int, what: str) -> "tuple[int, bool]":

@@ -23,7 +23,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..activations import ACTIVATIONS
 from ..backend import BACKEND_NAMES, cupy_problem, get_backend, use_backend
-from ..layers import Dense
 from ..network import MLP
 from ..validation import DTYPES, check_dtype
 from . import _solvers
@@ -201,24 +200,24 @@ class BaseMLP(BaseEstimator, ABC):
         """Weights per layer as NumPy arrays of shape (n_in, n_out), scikit-learn's orientation
         (the transpose of gpubp's W^(l), whose W[j, k] is w_jk^(l)); assigning writes them in."""
         net = self._fitted_network("coefs_")
-        return [net.backend.to_numpy(layer.W).T.copy() for layer in _dense(net)]
+        return [net.backend.to_numpy(layer.W).T.copy() for layer in net.dense_layers]
 
     @coefs_.setter
     def coefs_(self, coefs: Sequence[Any]) -> None:
         net = self._fitted_network("coefs_")
-        _write_layers(net, list(zip(_checked(coefs, [(layer.W.shape[1], layer.W.shape[0]) for layer in _dense(net)],
+        _write_layers(net, list(zip(_checked(coefs, [(layer.W.shape[1], layer.W.shape[0]) for layer in net.dense_layers],
                                              "coefs_"), [None] * net.L)))
 
     @property
     def intercepts_(self) -> List[np.ndarray]:
         """Biases per layer as NumPy arrays of shape (n_out,); assigning writes them in."""
         net = self._fitted_network("intercepts_")
-        return [net.backend.to_numpy(layer.b).copy() for layer in _dense(net)]
+        return [net.backend.to_numpy(layer.b).copy() for layer in net.dense_layers]
 
     @intercepts_.setter
     def intercepts_(self, intercepts: Sequence[Any]) -> None:
         net = self._fitted_network("intercepts_")
-        _write_layers(net, list(zip([None] * net.L, _checked(intercepts, [layer.b.shape for layer in _dense(net)],
+        _write_layers(net, list(zip([None] * net.L, _checked(intercepts, [layer.b.shape for layer in net.dense_layers],
                                                              "intercepts_"))))
 
     # ---- fitting ------------------------------------------------------------------------
@@ -392,16 +391,11 @@ def _checked(arrays: Sequence[Any], shapes: Sequence[Tuple[int, ...]], name: str
     return arrays
 
 
-def _dense(net: MLP) -> List[Dense]:
-    """The network's Dense layers l = 1..L (without the Dropout and BatchNorm layers between them)."""
-    return [layer for layer in net.layers[1:] if isinstance(layer, Dense)]
-
-
 def _write_layers(net: MLP, layers: List[Tuple[Optional[np.ndarray], Optional[np.ndarray]]]) -> None:
     """Write scikit-learn's (coef (n_in, n_out), intercept (n_out,)) pairs into the network's
     W^(l) (n_out, n_in) and b^(l) (None leaves one as it is)."""
     backend = net.backend
-    for layer, (coef, intercept) in zip(_dense(net), layers):
+    for layer, (coef, intercept) in zip(net.dense_layers, layers):
         if coef is not None:
             layer.W[...] = backend.asarray(np.asarray(coef).T, dtype=net.dtype)
         if intercept is not None:
