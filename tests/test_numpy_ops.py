@@ -193,23 +193,3 @@ def test_l2_penalty_is_its_closed_form(blas, dtype, shape):
     assert float(penalty) == pytest.approx(0.005 * float((W64 * W64).sum()), rel=tol)
     np.testing.assert_allclose(dW, dW0 + 0.01 * W64, rtol=tol, atol=tol)
 
-
-@pytest.mark.parametrize("blas", BLAS_CHOICES)
-@pytest.mark.parametrize("n_l", [10, 1])
-def test_narrow_linear_products_take_the_direct_blas_from_small_linear(blas, monkeypatch, n_l):
-    """Z = A W^T of a narrow layer (200 x 100 x 10 multiply-adds: above SMALL_LINEAR, below
-    SMALL_PRODUCT) goes to the direct BLAS, the bias as GEMM's beta, with NumPy's numbers."""
-    from gpubp.ops.numpy_ops import SMALL_LINEAR
-
-    rng = np.random.default_rng(9)
-    A_prev = rng.normal(size=(200, 100)).astype(np.float32)
-    W, b = rng.normal(size=(n_l, 100)).astype(np.float32), rng.normal(size=n_l).astype(np.float32)
-    ops = NumpyOps(blas=blas)
-    calls = []
-    if ops._blas is not None:
-        real = ops._blas.gemm
-        monkeypatch.setattr(ops._blas, "gemm", lambda *a: calls.append(a[1].shape) or real(*a))
-    Z, A = np.empty((200, n_l), np.float32), np.empty((200, n_l), np.float32)
-    ops.layer_forward(A_prev, W, b, ACTIVATIONS["identity"], Z, A)
-    np.testing.assert_allclose(Z, A_prev.astype(np.float64) @ W.T.astype(np.float64) + b, rtol=1e-5, atol=1e-4)
-    assert bool(calls) == (ops._blas is not None and 200 * 100 * n_l > SMALL_LINEAR)

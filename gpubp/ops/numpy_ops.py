@@ -54,10 +54,6 @@ ACTIVATION_BLOCK_BYTES = 1 << 18
 # wakes beside MKL's.
 SMALL_PRODUCT = 1 << 18
 SMALL_PRODUCT_VECTOR = 1 << 18
-# ... except Z = A W^T, which goes direct from this many multiply-adds on: NumPy's OpenBLAS
-# multiplies by a transposed matrix with few columns slowly (measured at 200 x 100 x 10: 9.8 us
-# in NumPy, 6.7 us through MKL with the call's checks remembered, see _blas.Blas._plan).
-SMALL_LINEAR = 1 << 16
 # Bytes per array of a block of the BLAS form of Adam's update: large enough that the threaded
 # AXPBY/AXPY calls split well over the cores (measured best at 0.5-1 MiB on two cores).
 ADAM_BLAS_BLOCK_BYTES = 1 << 20
@@ -146,20 +142,20 @@ class NumpyOps(BatchNormBlocks, Ops):
         return src.take(idx, 0, out, "clip")
 
     # ---- matrix products -----------------------------------------------------------------
-    def _goes_direct(self, A: Any, C: Any, trans_a: bool = False, smallest: int = SMALL_PRODUCT) -> bool:
+    def _goes_direct(self, A: Any, C: Any, trans_a: bool = False) -> bool:
         """Whether the product C = op(A) op(B) is one for the direct BLAS call: a library is bound
-        and the product is above ``smallest`` multiply-adds (m n k, k the inner size from op(A))."""
-        return self._blas is not None and C.shape[0] * C.shape[1] * (A.shape[0] if trans_a else A.shape[1]) > smallest
+        and the product is above SMALL_PRODUCT multiply-adds (m n k, k the inner size from op(A))."""
+        return self._blas is not None and C.shape[0] * C.shape[1] * (A.shape[0] if trans_a else A.shape[1]) > SMALL_PRODUCT
 
     def _direct(self, alpha: float, A: Any, B: Any, beta: float, C: Any, trans_a: bool = False,
-                trans_b: bool = False, smallest: int = SMALL_PRODUCT) -> bool:
+                trans_b: bool = False) -> bool:
         """C = alpha op(A) op(B) + beta C as one direct BLAS call; False (nothing done) where NumPy
         does the product instead: no direct BLAS, a small product, or arrays it cannot take."""
-        return self._goes_direct(A, C, trans_a, smallest) and self._blas.gemm(alpha, A, B, beta, C, trans_a, trans_b)
+        return self._goes_direct(A, C, trans_a) and self._blas.gemm(alpha, A, B, beta, C, trans_a, trans_b)
 
     def linear(self, A_prev: Any, W: Any, out: Any) -> Any:
         """Z^(l) = A^(l-1) W^(l)T (the bias is added by :meth:`bias_activation`)."""
-        if self._direct(1.0, A_prev, W, 0.0, out, False, True, SMALL_LINEAR):
+        if self._direct(1.0, A_prev, W, 0.0, out, False, True):
             return out
         return np.matmul(A_prev, W.T, out=out)
 
@@ -167,7 +163,7 @@ class NumpyOps(BatchNormBlocks, Ops):
                       dropout: Any = None) -> Any:
         """Z^(l) = A^(l-1) W^(l)T + b^(l) as one GEMM with beta = 1 on Z^(l) = b^(l) (no pass adding
         the bias afterwards), then A^(l) = g^(l)(Z^(l)) (and the dropout) as :meth:`bias_activation`."""
-        if b is not None and self._goes_direct(A_prev, Z, False, SMALL_LINEAR):
+        if b is not None and self._goes_direct(A_prev, Z):
             np.copyto(Z, b)
             if self._blas.gemm(1.0, A_prev, W, 1.0, Z, False, True):
                 return self.bias_activation(Z, None, act, A, dropout)
