@@ -145,7 +145,8 @@ class NumpyOps(BatchNormBlocks, Ops):
     def _goes_direct(self, A: Any, C: Any, trans_a: bool = False) -> bool:
         """Whether the product C = op(A) op(B) is one for the direct BLAS call: a library is bound
         and the product is above SMALL_PRODUCT multiply-adds (m n k, k the inner size from op(A))."""
-        return self._blas is not None and C.shape[0] * C.shape[1] * (A.shape[0] if trans_a else A.shape[1]) > SMALL_PRODUCT
+        k = A.shape[0] if trans_a else A.shape[1]
+        return self._blas is not None and C.shape[0] * C.shape[1] * k > SMALL_PRODUCT
 
     def _direct(self, alpha: float, A: Any, B: Any, beta: float, C: Any, trans_a: bool = False,
                 trans_b: bool = False) -> bool:
