@@ -41,6 +41,11 @@ def test_fit(benchmark, request, dataset, implementation):
     params = {} if timed() else {"max_iter": QUICK_MAX_ITER}
     benchmark.pedantic(lambda: fits.append(comparison.time_fit(dataset, implementation, data=data, **params)),
                        rounds=rounds, iterations=1)
+    X = data[0]
+    params = comparison.ESTIMATORS[implementation, "classifier"]().get_params()
+    dtype = str(params.get("dtype", X.dtype))  # gpubp's own dtype parameter, else the data's
     benchmark.extra_info.update(implementation=implementation, accuracy=fits[-1].score, epochs=fits[-1].n_iter,
-                                rows=fits[-1].n_train)
+                                rows=fits[-1].n_train,  # and the fields `gpubp bench --from-json` reads:
+                                group=benchmark.group, backend=implementation, dtype=dtype,
+                                shape=f"({X.shape[0]}, {X.shape[1]})")
     assert fits[-1].score > 0.8  # both learn every data set (chance is 0.1)

@@ -80,6 +80,28 @@ def test_from_json_prints_the_side_by_side_table(tmp_path, capsys):
     assert "    100x" in out  # numpy: 100 times the per-sample loop
 
 
+def test_from_json_keeps_the_fits_against_scikit_learn(tmp_path, capsys):
+    """benchmarks/bench_sklearn.py's rows (extra_info as it writes them) are read and compared
+    with scikit-learn's fit, the group's base, where the group has no NumPy row."""
+    rows = []
+    for implementation, t, dtype in (("gpubp", 0.5, "float32"), ("sklearn", 1.5, "float64")):
+        rows.append({"group": "scikit-learn MLPClassifier fit: digits", "name": f"test_fit[digits-{implementation}]",
+                     "extra_info": {"implementation": implementation, "accuracy": 0.95, "epochs": 200, "rows": 1437,
+                                    "group": "scikit-learn MLPClassifier fit: digits", "backend": implementation,
+                                    "dtype": dtype, "shape": "(1437, 64)"},
+                     "stats": {"min": t, "median": t, "rounds": 3}})
+    src = tmp_path / "bench.json"
+    src.write_text(json.dumps({"machine_info": {"cpu": "x"}, "benchmarks": rows}))
+    results, _ = bench.read_results(str(src))
+    assert sorted((r.backend, r.dtype, r.seconds) for r in results) == [("gpubp", "float32", 0.5),
+                                                                          ("sklearn", "float64", 1.5)]
+    assert cli.main(["bench", "--from-json", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "vs sklearn" in out and "vs numpy" not in out
+    gpubp_line = next(line for line in out.splitlines() if "gpubp.sklearn" in line)
+    assert "   3.00x" in gpubp_line  # 1.5 s against 0.5 s
+
+
 def test_json_round_trip(tmp_path):
     results = [bench.Result("g", "numpy", "(2, 2)", "float32", 1e-3, 2e-3, 4, flops=8.0)]
     path = tmp_path / "r.json"

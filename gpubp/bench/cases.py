@@ -32,6 +32,8 @@ BACKEND_LABELS = {
     "gemm": "numpy GEMM bound",
     "cupy": "cupy",
     "torch": "torch (cpu)",
+    "gpubp": "gpubp.sklearn",
+    "sklearn": "scikit-learn",
 }
 # The per-sample loop runs only where one call takes seconds at most.
 LOOP_MAX_N = 256

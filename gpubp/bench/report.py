@@ -17,8 +17,14 @@ def _ratio(x: Optional[float]) -> str:
     return f"{x:7.2f}x" if x < 100 else f"{x:7.0f}x"
 
 
+# The row a group's first speed-up column compares with: NumPy, or in the fits against
+# scikit-learn's MLP (benchmarks/bench_sklearn.py) scikit-learn.
+SPEED_UP_BASES = ("numpy", "sklearn")
+
+
 def format_table(results: Sequence[Result]) -> str:
-    """One block per group, backends side by side: time, rate, speed-up over NumPy and over the loop.
+    """One block per group, backends side by side: time, rate, speed-up over NumPy (or over
+    scikit-learn, in a group without NumPy) and over the loop.
 
     A speed-up is the reference's time divided by this row's time (above 1: faster).
     """
@@ -28,14 +34,16 @@ def format_table(results: Sequence[Result]) -> str:
     lines: List[str] = []
     order = {b: i for i, b in enumerate(BACKENDS)}
     for group, rows in groups.items():
+        present = {r.backend for r in rows}
+        base = next((b for b in SPEED_UP_BASES if b in present), SPEED_UP_BASES[0])
         lines.append(group)
-        lines.append(f"  {'backend':<18} {'shape':<16} {'time':>11} {'rate':>30} {'vs numpy':>9} {'vs loop':>9}")
+        lines.append(f"  {'backend':<18} {'shape':<16} {'time':>11} {'rate':>30} {'vs ' + base:>10} {'vs loop':>9}")
         for r in sorted(rows, key=lambda r: (r.shape, order.get(r.backend, 99))):
             same = [x for x in rows if x.shape == r.shape]
             ref = {x.backend: x.seconds for x in same}
             lines.append(
                 f"  {BACKEND_LABELS.get(r.backend, r.backend):<18} {r.shape:<16} {fmt_time(r.seconds):>11} {r.rate:>30} "
-                f"{_ratio(ref['numpy'] / r.seconds if 'numpy' in ref else None):>9} "
+                f"{_ratio(ref[base] / r.seconds if base in ref else None):>10} "
                 f"{_ratio(ref['loop'] / r.seconds if 'loop' in ref else None):>9}"
             )
         lines.append("")
