@@ -1,32 +1,40 @@
 // Batch normalisation over the rows of each column (MATH.md, BatchNorm), as row reductions:
-// the statistics and the backward pass's two sums are per-column sums over the n rows, reduced
-// in one pass each (threads along x take adjacent columns, threads along y split the rows, as
-// bias_grad); the normalisation, the affine step, the activation (and a dropout after it) are
-// one flat pass. Compiled after gpubp_common.cuh and the generated activation functors.
+// the statistics and the backward pass's two sums are per-column sums over the n rows (threads
+// along x take adjacent columns, threads along y split the rows, and for a tall batch blocks
+// along y split them into `chunks`, as bias_grad: partial sums per chunk, which a second pass,
+// bias_grad itself, adds up; deterministic either way); the normalisation, the affine step, the
+// activation (and a dropout after it) are one flat pass. Compiled after gpubp_common.cuh and the
+// generated activation functors.
 
 // s1[c] = sum_r (X[r, c] - K[c]), s2[c] = sum_r (X[r, c] - K[c])^2 for the shift K (the previous
 // batch's mean); s1 and s2 are views of one buffer, so a distributed step reduces both at once.
+// With chunks > 1, s1[k cols + c] and s2[k cols + c] hold the sums over the rows of chunk k.
 template <typename T>
 __global__ void bn_sums(const T* __restrict__ X, const T* __restrict__ shift, T* s1, T* s2,
-                        const gpubp_index rows, const gpubp_index cols) {
+                        const gpubp_index rows, const gpubp_index cols, const gpubp_index chunks) {
     __shared__ T buf[GPUBP_MAX_BLOCK];
+    const gpubp_index per = (rows + chunks - 1) / chunks;
     const gpubp_index tile = (gpubp_index)blockDim.x * gridDim.x;
-    for (gpubp_index c0 = (gpubp_index)blockIdx.x * blockDim.x; c0 < cols; c0 += tile) {
-        const gpubp_index c = c0 + threadIdx.x;
-        T a = T(0), q = T(0);
-        if (c < cols) {
-            const T k = shift[c];
-            for (gpubp_index r = threadIdx.y; r < rows; r += blockDim.y) {
-                const T d = X[r * cols + c] - k;
-                a += d;
-                q += d * d;
+    for (gpubp_index k = blockIdx.y; k < chunks; k += gridDim.y) {
+        const gpubp_index r0 = k * per;
+        const gpubp_index r1 = r0 + per < rows ? r0 + per : rows;
+        for (gpubp_index c0 = (gpubp_index)blockIdx.x * blockDim.x; c0 < cols; c0 += tile) {
+            const gpubp_index c = c0 + threadIdx.x;
+            T a = T(0), q = T(0);
+            if (c < cols) {
+                const T K = shift[c];
+                for (gpubp_index r = r0 + threadIdx.y; r < r1; r += blockDim.y) {
+                    const T d = X[r * cols + c] - K;
+                    a += d;
+                    q += d * d;
+                }
             }
-        }
-        a = gpubp_block_reduce<1>(a, buf, gpubp_sum_op());
-        q = gpubp_block_reduce<1>(q, buf, gpubp_sum_op());
-        if (threadIdx.y == 0 && c < cols) {
-            s1[c] = a;
-            s2[c] = q;
+            a = gpubp_block_reduce<1>(a, buf, gpubp_sum_op());
+            q = gpubp_block_reduce<1>(q, buf, gpubp_sum_op());
+            if (threadIdx.y == 0 && c < cols) {
+                s1[k * cols + c] = a;
+                s2[k * cols + c] = q;
+            }
         }
     }
 }
@@ -106,48 +114,54 @@ __global__ void bn_dropout_forward(const T* __restrict__ X, const T* __restrict_
 
 // The backward pass's sums, with the activation's derivative (and the dropout's mask) applied on
 // the way: Delta = dA * g'(y) written back over dA, s1[c] = sum_r Delta[r, c] and
-// s2[c] = sum_r Delta[r, c] zhat[r, c].
+// s2[c] = sum_r Delta[r, c] zhat[r, c]; with chunks > 1, per chunk of rows as bn_sums.
 template <typename T, typename Act, bool Drop>
 __device__ __forceinline__ void gpubp_bn_backward_sums_body(T* dA, const T* __restrict__ Y, const T* __restrict__ A,
                                                             const T* __restrict__ Xhat, T* s1, T* s2,
                                                             const gpubp_index rows, const gpubp_index cols,
-                                                            GPUBP_DROPOUT_PARAMS) {
+                                                            const gpubp_index chunks, GPUBP_DROPOUT_PARAMS) {
     __shared__ T buf[GPUBP_MAX_BLOCK];
+    const gpubp_index per = (rows + chunks - 1) / chunks;
     const gpubp_index tile = (gpubp_index)blockDim.x * gridDim.x;
-    for (gpubp_index c0 = (gpubp_index)blockIdx.x * blockDim.x; c0 < cols; c0 += tile) {
-        const gpubp_index c = c0 + threadIdx.x;
-        T a = T(0), q = T(0);
-        if (c < cols) {
-            for (gpubp_index r = threadIdx.y; r < rows; r += blockDim.y) {
-                const gpubp_index i = r * cols + c;
-                T d = dA[i];
-                if (Drop) d = d * gpubp_keep<T>(p, scale, seed, stream, call, (unsigned long long)(offset + i));
-                d = d * Act::grad(Y[i], A[i]);
-                dA[i] = d;
-                a += d;
-                q += d * Xhat[i];
+    for (gpubp_index k = blockIdx.y; k < chunks; k += gridDim.y) {
+        const gpubp_index r0 = k * per;
+        const gpubp_index r1 = r0 + per < rows ? r0 + per : rows;
+        for (gpubp_index c0 = (gpubp_index)blockIdx.x * blockDim.x; c0 < cols; c0 += tile) {
+            const gpubp_index c = c0 + threadIdx.x;
+            T a = T(0), q = T(0);
+            if (c < cols) {
+                for (gpubp_index r = r0 + threadIdx.y; r < r1; r += blockDim.y) {
+                    const gpubp_index i = r * cols + c;
+                    T d = dA[i];
+                    if (Drop) d = d * gpubp_keep<T>(p, scale, seed, stream, call, (unsigned long long)(offset + i));
+                    d = d * Act::grad(Y[i], A[i]);
+                    dA[i] = d;
+                    a += d;
+                    q += d * Xhat[i];
+                }
             }
-        }
-        a = gpubp_block_reduce<1>(a, buf, gpubp_sum_op());
-        q = gpubp_block_reduce<1>(q, buf, gpubp_sum_op());
-        if (threadIdx.y == 0 && c < cols) {
-            s1[c] = a;
-            s2[c] = q;
+            a = gpubp_block_reduce<1>(a, buf, gpubp_sum_op());
+            q = gpubp_block_reduce<1>(q, buf, gpubp_sum_op());
+            if (threadIdx.y == 0 && c < cols) {
+                s1[k * cols + c] = a;
+                s2[k * cols + c] = q;
+            }
         }
     }
 }
 
 template <typename T, typename Act>
 __global__ void bn_backward_sums(T* dA, const T* __restrict__ Y, const T* __restrict__ A, const T* __restrict__ Xhat,
-                                 T* s1, T* s2, const gpubp_index rows, const gpubp_index cols) {
-    gpubp_bn_backward_sums_body<T, Act, false>(dA, Y, A, Xhat, s1, s2, rows, cols, T(0), T(1), 0, 0, 0, 0);
+                                 T* s1, T* s2, const gpubp_index rows, const gpubp_index cols,
+                                 const gpubp_index chunks) {
+    gpubp_bn_backward_sums_body<T, Act, false>(dA, Y, A, Xhat, s1, s2, rows, cols, chunks, T(0), T(1), 0, 0, 0, 0);
 }
 
 template <typename T, typename Act>
 __global__ void bn_dropout_backward_sums(T* dA, const T* __restrict__ Y, const T* __restrict__ A,
                                          const T* __restrict__ Xhat, T* s1, T* s2, const gpubp_index rows,
-                                         const gpubp_index cols, GPUBP_DROPOUT_PARAMS) {
-    gpubp_bn_backward_sums_body<T, Act, true>(dA, Y, A, Xhat, s1, s2, rows, cols, GPUBP_DROPOUT_ARGS);
+                                         const gpubp_index cols, const gpubp_index chunks, GPUBP_DROPOUT_PARAMS) {
+    gpubp_bn_backward_sums_body<T, Act, true>(dA, Y, A, Xhat, s1, s2, rows, cols, chunks, GPUBP_DROPOUT_ARGS);
 }
 
 // dC/dbeta = s1 / N and dC/dgamma = s2 / N, straight into the flat gradient buffer.

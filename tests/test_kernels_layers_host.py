@@ -122,7 +122,7 @@ def test_batch_norm_statistics(kernels, dtype, training, update):
     REF.batch_norm_sums(X, shift, s_ref[:cols], s_ref[cols:], np.empty_like(X), np.empty_like(X))
     for grid in (1, 2):
         s = np.full(2 * cols, 9.0, dtype)
-        kernels.run("bn_sums", dtype, X, shift, s[:cols], s[cols:], rows, cols, grid=grid)
+        kernels.run("bn_sums", dtype, X, shift, s[:cols], s[cols:], rows, cols, 1, grid=grid)
         assert_close(s[:cols], s_ref[:cols], dtype, rtol_eps=rows, atol_eps=rows, scale=np.abs(X - shift).max(),
                      what="s1")
         assert_close(s[cols:], s_ref[cols:], dtype, rtol_eps=2 * rows, what="s2")
@@ -192,7 +192,7 @@ def test_batch_norm_forward_and_backward(kernels, dtype, name, dropped):
         else:
             kernel = "bn_backward_sums" if d is None else "bn_dropout_backward_sums"
             extra = () if d is None else drop_args(d)
-            kernels.run(kernel, dtype, delta, Y, A, Xhat, s[:cols], s[cols:], rows, cols, *extra,
+            kernels.run(kernel, dtype, delta, Y, A, Xhat, s[:cols], s[cols:], rows, cols, 1, *extra,
                         act=name or "identity", grid=2)
             kernels.run("bn_param_grads", dtype, s[:cols], s[cols:], dgamma, dbeta, cols, float(rows), grid=2)
             kernels.run("bn_backward", dtype, delta, Xhat, dgamma, dbeta, gamma, inv_std, dX, rows, cols, True, grid=3)
@@ -200,6 +200,94 @@ def test_batch_norm_forward_and_backward(kernels, dtype, name, dropped):
     scale = np.abs(dout).max() * (2.0 if dropped else 1.0) * np.abs(gamma).max() * np.abs(inv_std).max()
     for got, want, what in zip(grads["kernel"], grads["ref"], ("Delta", "dC/dgamma", "dC/dbeta", "dX")):
         assert_close(got, want, dtype, rtol_eps=4 * rows, atol_eps=4 * rows, scale=scale, what=what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("chunks,grid", [(3, 1), (3, (2, 2)), (7, (1, 3)), (23, (3, 5))])
+@pytest.mark.parametrize("name", ["bn_sums", "bn_backward_sums", "bn_dropout_backward_sums"])
+def test_batch_norm_sums_split_into_chunks_of_rows(kernels, dtype, chunks, grid, name):
+    """A tall batch's sums in two passes: partial sums per chunk of rows (grids smaller than
+    the column tiles and the chunks wrap in both directions), which bias_grad adds up, equal
+    the sums over every row; the backward sums' in-place Delta covers every row once."""
+    X, shift, _, _ = bn_inputs(dtype, rows=37, cols=13)
+    rows, cols = X.shape
+    per = -(-rows // chunks)
+    rng = np.random.default_rng(5)
+    dout = rng.normal(size=X.shape).astype(dtype)
+    Y = rng.normal(size=X.shape).astype(dtype)
+    A = np.maximum(Y, 0)
+    d = draw(X.shape, dtype, offset=3) if name == "bn_dropout_backward_sums" else None
+
+    def run(chunks_, s1, s2):
+        delta = dout.copy()
+        if name == "bn_sums":
+            kernels.run(name, dtype, X, shift, s1, s2, rows, cols, chunks_, grid=grid)
+        else:
+            extra = () if d is None else drop_args(d)
+            kernels.run(name, dtype, delta, Y, A, X, s1, s2, rows, cols, chunks_, *extra, act="relu", grid=grid)
+        return delta
+
+    whole = np.full(2 * cols, 9.0, dtype)
+    delta_whole = run(1, whole[:cols], whole[cols:])
+    partial = np.full(2 * chunks * cols, 9.0, dtype)
+    p1, p2 = partial[: chunks * cols], partial[chunks * cols:]
+    delta_split = run(chunks, p1, p2)
+    np.testing.assert_array_equal(delta_split, delta_whole)
+    if name == "bn_sums":
+        D = X.astype(np.float64) - shift
+        terms = (D, D * D)
+    else:
+        terms = (delta_whole.astype(np.float64), delta_whole.astype(np.float64) * X)
+    for p, term in zip((p1, p2), terms):
+        want = np.stack([term[k * per:(k + 1) * per].sum(axis=0) for k in range(chunks)])
+        scale = np.abs(term).max()
+        assert_close(p.reshape(chunks, cols), want, dtype, rtol_eps=2 * per, atol_eps=2 * per, scale=scale,
+                     what=f"{name} partial sums")
+    s = np.full(2 * cols, 9.0, dtype)
+    for p, out in ((p1, s[:cols]), (p2, s[cols:])):
+        kernels.run("bias_grad", dtype, p, out, chunks, cols, 1, 1.0, grid=grid)
+    for got, want, term in ((s[:cols], whole[:cols], terms[0]), (s[cols:], whole[cols:], terms[1])):
+        assert_close(got, want, dtype, rtol_eps=4 * rows, atol_eps=4 * rows, scale=np.abs(term).max() * rows,
+                     what=f"{name} in two passes")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_a_tall_batch_norm_step_takes_two_deterministic_passes_per_sum(dtype, dropout):
+    """On a device that a tall batch's column tiles alone do not fill, CupyOps splits BatchNorm's
+    sums (forward and backward) over chunks of rows and adds the partial sums in a second pass:
+    the step equals NumPy's, repeats bit for bit, and a short batch keeps one launch per sum."""
+    layers = lambda: [Dense(20, None), BatchNorm(activation="relu"), Dropout(dropout), Dense(3)]  # noqa: E731
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(2.0, 3.0, size=(1000, 6)), rng.integers(0, 3, 1000)
+    runs = []
+    for ops_kind in ("numpy", "host", "host"):
+        with gpubp.use_backend("numpy"):
+            net = gpubp.MLP.from_layers(6, layers(), loss="cross_entropy", dtype=dtype, seed=2)
+        device = None
+        if ops_kind == "host":
+            device = host_kernels.HostDevice(multiprocessors=3)  # 3 blocks fill it: the 1000 rows split in 3
+            net.backend = dataclasses.replace(net.backend, ops=host_kernels.host_cupy_ops(
+                launcher=host_kernels.host_launcher(device)))
+            device.grids = []
+        opt = gpubp.SGD(0.05)
+        losses = [float(net.train_step(X, y, opt)) for _ in range(2)]
+        runs.append((net, losses, device))
+    (ref, ref_losses, _), (a, a_losses, dev), (b, b_losses, _) = runs
+    names = [name for name, _ in dev.grids]
+    sums = "bn_backward_sums" if dropout == 0.0 else "bn_dropout_backward_sums"
+    # per step: the sums forward (twice in the first step, to centre on its own mean) and backward,
+    # each followed by the two passes of bias_grad that add up its partial sums
+    for kernel in ("bn_sums", sums):
+        at = [i for i, name in enumerate(names) if name == kernel]
+        assert at and all(names[i + 1:i + 3] == ["bias_grad", "bias_grad"] for i in at), names
+    assert names.count("bn_sums") == 3 and names.count(sums) == 2
+    rtol = {"float32": 2e-5, "float64": 1e-12}[dtype]
+    np.testing.assert_allclose(a_losses, ref_losses, rtol=rtol)
+    for got, want, what in ((a.params, ref.params, "parameters"), (a.state, ref.state, "running statistics")):
+        err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
+        assert err < rtol, f"{what} after 2 steps differ by {err:.2e}"
+    assert a_losses == b_losses and np.array_equal(a.params, b.params) and np.array_equal(a.state, b.state)
 
 
 # ---- CupyOps with these kernels, whole training steps --------------------------------------

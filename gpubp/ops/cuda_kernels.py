@@ -142,7 +142,8 @@ _DROP = " p:scalar scale:scalar seed:word stream:word call:word offset:word"
 _HEAD = "Z:in:rows*cols A:in:rows*cols Y:in:rows*cols Delta:out:rows*cols C0:out:rows " + _ROWS
 _BN_FORWARD = ("X:in:rows*cols mean:in:cols inv_std:in:cols gamma:in:cols beta:in:cols Xhat:out:rows*cols "
                "Y:out:rows*cols A:out:rows*cols")
-_BN_SUMS = "dA:out:rows*cols Y:in:rows*cols A:in:rows*cols Xhat:in:rows*cols s1:out:cols s2:out:cols"
+_BN_SUMS = ("dA:out:rows*cols Y:in:rows*cols A:in:rows*cols Xhat:in:rows*cols s1:out:chunks*cols "
+            "s2:out:chunks*cols " + _ROWS + " chunks:index")
 KERNELS: Dict[str, KernelSpec] = {
     k.name: k
     for k in (
@@ -172,7 +173,7 @@ KERNELS: Dict[str, KernelSpec] = {
         _kernel("grad_clip_factor", "gradients.cu", "rows", "partial:in:rows*cols clip:out:2 " + _ROWS + " max_norm:scalar"),
         _kernel("grad_scale", "gradients.cu", "flat", "x:out:size clip:in:2 size:index"),
         _kernel("bn_sums", "batch_norm.cu", "columns",
-                "X:in:rows*cols shift:in:cols s1:out:cols s2:out:cols " + _ROWS),
+                "X:in:rows*cols shift:in:cols s1:out:chunks*cols s2:out:chunks*cols " + _ROWS + " chunks:index"),
         _kernel("bn_stats", "batch_norm.cu", "flat",
                 "s1:in:cols s2:in:cols shift:in:cols running_mean:out:cols running_var:out:cols mean:out:cols "
                 "inv_std:out:cols cols:index count:scalar momentum:scalar eps:scalar training:flag update:flag"),
@@ -180,8 +181,8 @@ KERNELS: Dict[str, KernelSpec] = {
                 _BN_FORWARD + " " + _ROWS, True),
         _kernel("bn_dropout_forward", "batch_norm.cu", "flat",
                 _BN_FORWARD + " D:out:rows*cols " + _ROWS + _DROP, True),
-        _kernel("bn_backward_sums", "batch_norm.cu", "columns", _BN_SUMS + " " + _ROWS, True),
-        _kernel("bn_dropout_backward_sums", "batch_norm.cu", "columns", _BN_SUMS + " " + _ROWS + _DROP, True),
+        _kernel("bn_backward_sums", "batch_norm.cu", "columns", _BN_SUMS, True),
+        _kernel("bn_dropout_backward_sums", "batch_norm.cu", "columns", _BN_SUMS + _DROP, True),
         _kernel("bn_param_grads", "batch_norm.cu", "flat",
                 "s1:in:cols s2:in:cols dgamma:out:cols dbeta:out:cols cols:index count:scalar"),
         _kernel("bn_backward", "batch_norm.cu", "flat",
@@ -367,7 +368,7 @@ def launch_shape(shape: str, sizes: Dict[str, int], multiprocessors: int,
 
 
 def column_chunks(rows: int, cols: int, multiprocessors: int, threads_per_sm: int = THREADS_PER_SM) -> int:
-    """How many chunks a column reduction (``bias_grad``) splits the rows of a (rows, cols)
+    """How many chunks a column reduction (``bias_grad``, BatchNorm's sums) splits the rows of a (rows, cols)
     matrix into, on a device of ``multiprocessors`` SMs.
 
     1 (one launch, no partial sums) up to :data:`COLUMN_CHUNK_ROWS` rows, or when the column

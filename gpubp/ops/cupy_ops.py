@@ -105,6 +105,22 @@ class CupyOps(Ops):
         k.launch("bias_grad", out.dtype, M, partial, rows, cols, chunks, 1.0)
         k.launch("bias_grad", out.dtype, partial, out, chunks, cols, 1, 1.0 / rows)
 
+    def _column_sum_pair(self, name: str, before: Tuple[Any, ...], s1: Any, s2: Any, rows: int, cols: int,
+                         after: Tuple[Any, ...] = (), act: Optional[str] = None) -> None:
+        """Kernel ``name``'s two column sums of a (rows, cols) batch into ``s1`` and ``s2``: one
+        launch, or for a tall batch three (partial sums over chunks of rows, then ``bias_grad``
+        adds up each), deterministic either way; ``before`` and ``after`` are its other arguments."""
+        k = self.kernels
+        chunks = k.column_chunks(rows, cols)
+        if chunks == 1:
+            k.launch(name, s1.dtype, *before, s1, s2, rows, cols, 1, *after, act=act)
+            return
+        partial = self._partial_sums(("pair", chunks, cols, s1.dtype, k.device.current()), 2 * chunks * cols, s1.dtype)
+        p1, p2 = partial[: chunks * cols], partial[chunks * cols:]
+        k.launch(name, s1.dtype, *before, p1, p2, rows, cols, chunks, *after, act=act)
+        k.launch("bias_grad", s1.dtype, p1, s1, chunks, cols, 1, 1.0)
+        k.launch("bias_grad", s2.dtype, p2, s2, chunks, cols, 1, 1.0)
+
     # ---- elementwise work ------------------------------------------------------------
     def bias_activation(self, Z: Any, b: Optional[Any], act: Optional[Activation], A: Any, dropout: Any = None) -> Any:
         """Z^(l) += b^(l), A^(l) = g^(l)(Z^(l)) in one pass (a row-wise pass for softmax), with a
@@ -167,9 +183,10 @@ class CupyOps(Ops):
 
     # ---- batch normalisation ---------------------------------------------------------------
     def batch_norm_sums(self, X: Any, shift: Any, s1: Any, s2: Any, work: Any, work2: Any) -> None:
-        """s1, s2 (:meth:`Ops.batch_norm_sums`) in one row reduction; no scratch needed."""
+        """s1, s2 (:meth:`Ops.batch_norm_sums`) in one row reduction (two passes for a tall
+        batch); no scratch needed."""
         rows, cols = X.shape
-        self.kernels.launch("bn_sums", X.dtype, X, shift, s1, s2, rows, cols)
+        self._column_sum_pair("bn_sums", (X, shift), s1, s2, rows, cols)
 
     def batch_norm_stats(self, s1: Any, s2: Any, shift: Any, running_mean: Any, running_var: Any, mean: Any,
                          inv_std: Any, rows: float, momentum: float, eps: float, training: bool, update: bool) -> None:
@@ -192,14 +209,15 @@ class CupyOps(Ops):
 
     def batch_norm_backward_sums(self, dout: Any, Y: Any, A: Any, act: Optional[Activation], Xhat: Any, s1: Any,
                                  s2: Any, dropout: Any = None, work: Any = None) -> None:
-        """Delta = dout * g'(y) in place (the dropout's mask first) and its two sums, one row reduction."""
+        """Delta = dout * g'(y) in place (the dropout's mask first) and its two sums, one row
+        reduction (two passes for a tall batch)."""
         rows, cols = dout.shape
         name = "identity" if act is None else act.name
         if dropout is None:
-            self.kernels.launch("bn_backward_sums", dout.dtype, dout, Y, A, Xhat, s1, s2, rows, cols, act=name)
+            self._column_sum_pair("bn_backward_sums", (dout, Y, A, Xhat), s1, s2, rows, cols, act=name)
         else:
-            self.kernels.launch("bn_dropout_backward_sums", dout.dtype, dout, Y, A, Xhat, s1, s2, rows, cols,
-                                *_draw(dropout), act=name)
+            self._column_sum_pair("bn_dropout_backward_sums", (dout, Y, A, Xhat), s1, s2, rows, cols,
+                                  _draw(dropout), act=name)
 
     def batch_norm_backward(self, Delta: Any, Xhat: Any, s1: Any, s2: Any, gamma: Any, inv_std: Any, rows: float,
                             training: bool, dgamma: Any, dbeta: Any, dX: Optional[Any], work: Any, coef: Any) -> None:
