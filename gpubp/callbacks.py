@@ -81,6 +81,17 @@ class Callback:
     def on_train_end(self, logs: Dict[str, Any]) -> None:
         """After the last epoch."""
 
+    def monitored(self, monitor: str, epoch: int, logs: Mapping[str, Any]) -> float:
+        """The value of ``monitor`` in epoch ``epoch``'s logs; a ValueError naming what the logs
+        hold when it is not there (a misspelt metric, or a custom one that no callback listed
+        before this one added), rather than training on with a callback that can never act."""
+        if monitor not in logs:
+            raise ValueError(f"{type(self).__name__} monitors {monitor!r}, which epoch {epoch}'s logs do not hold; "
+                             f"they hold {', '.join(sorted(logs))} (a metric of your own must be put in the logs by "
+                             f"a callback listed before this one)")
+        value = logs[monitor]
+        return math.nan if value is None else float(value)
+
     def check_monitor(self, monitor: str) -> None:
         """Refuse, before training, a monitored standard metric the run will not log (``val_*``
         without validation data, ``accuracy`` of a regression)."""
@@ -237,8 +248,7 @@ class EarlyStopping(Callback):
                 self._snapshot = Snapshot(self.net, host=False)
 
     def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:
-        value = logs.get(self.monitor)
-        current = None if value is None else float(value)
+        current = self.monitored(self.monitor, epoch, logs)
         self.wait += 1
         if improves(current, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.wait = current, epoch, 0
@@ -304,8 +314,7 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:
         if self.save_best_only:
-            value = logs.get(self.monitor)
-            current = None if value is None else float(value)
+            current = self.monitored(self.monitor, epoch, logs)
             if not improves(current, self.best, self.mode):
                 return
             self.best, self.best_epoch = current, epoch

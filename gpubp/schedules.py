@@ -234,8 +234,7 @@ class ReduceLROnPlateau(Callback):
             self._reset()
 
     def on_epoch_end(self, epoch: int, logs: Dict[str, Any]) -> None:
-        value = logs.get(self.monitor)
-        self.record(math.nan if value is None else float(value))
+        self.record(self.monitored(self.monitor, epoch, logs))
 
     def record(self, current: float) -> Optional[float]:
         """Step with one epoch's value of the metric; returns the new lr when it dropped."""

@@ -184,6 +184,42 @@ def test_model_checkpoint_every_epoch_with_the_epoch_in_the_name(backend, tmp_pa
     assert [gpubp.load(p).epoch for p in ck.saved] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("make", [lambda: EarlyStopping(monitor="val_los", patience=1),
+                                  lambda: gpubp.schedules.ReduceLROnPlateau(monitor="val_los", patience=0)],
+                         ids=["EarlyStopping", "ReduceLROnPlateau"])
+def test_a_monitor_the_logs_never_hold_is_an_error_not_a_silent_callback(make):
+    """A misspelt metric fails at the end of the first epoch, naming what the logs hold (left
+    alone, the callback would never act, or stop training for want of improvement)."""
+    X, y = _digits(64)
+    with pytest.raises(ValueError, match=r"monitors 'val_los', which epoch 1's logs do not hold; they hold .*val_loss"):
+        gpubp.MLP([64, 8, 10], loss="cross_entropy", seed=0).fit(X, y, epochs=5, validation_split=0.25,
+                                                                 callbacks=[make()], verbose=0)
+
+
+def test_model_checkpoint_refuses_a_monitor_the_logs_never_hold(tmp_path):
+    X, y = _digits(64)
+    ckpt = ModelCheckpoint(str(tmp_path / "m.npz"), monitor="val_acc")
+    with pytest.raises(ValueError, match="monitors 'val_acc'.*val_accuracy"):
+        gpubp.MLP([64, 8, 10], loss="cross_entropy", seed=0).fit(X, y, epochs=3, validation_split=0.25,
+                                                                 callbacks=[ckpt], verbose=0)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_metric_of_ones_own_is_monitored_when_an_earlier_callback_logs_it():
+    """Custom metrics: a callback listed before EarlyStopping puts its value in the logs."""
+    X, y = _digits(64)
+    values = iter([5.0, 4.0, 4.5, 4.6, 1.0, 1.0])
+
+    class Score(Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["score"] = next(values)
+
+    stop = EarlyStopping(monitor="score", patience=2, mode="min", restore_best_weights=False)
+    history = gpubp.MLP([64, 8, 10], loss="cross_entropy", seed=0).fit(X, y, epochs=6, callbacks=[Score(), stop],
+                                                                       verbose=0)
+    assert len(history["loss"]) == 4 and stop.best == 4.0 and stop.best_epoch == 2 and stop.stopped_epoch == 4
+
+
 def test_validation_split_holds_out_the_last_rows_as_keras(backend):
     X, y = _digits(103)
     a = gpubp.MLP([64, 8, 10], loss="cross_entropy", seed=0)
