@@ -3,7 +3,9 @@
 The data set is checked and moved to the backend once (on a GPU it does not fit, it stays in
 host memory and streams batch by batch, see :mod:`gpubp.memory`); each epoch draws one
 permutation of the row indices and every mini-batch is gathered from it into a reused buffer
-(an index slice, never a per-sample loop, never a copy of the data set).
+(an index slice, never a per-sample loop, never a copy of the data set). A SciPy sparse X is
+a host data set too: each mini-batch is its CSR rows densified into the staging buffer
+(:mod:`gpubp.sparse`), so the whole X is never dense.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import memory, validation
+from . import memory, sparse, validation
 from .backend import is_device_array
 
 
@@ -42,12 +44,26 @@ def _host_nbytes(net: Any, X: Any, Y: Any) -> int:
     return int(x) * net.dtype.itemsize + int(y) * 8 + int(n) * 8
 
 
-def _upload(backend: Any, dst: Any, src: np.ndarray) -> None:
-    """Copy host array ``src`` into the reused backend buffer ``dst``."""
+def upload(backend: Any, dst: Any, src: np.ndarray) -> None:
+    """Copy host array ``src`` into the reused backend buffer ``dst`` (nothing when they are one:
+    on NumPy a sparse X's batch is densified into the backend's buffer itself)."""
+    if dst is src:
+        return
     if backend.name == "cupy":
         dst.set(src)
     else:
         np.copyto(dst, src)
+
+
+def _stage(src: Any, rows: Any, out: np.ndarray) -> np.ndarray:
+    """The rows ``rows`` (indices or a slice) of host array ``src``: a sparse X's rows densified
+    into ``out``, a dense array's gathered into it (see NumpyOps.take_rows), or their slice
+    itself (contiguous rows, copied once by the upload)."""
+    if sparse.is_sparse(src):
+        return sparse.densify_rows(src, rows, out)
+    if isinstance(rows, slice):
+        return np.ascontiguousarray(src[rows])
+    return src.take(rows, 0, out, "clip")
 
 
 class Dataset:
@@ -56,13 +72,17 @@ class Dataset:
     Resident (the default): the arrays live on the backend and a mini-batch is gathered from
     them by index into reused buffers. Streaming (a NumPy data set too large for the GPU, see
     :mod:`gpubp.memory`): the arrays stay in host memory; a mini-batch is gathered on the
-    host into a reused staging buffer and copied into a reused device buffer.
+    host into a reused staging buffer and copied into a reused device buffer. A SciPy sparse X
+    always streams (on either backend): it stays CSR in host memory and each mini-batch is its
+    rows densified into the staging buffer (on NumPy, the batch buffer itself).
     """
 
     def __init__(self, net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y")):
         self.backend = net.backend
-        self.stream = not is_device_array(X) and memory.should_stream(self.backend, _host_nbytes(net, X, Y))
-        self.X, self.Y = validation.check_XY(net, X, Y, names, on_host=self.stream)
+        self.sparse = sparse.is_sparse(X)
+        self.stream = self.sparse or (not is_device_array(X) and memory.should_stream(self.backend,
+                                                                                       _host_nbytes(net, X, Y)))
+        self.X, self.Y = validation.check_XY(net, X, Y, names, on_host=self.stream, keep_sparse=True)
         self.classes = class_targets(self.Y, net.sizes[-1])
         self.n = self.X.shape[0]
         self._buffers: Dict[int, Tuple[Any, ...]] = {}
@@ -108,7 +128,12 @@ class Dataset:
             shapes = [(nb,) + src.shape[1:] for src in sources]
             xp = self.backend.xp
             device = tuple(xp.empty(sh, dtype=src.dtype) for sh, src in zip(shapes, sources))
-            host = tuple(np.empty(sh, dtype=src.dtype) for sh, src in zip(shapes, sources)) if self.stream else ()
+            if not self.stream:
+                host: Tuple[Any, ...] = ()
+            elif xp is np:  # host memory already: gathered straight into the batch buffers
+                host = device
+            else:
+                host = tuple(np.empty(sh, dtype=src.dtype) for sh, src in zip(shapes, sources))
             bufs = self._buffers[nb] = (device, host)
         return bufs
 
@@ -119,8 +144,7 @@ class Dataset:
         sources = self._sources()
         if self.stream:
             for src, buf, staged in zip(sources, device, host):
-                src.take(idx, 0, staged, "clip")  # host memory: see NumpyOps.take_rows
-                _upload(self.backend, buf, staged)
+                upload(self.backend, buf, _stage(src, idx, staged))
         else:
             take = self.backend.ops.take_rows
             for src, buf in zip(sources, device):
@@ -131,7 +155,7 @@ class Dataset:
         """(X_b, Y_b, classes) of the contiguous rows s..e-1 (views when resident)."""
         if not self.stream:
             return self.X[s:e], self.Y[s:e], None if self.classes is None else self.classes[s:e]
-        device, _ = self._buffers_for(e - s)
-        for buf, src in zip(device, self._sources()):
-            _upload(self.backend, buf, np.ascontiguousarray(src[s:e]))
+        device, host = self._buffers_for(e - s)
+        for buf, src, staged in zip(device, self._sources(), host):
+            upload(self.backend, buf, _stage(src, slice(s, e), staged))
         return self._batch(device)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from . import checkpoint, memory, parameters, philox, steps, validation
+from . import checkpoint, memory, parameters, philox, sparse, steps, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .layers import (BatchNorm, Dense, Dropout, Input, Layer, Pass, connect, host_state, layer_from_config,
@@ -336,9 +336,17 @@ class MLP:
         In inference mode (default) Dropout is the identity and BatchNorm uses its running
         statistics; ``training=True`` runs them as a training step does (a new dropout mask,
         the batch's statistics, running statistics updated).
+
+        A SciPy sparse X (any format) is inferred in chunks of rows, each densified in turn
+        (:func:`gpubp.evaluation.infer_sparse`); a training pass over it is one batch, densified.
         """
         training = validation.check_bool(training, "training")
-        X = validation.check_X(self, X)
+        X = validation.check_X(self, X, keep_sparse=not training)
+        if sparse.is_sparse(X):
+            from .evaluation import infer_sparse
+
+            with memory.translated_out_of_memory(self.backend, f"in forward on {X.shape[0]} sparse rows"):
+                return infer_sparse(self, X)
         run = self.make_pass(training, X.shape[0])
         with memory.translated_out_of_memory(self.backend, f"in forward on {X.shape[0]} rows",
                                              memory.batch_hint(X.shape[0], "number of rows per call")):

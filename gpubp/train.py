@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import distributed, validation
+from . import distributed, sparse, validation
 from . import guard as guard_mod
 from .callbacks import CallbackList, LambdaCallback, LearningRateScheduler, ProgressLogger, check_callbacks
 from .dataset import Dataset
@@ -207,6 +207,8 @@ def fit(
     n_val = _check_split(validation_split, validation_data, n_rows)
     if n_val:
         cut = n_rows - n_val
+        if sparse.is_sparse(X):  # sliced as CSR (not every format slices), as the Dataset converts it anyway
+            X = sparse.to_csr(X, X.dtype, "X")
         validation_data = (X[cut:], Y[cut:])
         X, Y = X[:cut], Y[:cut]
     data = Dataset(net, X, Y)

@@ -7,6 +7,10 @@ reduction per array (switch it off with ``gpubp.validation.CHECK_FINITE = False`
 check of a call (NaN scan, label range, target range) is read back in one transfer, so a
 checked call costs one device synchronisation; ``fit`` checks the whole data set once and
 then runs its mini-batches unchecked.
+
+A SciPy sparse X (any format) is converted once to CSR in the network's dtype and its stored
+values scanned (:mod:`gpubp.sparse`); it stays sparse where the caller serves it batch by batch
+(``keep_sparse``), else it is one batch and is densified.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import sparse
 from .backend import is_device_array
 from .activations import Activation, get_activation
 
@@ -136,6 +141,9 @@ def _as_array(net: Any, value: Any, argument: str, dtype: Any, on_host: bool = F
     backend), or as a NumPy array when ``on_host``; only real numbers (bool, int, float) pass."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{argument} must be a numeric array; got {_describe(value)}")
+    if sparse.is_sparse(value):  # np.asarray would make a 0-d object array of it
+        raise TypeError(f"{argument} must be a dense numeric array; got {sparse.describe(value)}: pass "
+                        f"{argument}.toarray()")
     if isinstance(value, (Mapping, AbstractSet, Iterator, type)):
         # np.asarray would make a 0-d object array of it; a generator or iterator would be consumed
         raise TypeError(f"{argument} must be a numeric array (a NumPy or CuPy array, or nested lists of numbers); got "
@@ -212,14 +220,35 @@ def _require_finite(pending: _Pending, arr: Any, argument: str) -> None:
                         f"+-{np.finfo(arr.dtype).max:.3g} overflow)")
 
 
-def _X(net: Any, X: Any, argument: str, pending: _Pending, on_host: bool) -> Any:
+def _check_X_shape(net: Any, shape: Tuple[int, ...], argument: str) -> None:
+    if len(shape) != 2 or shape[1] != net.sizes[0]:
+        raise ValueError(f"{argument} must have shape (n, {net.sizes[0]}) (n samples by n_0 inputs); got shape {tuple(shape)}")
+    if shape[0] == 0:
+        raise ValueError(f"{argument} must have at least one row; got shape {tuple(shape)}")
+
+
+def _X(net: Any, X: Any, argument: str, pending: _Pending, on_host: bool, keep_sparse: bool = False) -> Any:
+    if sparse.is_sparse(X):
+        return _sparse_X(net, X, argument, on_host, keep_sparse)
     X = _as_array(net, X, argument, net.dtype, on_host)
-    if X.ndim != 2 or X.shape[1] != net.sizes[0]:
-        raise ValueError(f"{argument} must have shape (n, {net.sizes[0]}) (n samples by n_0 inputs); got shape {tuple(X.shape)}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{argument} must have at least one row; got shape {tuple(X.shape)}")
+    _check_X_shape(net, X.shape, argument)
     _require_finite(pending, X, argument)
     return X
+
+
+def _sparse_X(net: Any, X: Any, argument: str, on_host: bool, keep_sparse: bool) -> Any:
+    """A SciPy sparse X as CSR of the network's dtype in host memory (``keep_sparse``), else
+    densified as one batch (on the host when ``on_host``, else on the backend). Its stored
+    values are scanned at once, on the host: they never were on the device."""
+    X = sparse.to_csr(X, net.dtype, argument)
+    _check_X_shape(net, X.shape, argument)
+    if CHECK_FINITE and not sparse.finite(X):
+        raise ValueError(f"{argument} must be finite; its stored values hold NaN or inf (as {X.dtype}: values beyond "
+                         f"+-{np.finfo(X.dtype).max:.3g} overflow)")
+    if keep_sparse:
+        return X
+    dense = sparse.densify(X)
+    return dense if on_host else net.backend.asarray(dense)
 
 
 def _Y(net: Any, Y: Any, n: int, argument: str, pending: _Pending, on_host: bool) -> Any:
@@ -253,18 +282,21 @@ def _Y(net: Any, Y: Any, n: int, argument: str, pending: _Pending, on_host: bool
     return Y
 
 
-def check_X(net: Any, X: Any, argument: str = "X", on_host: bool = False) -> Any:
-    """X as a (n, n_0) array of the network's dtype on its backend (on the host if ``on_host``)."""
+def check_X(net: Any, X: Any, argument: str = "X", on_host: bool = False, keep_sparse: bool = False) -> Any:
+    """X as a (n, n_0) array of the network's dtype on its backend (on the host if ``on_host``);
+    a sparse X as CSR in host memory with ``keep_sparse``, else densified."""
     pending = _Pending(_xp(net, on_host))
-    X = _X(net, X, argument, pending, on_host)
+    X = _X(net, X, argument, pending, on_host, keep_sparse)
     pending.verify()
     return X
 
 
-def check_XY(net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y"), on_host: bool = False) -> Tuple[Any, Any]:
-    """X and Y checked together: shapes at once, every value check in one host read-back."""
+def check_XY(net: Any, X: Any, Y: Any, names: Tuple[str, str] = ("X", "Y"), on_host: bool = False,
+             keep_sparse: bool = False) -> Tuple[Any, Any]:
+    """X and Y checked together: shapes at once, every value check in one host read-back (a
+    sparse X as in :func:`check_X`)."""
     pending = _Pending(_xp(net, on_host))
-    X = _X(net, X, names[0], pending, on_host)
+    X = _X(net, X, names[0], pending, on_host, keep_sparse)
     Y = _Y(net, Y, X.shape[0], names[1], pending, on_host)
     pending.verify()
     return X, Y
