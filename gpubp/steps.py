@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
-from . import distributed, memory, validation
+import numpy as np
+
+from . import distributed, memory, sparse, validation
 from .layers import Dense, Pass
 
 if TYPE_CHECKING:  # for annotations only
@@ -113,3 +115,28 @@ def train_batch(net: "MLP", X: Any, Y: Any, optimizer: Any, comm: Any = None, ro
         net.backend.ops.clip_grad_norm(net.grads, clip_norm)
     optimizer.step(net)
     return C
+
+
+def sparse_full_batch(net: "MLP", X: Any, Y: Any, chunk: int = 4096) -> Any:
+    """C over all rows of a checked CSR X (host) and backend Y, with dC/dW^(l), dC/db^(l) left in
+    ``net.grads``, as one training pass over the dense X computes them, without densifying it:
+    the rows go in chunks of at most ``chunk`` (fewer for a wide X, :func:`gpubp.sparse.chunk_rows`),
+    each chunk's C and gradients weighted by its rows, summed in float64 and divided by n (MATH.md:
+    averaging), then the L2 penalty of n rows added once. A network whose layers couple the rows
+    (BatchNorm, Dropout) takes them as one batch, densified, since that is what its pass is."""
+    n = X.shape[0]
+    if net.couples_rows:
+        dense = net.backend.asarray(sparse.densify(X))
+        return add_l2(net, net.backprop(dense, Y), n)
+    xp = net.backend.xp
+    rows = sparse.chunk_rows(X.shape[1], X.dtype, chunk)
+    staged = np.empty((min(rows, n), X.shape[1]), dtype=X.dtype)
+    total = xp.zeros((), dtype=np.float64)
+    grads = xp.zeros(net.grads.shape, dtype=np.float64)
+    for s in range(0, n, rows):
+        e = min(s + rows, n)
+        Xb = net.backend.asarray(sparse.densify_rows(X, slice(s, e), staged[: e - s]))
+        total += net.backprop(Xb, Y[s:e]).astype(np.float64) * (e - s)
+        grads += net.grads.astype(np.float64) * (e - s)
+    net.grads[...] = grads / n
+    return add_l2(net, (total / n).astype(net.dtype), n)

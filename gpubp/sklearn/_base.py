@@ -18,11 +18,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from scipy.sparse import issparse
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..activations import ACTIVATIONS
-from ..backend import BACKEND_NAMES, cupy_problem, get_backend, use_backend
+from ..backend import BACKEND_NAMES, cupy_problem, get_backend, is_device_array, use_backend
 from ..network import MLP
 from ..validation import DTYPES, check_dtype
 from . import _solvers
@@ -286,15 +287,15 @@ class BaseMLP(BaseEstimator, ABC):
         if stochastic:
             self._prepare_stopping_state()
         backend = net.backend
-        if stochastic and self.early_stopping:  # scored every epoch: moved to the backend once
-            val = (backend.asarray(np.ascontiguousarray(X_val), dtype=net.dtype), self._score_targets(Y_val))
-        X_net = np.ascontiguousarray(X, dtype=net.dtype)
+        if stochastic and self.early_stopping:  # scored every epoch: moved to the backend once (sparse: kept as CSR)
+            val = (_network_rows(net, X_val), self._score_targets(Y_val))
+        X_net = _network_rows(net, X, on_host=True)
         Y_net = self._network_targets(Y)
         if Y_net.dtype.kind == "f":
             Y_net = Y_net.astype(net.dtype, copy=False)
-        if not stochastic:  # L-BFGS evaluates every row at every step: on the backend once
-            X_net, Y_net = backend.asarray(X_net), backend.asarray(Y_net)
-        # else MLP.fit moves the data set to a GPU once, or streams it where it does not fit
+        if not stochastic:  # L-BFGS evaluates every row at every step: on the backend once (sparse: in host memory)
+            X_net, Y_net = _network_rows(net, X_net), backend.asarray(Y_net)
+        # else MLP.fit moves the data set to a GPU once, or streams it where it does not fit (or is sparse)
         return Run(X_net, Y_net, X.shape[0], val)
 
     def _initialize(self, layer_units: Sequence[int]) -> None:
@@ -334,7 +335,7 @@ class BaseMLP(BaseEstimator, ABC):
     def _forward(self, X: Any, check_input: bool = True) -> np.ndarray:
         """The network's outputs A^(L) as a NumPy array in X's float dtype (float64 unless X is float32)."""
         if check_input:
-            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32), accept_sparse="csr")
         net = self.network_
         return net.backend.to_numpy(net.forward(X)).astype(X.dtype, copy=False)
 
@@ -351,6 +352,11 @@ class BaseMLP(BaseEstimator, ABC):
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         return self._predict(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # SciPy sparse X, as scikit-learn's MLP takes it
+        return tags
 
     # ---- pickling: the network pickles itself to NumPy; the rest of the state follows it ------
     def __getstate__(self) -> Dict[str, Any]:
@@ -378,6 +384,15 @@ def _on_backend(name: Optional[str]) -> Any:
         return contextlib.nullcontext()
     wanted = name if name != "auto" else ("cupy" if cupy_problem() is None else "numpy")
     return contextlib.nullcontext() if get_backend().name == wanted else use_backend(name)
+
+
+def _network_rows(net: MLP, X: Any, on_host: bool = False) -> Any:
+    """X in the network's dtype: a CSR matrix in host memory where X is sparse (served batch by batch,
+    densified a batch at a time), else a C-contiguous array on the backend (on the host if ``on_host``)."""
+    if issparse(X):
+        return X.tocsr().astype(net.dtype, copy=False)
+    X = np.ascontiguousarray(X, dtype=net.dtype) if on_host or not is_device_array(X) else X
+    return X if on_host else net.backend.asarray(X, dtype=net.dtype)
 
 
 def _checked(arrays: Sequence[Any], shapes: Sequence[Tuple[int, ...]], name: str) -> List[np.ndarray]:

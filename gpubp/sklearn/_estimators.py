@@ -178,7 +178,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self._label_binarizer = binarizer
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> Tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(self, X, y, accept_sparse="csr", multi_output=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -303,7 +303,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return self._fit(X, y, incremental=True)
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> Tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
+        X, y = validate_data(self, X, y, accept_sparse="csr", multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)

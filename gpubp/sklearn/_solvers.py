@@ -7,7 +7,8 @@
   ``validation_fraction`` (whose best weights are put back at the end), the ``invscaling`` and
   ``adaptive`` learning rates of SGD, ``verbose`` lines and the ConvergenceWarning;
 * ``lbfgs``: SciPy's L-BFGS-B on the full-batch loss and gradient of
-  :meth:`gpubp.MLP.loss_and_grads`.
+  :meth:`gpubp.MLP.loss_and_grads` (of a sparse X: :func:`gpubp.steps.sparse_full_batch`, over its
+  rows in densified chunks).
 
 The network's loss is ``scale`` times scikit-learn's objective J (1 for the classifiers, 2 for
 the regressor, whose sse is twice scikit-learn's half squared error): SGD runs at rate
@@ -23,8 +24,10 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from .. import sparse, validation
 from ..errors import NonFiniteError
 from ..optim import OPTIMIZERS, SGD, Adam
+from ..steps import sparse_full_batch
 
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need to "
               "be preprocessed.")
@@ -191,9 +194,15 @@ def fit_lbfgs(est: Any, run: Any) -> None:
     net = est.network_
     backend, scale = net.backend, float(est._loss_scale)
 
+    if sparse.is_sparse(run.X):  # checked once; every evaluation then goes over its rows in chunks
+        X, Y = validation.check_XY(net, run.X, run.Y, keep_sparse=True)
+
     def loss_and_grad(w: np.ndarray) -> Tuple[float, np.ndarray]:
         net.params[...] = backend.asarray(w, dtype=net.dtype)
-        C, _ = net.loss_and_grads(run.X, run.Y)
+        if sparse.is_sparse(run.X):
+            C = float(sparse_full_batch(net, X, Y))
+        else:
+            C, _ = net.loss_and_grads(run.X, run.Y)
         return C / scale, backend.to_numpy(net.grads).astype(np.float64) / scale
 
     def report(intermediate_result: Any) -> None:
