@@ -11,7 +11,9 @@ the signal at the dropped output times the dropout's mask, as the fused backward
 The pass is the one a training step would run next (``training=True``: the dropout masks of the
 next step, BatchNorm on the batch's statistics) or an inference pass, and it leaves the network
 as it was: no mask is used up, no running statistic moves. Only the gradient buffer holds this
-pass's gradients afterwards, as after :meth:`~gpubp.MLP.loss_and_grads`.
+pass's gradients afterwards, as after :meth:`~gpubp.MLP.loss_and_grads`. With an L2 penalty
+(``l2 > 0``) ``C`` and the ``dW`` are those of :meth:`~gpubp.MLP.loss_and_grads` too: the
+penalty's (lambda/2n) sum ||W||^2 and (lambda/n) W included (MATH.md, L2 penalty).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from . import memory, validation
+from . import memory, steps, validation
 from .layers import BatchNorm, Dense, Dropout, Layer
 
 #: The forward arrays kept of each kind of layer (names of its cache's arrays).
@@ -172,21 +174,21 @@ def trace(net: Any, X: Any, Y: Any, training: bool = True) -> Trace:
     run = net.make_pass(training, n, update=False)  # the next step's masks and statistics, nothing advanced
     rec = _Recorder(net)
     with memory.translated_out_of_memory(net.backend, f"in trace on {n} rows", memory.batch_hint(n, "batch")):
-        C = float(net.backprop(X, Y, run, watch=rec))
+        C = float(steps.add_l2(net, net.backprop(X, Y, run, watch=rec), n))  # C and dC/dW as loss_and_grads has them
     xp = net.backend.xp
-    steps: List[Step] = []
+    kept: List[Step] = []
     dense: List[DenseTrace] = []
     for i, layer in enumerate(net.layers[1:], start=1):
         grads = {spec.name: getattr(layer, "d" + spec.name).copy() for spec in layer.param_specs()}
         step = Step(i, layer, rec.inputs[i], rec.arrays[i], rec.dout.get(i), rec.after[i], grads, rec.draws[i])
-        steps.append(step)
+        kept.append(step)
         if isinstance(layer, Dense):
             dA = step.dout
             if dA is not None and step.draw is not None:  # the fused dropout's mask, as its backward pass applies it
                 dA = xp.multiply(dA, step.arrays["mask"])
             dense.append(DenseTrace(layer.l, layer, step.input, step.arrays["Z"], step.arrays["A"], dA, step.after,
                                     grads["W"], grads.get("b")))
-    return Trace(net, X, Y, C, training, steps, dense)
+    return Trace(net, X, Y, C, training, kept, dense)
 
 
 __all__ = ["DenseTrace", "Step", "Trace", "dropout_mask", "trace"]

@@ -196,6 +196,37 @@ def test_explain_changes_nothing_and_agrees_with_the_next_step():
     assert e.batched == grads[0][0][1, 0]
 
 
+@pytest.mark.parametrize("layers", [None, "dropout_batch_norm"])
+def test_an_l2_penalty_is_part_of_value_and_of_the_trace(layers):
+    """With l2 > 0, dC/dw = (1/n) sum_i dC_0^(i)/dw + (lambda/n) w (MATH.md, L2 penalty): ``value``
+    and ``batched`` equal loss_and_grads' entry, ``value - penalty`` the reference's average of the
+    per-sample products; a bias has no penalty; the trace's C and dW are loss_and_grads' too."""
+    rng = np.random.default_rng(3)
+    net = gpubp.MLP([4, 6, 5, 3], activation="tanh", loss="cross_entropy", dtype="float64", seed=1, l2=0.7,
+                    dropout=0.2 if layers else 0.0, batch_norm=bool(layers))
+    X, y = rng.normal(size=(9, 4)), rng.integers(0, 3, 9)
+    for l, j, k in [(3, 2, 4), (2, 5, 1), (1, 3, 2), (3, 1, None)]:
+        e = net.explain(X, y, layer=l, j=j, k=k)
+        tr = net.trace(X, y)  # the same pass again: neither uses up a mask or moves a statistic
+        C, grads = net.loss_and_grads(X, y)  # the pass explain and trace ran (same masks)
+        dW, db = [g for layer, g in zip([x for x in net.layers[1:] if x.param_specs()], grads)
+                  if isinstance(layer, Dense)][l - 1]
+        g = float(db[j - 1] if k is None else dW[j - 1, k - 1])
+        ref = reference.explain_parameter(net, X, y, l, j, k)
+        W = net.dense_layers[l - 1].W
+        want_penalty = 0.0 if k is None else 0.7 / 9 * float(W[j - 1, k - 1])
+        assert e.penalty == pytest.approx(want_penalty, rel=1e-15, abs=0.0)
+        close(e.value, g, abs(g), 1e-12)
+        close(e.batched, g, abs(g), 0.0)
+        close(e.value - e.penalty, ref["value"], abs(ref["value"]) + abs(want_penalty))
+        if k is not None:
+            assert "+ (lambda/n) w_" in str(e) and "(lambda/n) W" in str(e)
+        assert tr.C == pytest.approx(float(C), rel=1e-14)
+        for m in range(1, net.L + 1):
+            close(tr[m].dW, [gr for layer, gr in zip([x for x in net.layers[1:] if x.param_specs()], grads)
+                             if isinstance(layer, Dense)][m - 1][0], size(tr[m].dW), 1e-14)
+
+
 def test_weight_names_in_the_tutorials_notation():
     net = gpubp.MLP([3, 12, 4, 2], loss="sse", dtype="float64", seed=0)
     X, Y = np.ones((2, 3)), np.zeros((2, 2))

@@ -148,7 +148,9 @@ def from_trace(tr: Trace, name: WeightName) -> Explanation:
                       to_np(up_dZ).copy(), to_np(w).copy(), to_np(products).copy(), to_np(products.sum(axis=1)).copy())
         between = _between(tr, dense, upper.layer, j)
     per_sample = xp.multiply(dC_dz, dz_dw)
-    value = float(per_sample.mean(dtype=net.dtype))
+    # the L2 penalty's part of dC/dw, (lambda/n) w, as loss_and_grads adds it (none for a bias)
+    penalty = 0.0 if name.is_bias or not net.l2 else float(net.l2 / n * d.layer.W[j, name.k - 1])
+    value = float(per_sample.mean(dtype=net.dtype)) + penalty
     batched = float(d.db[j] if name.is_bias else d.dW[j, name.k - 1])
     first = tr[l - 1].layer.index + 1 if l > 1 else 1
     below_layers = net.layers[first:dense.index]
@@ -163,7 +165,7 @@ def from_trace(tr: Trace, name: WeightName) -> Explanation:
         name=name, n=n, training=tr.training, dtype=net.dtype.name, backend=net.backend.name, loss=net.loss.name,
         activation=getattr(act, "name", "identity"), head=mode if l == tr.L else None,
         dC_da=host(dC_da), da_dz=host(da_dz), dC_dz=host(dC_dz), dz_dw=host(dz_dw), per_sample=host(per_sample),
-        value=value, batched=batched, terms=terms, between=tuple(between), below=below, reads=reads, a=a, y=y, coupled=coupled)
+        value=value, batched=batched, penalty=penalty, terms=terms, between=tuple(between), below=below, reads=reads, a=a, y=y, coupled=coupled)
 
 
 def explain(net: Any, X: Any, Y: Any, weight: Optional[str] = None, *, layer: Any = None, j: Any = None, k: Any = None,

@@ -80,8 +80,11 @@ class Explanation:
       between layer l-1 and layer l, ``reads`` the symbol of what layer l reads: ``"a"`` (a^(l-1)
       itself), ``"drop"`` (a Dropout's output) or ``"bn"`` (a BatchNorm's).
     * ``per_sample``: dC_0^(i)/dw_jk^(l) = dC_dz * dz_dw (n,).
-    * ``value``: their average over the n samples, dC/dw_jk^(l); ``batched``: the entry of the
-      network's own gradient (1/n) Delta^(l)T A^(l-1) for the same pass: the two agree to rounding.
+    * ``value``: their average over the n samples, dC/dw_jk^(l), plus ``penalty``, the L2
+      penalty's (lambda/n) w_jk^(l) (MATH.md, L2 penalty; 0 without ``l2`` and for a bias);
+      ``batched``: the entry of the network's own gradient (1/n) Delta^(l)T A^(l-1) (+ the
+      penalty) for the same pass, as :meth:`gpubp.MLP.loss_and_grads` gives it: the two agree to
+      rounding.
     * ``terms`` (hidden layers): the sum over layer l+1's nodes that gives dC_0/da_j^(l);
       ``between``: the Dropout and BatchNorm layers between layer l and l+1, top down, which
       turn ``terms.total`` into ``dC_da``.
@@ -104,6 +107,7 @@ class Explanation:
     value: float
     batched: float
     terms: Optional[Terms] = None
+    penalty: float = 0.0
     between: Tuple[Factor, ...] = ()
     below: Tuple[str, ...] = ()
     reads: str = "a"

@@ -266,10 +266,19 @@ def _average_block(e: Explanation, N: _Names) -> Block:
     lhs = d(C, N.param)
     rhs = S(f"(1/n) sum_i dC_0^(i)/d{N.param.t}", rf"\frac{{1}}{{n}} \sum_i \frac{{\partial C_0^{{(i)}}}}{{\partial {N.param.x}}}")
     b = Block(f"Averaged over the n = {e.n} samples (what gradient descent uses):")
-    b.lines += [(lhs, rhs), (None, S(num(e.value), num(e.value)))]
+    if e.penalty:  # the L2 penalty (lambda/2n) sum ||W||^2 adds (lambda/n) w to dC/dw
+        rhs = S(f"{rhs.t} + (lambda/n) {N.param.t}", rf"{rhs.x} + \frac{{\lambda}}{{n}} {N.param.x}")
+        mean = e.value - e.penalty
+        pen = num(e.penalty) if e.penalty > 0 else f"({num(e.penalty)})"
+        b.lines += [(lhs, rhs), (None, S(f"{num(mean)} + {pen}", f"{num(mean)} + {pen}")),
+                    (None, S(num(e.value), num(e.value)))]
+    else:
+        b.lines += [(lhs, rhs), (None, S(num(e.value), num(e.value)))]
     lab, below = N.lab, e.name.layer_label(e.name.l - 1)
     what = (f"(1/n) sum_rows Delta^({lab}), entry {e.name.j}" if e.name.is_bias else
             f"(1/n) Delta^({lab})T A^({below}), entry [{e.name.j}, {e.name.k}]")
+    if e.penalty:
+        what += " + (lambda/n) W"
     b.notes.append(f"The network's batched pass, {what}: {num(e.batched)}.")
     if e.coupled:
         b.notes.append("A BatchNorm above this layer couples the samples (training mode): each sample's numbers are "
