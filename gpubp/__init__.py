@@ -15,7 +15,7 @@ read once at import, or from :func:`set_backend` / :func:`use_backend`.
 """
 from __future__ import annotations
 
-from . import callbacks, distributed, layers, schedules
+from . import callbacks, distributed, layers, plot, schedules  # plot imports matplotlib only when it draws
 from .activations import ACTIVATIONS
 from .backend import Backend, get_backend, set_backend, use_backend
 from .errors import BackendUnavailableError, CheckpointError, GpubpError, NonFiniteError, OutOfMemoryError
@@ -53,6 +53,7 @@ __all__ = [
     "layers",
     "load",
     "load_optimizer",
+    "plot",
     "schedules",
     "set_backend",
     "use_backend",

@@ -70,12 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.early_stopping is not None:
         validation.check_int(args.early_stopping, "--early-stopping", 0)
     if args.plot:
-        from .plot import _matplotlib
-
-        _matplotlib()  # a missing extra is said before anything is trained
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"--plot {args.plot!r}: folder {folder!r} does not exist")
+        _check_png("--plot", args.plot)
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout must lie in [0, 1) (the probability of dropping a value); got {args.dropout}")
     comm = None
@@ -132,6 +127,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_png(option: str, path: str) -> None:
+    """Before anything is trained: matplotlib installed (the extra named otherwise) and the
+    folder of the picture ``path`` there."""
+    from .plot import _matplotlib
+
+    _matplotlib()
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{option} {path!r}: folder {folder!r} does not exist")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """The chain rule of one parameter on the first ``--samples`` held-out rows, of a saved network
     or of the ``gpubp train`` recipe's network trained first."""
@@ -143,9 +149,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     validation.check_int(args.samples, "--samples", 1)
     validation.check_int(args.epochs, "--epochs", 0)
     if args.png:
-        from .plot import _matplotlib
-
-        _matplotlib()  # a missing extra is said before anything is trained
+        _check_png("--png", args.png)
     be = backend_mod.set_backend(args.backend) if args.backend else backend_mod.get_backend()
     if args.load:
         net = load(args.load)
@@ -172,7 +176,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.png:
         from . import plot
 
-        plot.network(net, X, Y, show=args.show, path=args.png, training=not args.inference)
+        if args.show == "gradients":  # the gradients of the explained batch
+            plot.network(net, X, Y, show="gradients", path=args.png, training=not args.inference)
+        else:
+            plot.network(net, show="weights", path=args.png)
         print(f"wrote {args.png}")
     return 0
 

@@ -10,6 +10,7 @@ backend, Agg included, can save it) and writes it to ``path=`` if given.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,6 +29,21 @@ def _matplotlib() -> Any:
     except ImportError:
         raise MissingExtraError('drawing needs matplotlib, which is not installed: pip install "gpubp[plot]"') from None
     return matplotlib
+
+
+def _check_path(path: Any) -> Any:
+    """``path`` (None, a str or an os.PathLike naming the picture file, or an open binary file),
+    checked before anything is drawn; a TypeError naming ``path`` otherwise."""
+    if path is None or hasattr(path, "write"):
+        return path
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike naming the picture file (or a binary file object); got "
+                        f"{type(path).__name__} {path!r}"[:300]) from None
+    if not name:
+        raise ValueError("path must name the picture file; got an empty string")
+    return name
 
 
 def _save(fig: Any, path: Any) -> None:
@@ -82,8 +98,9 @@ def network(net: Any, X: Any = None, Y: Any = None, show: str = "weights", path:
         X, Y: the batch of ``show="gradients"`` (not used for weights).
         max_nodes: nodes drawn per layer; a wider layer shows those with the largest edges and says
             how many more it has.
-        max_edges: edges drawn per pair of layers, the largest by size; the rest are summarised
-            (how many, and below what size) above the layer.
+        max_edges: edges drawn per pair of layers, the largest by size between the nodes drawn;
+            the rest are summarised above the layer (how many, and the size of the largest of them,
+            which may join a node that is not drawn).
         edge_labels: write w_jk^(l) and its value beside each edge (default: where a pair of layers
             draws at most 8 edges).
 
@@ -93,6 +110,12 @@ def network(net: Any, X: Any = None, Y: Any = None, show: str = "weights", path:
     """
     from . import validation
 
+    if not hasattr(net, "dense_layers") or not hasattr(net, "trace"):
+        raise TypeError(f"net must be a gpubp.MLP; got {type(net).__name__}")
+    path = _check_path(path)
+    training = validation.check_bool(training, "training")
+    if edge_labels is not None:
+        edge_labels = validation.check_bool(edge_labels, "edge_labels")
     if show not in SHOWS:
         raise ValueError(f"show must be one of {', '.join(SHOWS)}; got {show!r}")
     max_nodes = validation.check_int(max_nodes, "max_nodes", 1)
@@ -146,10 +169,11 @@ def network(net: Any, X: Any = None, Y: Any = None, show: str = "weights", path:
                                                          label=f"edges of layer {l}"))
         drawn, total = len(segs), V.size
         rest = total - drawn
-        smallest = float(np.abs(sub).flat[order[-1]]) if drawn else 0.0
         summary = f"{_math(symbol, '', _label(l, L))}: {drawn} of {total} edges"
         if rest:
-            summary += f",\n{rest} more below {smallest:.2g}"
+            undrawn = np.ones(V.shape, dtype=bool)
+            undrawn[rows[jj], cols[kk]] = False
+            summary += f",\n{rest} more, the largest {float(np.abs(V[undrawn]).max()):.2g}"
         top = tallest / 2.0 + 0.35
         ax.text(l - 0.5, top, summary + f"\nscale: largest size {scale:.2g}", ha="center", va="bottom", fontsize=7)
         if labelled[l - 1]:
@@ -234,8 +258,14 @@ def history(history: Any, metrics: Optional[Sequence[str]] = None, ax: Any = Non
     is a :class:`~gpubp.errors.MissingExtraError` naming the extra.
     """
     if not isinstance(history, dict):
-        raise TypeError(f"history must be a gpubp.History (what fit returns); got {type(history).__name__}")
-    epochs = list(getattr(history, "epochs", []))
+        raise TypeError(f"history must be a gpubp.History (what fit returns) or a dict of per-epoch lists; got "
+                        f"{type(history).__name__}")
+    path = _check_path(path)
+    # a History numbers its epochs (a resumed fit starts later); a plain dict's run from 1
+    epochs = list(getattr(history, "epochs", None) or range(1, 1 + max((len(v) for v in history.values()), default=0)))
+    if metrics is not None and not isinstance(metrics, str) and (
+            not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics)):
+        raise TypeError(f"metrics must be a metric's name or a list of names; got {type(metrics).__name__} {metrics!r}"[:300])
     if metrics is None:
         names = [k for k, v in history.items() if any(x is not None for x in v)]
         if "lr" in names and len({x for x in history["lr"] if x is not None}) <= 1:

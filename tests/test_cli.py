@@ -141,6 +141,23 @@ def test_explain_a_saved_network(tmp_path, capsys):
     assert png.stat().st_size > 10_000 and f"wrote {png}" in out
 
 
+def test_explain_draws_the_weights_or_the_gradients(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    for show in ("weights", "gradients"):
+        png = tmp_path / f"{show}.png"
+        assert cli.main(["explain", "--epochs", "1", "--samples", "2", "--backend", "numpy", "--show", show,
+                         "--png", str(png)]) == 0
+        assert png.stat().st_size > 10_000 and f"wrote {png}" in capsys.readouterr().out
+
+
+def test_explain_checks_the_picture_folder_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "missing" / "net.png"
+    assert cli.main(["explain", "--epochs", "1", "--backend", "numpy", "--png", str(png)]) == 2
+    err = capsys.readouterr()
+    assert "--png" in err.err and "does not exist" in err.err and "training" not in err.out
+
+
 def test_explain_trains_the_default_network_first(capsys):
     assert cli.main(["explain", "--epochs", "1", "--weight", "b_3^(L-1)", "--samples", "2", "--backend", "numpy",
                      "--format", "markdown"]) == 0

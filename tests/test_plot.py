@@ -91,7 +91,12 @@ def test_wide_layers_are_summarised():
     assert [len(e.get_segments()) for e in edges] == [40, 40, 40]
     for more in ("+52 more nodes", "+116 more nodes"):
         assert more in texts
-    assert any(t.startswith("$w^{(1)}$: 40 of 8192 edges,\n8152 more below") for t in texts)
+    # the summary is true: the largest of the edges not drawn (which may join a node not drawn)
+    W1 = np.abs(net.dense_layers[0].W)
+    drawn = {(round(w, 12)) for w in ((np.asarray(edges[0].get_linewidths()) - 0.4) / 3.6 * W1.max())}
+    undrawn = np.array([w for w in W1.ravel() if round(w, 12) not in drawn])
+    assert undrawn.size == 8152
+    assert f"$w^{{(1)}}$: 40 of 8192 edges,\n8152 more, the largest {undrawn.max():.2g}" in "\n".join(texts)
     assert any("then Dropout(p=0.2)" in t for t in texts)
     # the largest weight of each layer is among the edges drawn, at its nodes
     for l, coll in enumerate(edges, start=1):
@@ -112,6 +117,36 @@ def test_refusals(kwargs, message):
     net, X, Y = tutorial_network()
     with pytest.raises(ValueError, match=message):
         plot.network(net, **kwargs)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda net, h: plot.network(None), TypeError, "net must be a gpubp.MLP; got NoneType"),
+    (lambda net, h: plot.network(net, path=5), TypeError, "path must be a str"),
+    (lambda net, h: plot.network(net, path=""), ValueError, "path must name the picture file"),
+    (lambda net, h: plot.network(net, edge_labels="no"), TypeError, "edge_labels must be True or False"),
+    (lambda net, h: plot.network(net, training="x"), TypeError, "training must be True or False"),
+    (lambda net, h: plot.history(h, metrics=5), TypeError, "metrics must be a metric's name"),
+    (lambda net, h: plot.history(h, path=3.0), TypeError, "path must be a str"),
+    (lambda net, h: plot.history([1.0, 0.5]), TypeError, "history must be a gpubp.History"),
+])
+def test_bad_arguments_name_the_argument(call, error, message):
+    net = tutorial_network()[0]
+    h = gpubp.History({"loss": [1.0, 0.5]})
+    h.epochs = [1, 2]
+    with pytest.raises(error, match=message):
+        call(net, h)
+
+
+def test_a_plain_dict_of_per_epoch_lists_is_drawn():
+    """Keras's history.history, or a History turned into a dict: epochs numbered from 1."""
+    fig = plot.history({"loss": [1.0, 0.5, 0.2], "val_loss": [1.1, 0.7, 0.6]})
+    lines = fig.axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines] == [[1, 2, 3], [1, 2, 3]]
+    assert [list(line.get_ydata()) for line in lines] == [[1.0, 0.5, 0.2], [1.1, 0.7, 0.6]]
+
+
+def test_plot_is_reached_from_the_package():
+    assert gpubp.plot.network is plot.network and gpubp.plot.history is plot.history
 
 
 def test_without_matplotlib_the_error_names_the_extra(monkeypatch):
