@@ -165,7 +165,8 @@ def from_trace(tr: Trace, name: WeightName) -> Explanation:
         name=name, n=n, training=tr.training, dtype=net.dtype.name, backend=net.backend.name, loss=net.loss.name,
         activation=getattr(act, "name", "identity"), head=mode if l == tr.L else None,
         dC_da=host(dC_da), da_dz=host(da_dz), dC_dz=host(dC_dz), dz_dw=host(dz_dw), per_sample=host(per_sample),
-        value=value, batched=batched, penalty=penalty, terms=terms, between=tuple(between), below=below, reads=reads, a=a, y=y, coupled=coupled)
+        value=value, batched=batched, penalty=penalty,
+        terms=terms, between=tuple(between), below=below, reads=reads, a=a, y=y, coupled=coupled)
 
 
 def explain(net: Any, X: Any, Y: Any, weight: Optional[str] = None, *, layer: Any = None, j: Any = None, k: Any = None,
