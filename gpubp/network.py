@@ -20,7 +20,7 @@ from . import checkpoint, memory, parameters, philox, sparse, steps, validation
 from .activations import Activation, get_activation
 from .backend import Backend, get_backend, use_backend
 from .layers import (BatchNorm, Dense, Dropout, Input, Layer, Pass, connect, host_state, layer_from_config,
-                     mlp_layers, set_host_state)
+                     mlp_layers, restored_on_failure, set_host_state)
 from .workspace import Workspace
 from .losses import Loss, get_loss
 
@@ -96,9 +96,10 @@ class MLP:
         differentiates (None there means the loss's natural one). ``net.layers`` lists the same
         objects after the input layer; a layer object belongs to one network only."""
         net = cls.__new__(cls)
-        net._setup(validation.check_int(n_in, "n_in", 1), layers, get_loss(loss), dtype, seed, l2)
-        net._config = None
-        net._allocate()
+        with restored_on_failure(layers):  # e.g. out of memory: the layer objects as they were
+            net._setup(validation.check_int(n_in, "n_in", 1), layers, get_loss(loss), dtype, seed, l2)
+            net._config = None
+            net._allocate()
         return net
 
     @classmethod

@@ -186,6 +186,22 @@ def test_a_layer_belongs_to_one_network():
         gpubp.MLP.from_layers(3, [e, e, Dense(1)], loss="mse")
 
 
+def test_a_network_that_cannot_be_allocated_leaves_its_layer_objects_as_they_came():
+    """Out of memory after connecting (a Dropout fused into the Dense before it, the output layer
+    given the loss's activation): the objects are as they were, and a network built from them
+    again is the network built from new ones."""
+    first, drop, out = Dense(4, "relu"), Dropout(0.5), Dense(10**7)
+    before = [dict(layer.__dict__) for layer in (first, drop, out)]
+    with pytest.raises(gpubp.OutOfMemoryError, match="choose smaller sizes"):
+        gpubp.MLP.from_layers(10**7, [Dense(10**6, "relu"), BatchNorm(), first, drop, out], loss="cross_entropy")
+    assert first.dropout is None and out.activation is None and drop.fused_into is None
+    assert [layer.__dict__ for layer in (first, drop, out)] == before
+    X, Y = np.ones((4, 3)), np.zeros((4, 2))
+    reused = gpubp.MLP.from_layers(3, [first, Dense(2)], loss="mse", seed=0, dtype="float64")
+    fresh = gpubp.MLP.from_layers(3, [Dense(4, "relu"), Dense(2)], loss="mse", seed=0, dtype="float64")
+    assert [float(reused.loss_and_grads(X, Y)[0]) for _ in range(2)] == [float(fresh.loss_and_grads(X, Y)[0])] * 2
+
+
 def test_from_layers_errors_change_nothing():
     layers = [Dense(4, "relu"), Dropout(0.1)]
     with pytest.raises(ValueError, match="last layer must be a Dense"):

@@ -12,7 +12,7 @@ from .base import Cache, Input, Layer, ParamSpec, Pass
 from .batch_norm import BatchNorm
 from .dense import Dense
 from .dropout import Dropout
-from .stack import connect, host_state, mlp_layers, set_host_state
+from .stack import connect, host_state, mlp_layers, restored_on_failure, set_host_state
 
 LAYER_TYPES: Dict[str, Type[Layer]] = {cls.__name__: cls for cls in (Dense, Dropout, BatchNorm)}
 

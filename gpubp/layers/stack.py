@@ -3,7 +3,8 @@ checked and connected (widths, numbers, each Dropout fused into the activation p
 and their host state (what checkpoints keep besides the arrays)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+import contextlib
+from typing import Any, Dict, Iterator, List, Sequence
 
 from ..activations import get_activation
 from .base import Input, Layer
@@ -75,6 +76,23 @@ def connect(n_in: int, layers: Any, loss: Any, dropout_seed: int) -> List[Layer]
             if fuse:
                 prev.dropout = layer
     return layers
+
+
+@contextlib.contextmanager
+def restored_on_failure(layers: Any) -> Iterator[None]:
+    """Every layer object of ``layers`` (a user's list) exactly as it was if the block fails:
+    :func:`connect` numbers the layers, fuses each Dropout into the pass before it and gives the
+    output layer its activation, and a network that then cannot allocate its buffers must leave
+    the objects as they came (a rejected call changes nothing)."""
+    saved = [(layer, dict(layer.__dict__)) for layer in layers if hasattr(layer, "__dict__")] \
+        if isinstance(layers, (list, tuple)) else []
+    try:
+        yield
+    except BaseException:
+        for layer, attributes in saved:
+            layer.__dict__.clear()
+            layer.__dict__.update(attributes)
+        raise
 
 
 def host_state(layers: Sequence[Layer], dropout_seed: int) -> Dict[str, Any]:
