@@ -30,4 +30,4 @@ def layer_from_config(config: Any) -> Layer:
 
 __all__ = ["BatchNorm", "Cache", "Dense", "Dropout", "Input", "LAYER_TYPES", "Layer", "ParamSpec", "Pass",
            "connect", "host_state", "layer_from_config",
-           "mlp_layers", "set_host_state"]
+           "mlp_layers", "restored_on_failure", "set_host_state"]
