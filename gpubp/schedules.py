@@ -43,6 +43,7 @@ class Schedule(Callback):
     def __init__(self) -> None:
         self.last_index = -1  # the epoch index (from 0) of the lr set last
         self.lrs: List[float] = []
+        self._base: Optional[float] = None  # the base lr of the current run (on_train_begin)
 
     # ---- the arithmetic, per schedule ------------------------------------------------------
     def initial(self, base: float) -> float:
@@ -68,16 +69,18 @@ class Schedule(Callback):
     # ---- as a callback -----------------------------------------------------------------------
     def on_train_begin(self) -> None:
         """Check that every epoch of this run gets a learning rate an optimizer takes (> 0),
-        before anything changes."""
-        base = _base_lr(self.optimizer)
+        before anything changes. A run from epoch 1 starts from the optimizer's lr as it is now
+        (as a new PyTorch scheduler's first epoch does, whatever lr an earlier schedule left as
+        ``initial_lr``); a resumed run (``initial_epoch > 0``) from the base lr it kept."""
         first, last = int(self.params.get("initial_epoch", 0)), int(self.params.get("epochs", 0))
+        base = float(self.optimizer.lr) if first == 0 else _base_lr(self.optimizer)
         lr, index = float(self.optimizer.lr), self.last_index
         for k in range(first, last):
             lr, index = self.lr_at(k, lr, base, index), k
             if not (lr > 0.0 and math.isfinite(lr)):
                 raise ValueError(f"{self!r} gives epoch {k + 1} the learning rate {lr!r}; optimizers need a finite "
                                  f"lr > 0: {self.zero_hint(k)}")
-        self.optimizer.initial_lr = base  # kept with the optimizer (and its checkpoints), as PyTorch does
+        self._base = base
 
     def zero_hint(self, k: int) -> str:
         return "choose other settings"
@@ -85,7 +88,11 @@ class Schedule(Callback):
     def on_epoch_begin(self, epoch: int) -> None:
         opt = self.optimizer
         k = epoch - 1
-        lr = self.lr_at(k, float(opt.lr), _base_lr(opt), self.last_index)
+        base = _base_lr(opt) if self._base is None else self._base
+        # kept with the optimizer (and its checkpoints), as PyTorch keeps initial_lr; set once the
+        # run has started, so that a run refused before its first epoch changes nothing
+        opt.initial_lr = base
+        lr = self.lr_at(k, float(opt.lr), base, self.last_index)
         opt.lr = lr
         self.last_index = k
         self.lrs.append(lr)

@@ -143,6 +143,42 @@ def test_resuming_from_a_checkpoint_with_a_new_schedule(tmp_path, make, tol):
     np.testing.assert_allclose(first + second, one, rtol=tol, atol=0)
 
 
+@pytest.mark.parametrize("make,torch_make", [(lambda: CosineAnnealingLR(5), lambda o: TORCH.CosineAnnealingLR(o, 5)),
+                                             (lambda: StepLR(2), lambda o: TORCH.StepLR(o, 2))])
+def test_a_new_run_starts_from_the_lr_set_since_an_earlier_schedule(make, torch_make):
+    """Fine-tuning: after a scheduled run, opt.lr = 1e-4 and a new schedule from epoch 1 start from
+    1e-4, as a new PyTorch scheduler on the same optimizer does (not from the first run's base)."""
+    first, opt, net, _ = _fit_lrs(CosineAnnealingLR(10), epochs=5)
+    opt.lr = 1e-4
+    second, _, _, _ = _fit_lrs(make(), epochs=4, opt=opt, net=net)
+    t_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=BASE_LR)
+    t_first = TORCH.CosineAnnealingLR(t_opt, 10)
+    for _ in range(5):
+        t_opt.step()
+        t_first.step()
+    t_opt.param_groups[0]["lr"] = 1e-4
+    t_second = torch_make(t_opt)
+    want = []
+    for _ in range(4):
+        want.append(t_opt.param_groups[0]["lr"])
+        t_opt.step()
+        t_second.step()
+    np.testing.assert_allclose(second, want, rtol=1e-15, atol=0)
+    assert second[0] == 1e-4
+
+
+def test_a_run_refused_before_its_first_epoch_leaves_the_optimizer_as_it_was():
+    from gpubp.callbacks import EarlyStopping
+
+    opt = gpubp.SGD(BASE_LR)
+    with pytest.raises(ValueError, match="val_loss"):
+        _fit_lrs(StepLR(2), epochs=3, opt=opt, callbacks=[EarlyStopping()])
+    assert opt.initial_lr is None and opt.lr == BASE_LR and opt.t == 0
+    opt.lr = 0.05
+    lrs, _, _, _ = _fit_lrs(StepLR(2), epochs=3, opt=opt)
+    assert lrs == pytest.approx([0.05, 0.05, 0.005], rel=1e-15)
+
+
 def test_learning_rate_scheduler_calls_the_function_with_the_epoch_and_lr():
     seen = []
 
