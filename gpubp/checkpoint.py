@@ -121,7 +121,8 @@ def check_save_path(path: Any) -> Tuple[str, Optional[os.stat_result]]:
 
 
 def _check_optimizer_for(optimizer: Any, net: Any) -> None:
-    """``optimizer`` is a gpubp optimizer whose state buffers (if any) belong to ``net``."""
+    """``optimizer`` is a gpubp optimizer whose state (if any) belongs to ``net``: buffers of its
+    size, from steps of ``net`` itself, not of another network of the same architecture."""
     validation.check_optimizer(optimizer, net)
     if not callable(getattr(optimizer, "state_dict", None)):
         raise TypeError(f"optimizer must be a gpubp optimizer (with state_dict()) or None; got {type(optimizer).__name__}")
@@ -129,6 +130,9 @@ def _check_optimizer_for(optimizer: Any, net: Any) -> None:
         if tuple(value.shape) != tuple(net.params.shape):
             raise ValueError(f"optimizer: its state {key!r} has {value.size} values, for another network; this network "
                              f"has {net.params.size} parameters: save each network with its own optimizer")
+    check_owner = getattr(optimizer, "check_owner", None)
+    if callable(check_owner):
+        check_owner(net)
 
 
 def save(net: Any, path: PathLike, optimizer: Any = None) -> None:

@@ -8,6 +8,7 @@ the first step.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -167,6 +168,21 @@ class Optimizer:
         #: schedule of :mod:`gpubp.schedules` runs. Checkpoints keep it, so a resumed schedule
         #: knows its base.
         self.initial_lr: Optional[float] = None
+        #: A weak reference to the network whose training the state (``t``, buffers) belongs to:
+        #: set when the state binds to a network (a step, :meth:`load_state_dict`); None while
+        #: unknown (never bound, or copied or unpickled, which drop it). Weak: it keeps no
+        #: network alive.
+        self._network: Optional["weakref.ReferenceType[Any]"] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Everything but the reference to the network (a weak reference cannot be pickled; a
+        copy's owner is unknown until it binds)."""
+        state = self.__dict__.copy()
+        state["_network"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update({"_network": None, **state})
 
     @property
     def t(self) -> int:
@@ -197,9 +213,29 @@ class Optimizer:
                 f"({type(p).__module__.split('.')[0]}): use one optimizer per network"
             )
 
+    def check_owner(self, net: Any) -> None:
+        """Raise a ValueError, changing nothing, if this optimizer's state (a step count or
+        buffers) belongs to another network than ``net``: one it stepped or was loaded for
+        since, even of the same architecture. An optimizer without state, or whose network
+        is unknown (a copy not yet bound), passes."""
+        ref = self._network
+        if ref is None or not (self._t or self.state):
+            return
+        owner = ref()
+        if owner is net:
+            return
+        held = f"{type(self).__name__}'s state (t = {self._t})"
+        came = f"the network given, {net!r} at {id(net):#x}"
+        if owner is None:
+            raise ValueError(f"optimizer: this {held} belongs to a network that no longer exists, not to {came}: "
+                             f"pass the optimizer that trained this network")
+        raise ValueError(f"optimizer: this {held} belongs to {owner!r} at {id(owner):#x} (the network it last stepped "
+                         f"or was loaded for), not to {came}: pass the optimizer that trained this network")
+
     def _bind(self, net: Any) -> None:
-        """Check the state buffers against ``net`` and allocate the missing ones (zeros): what
-        every update does before it changes anything."""
+        """Check the state buffers against ``net``, allocate the missing ones (zeros) and record
+        ``net`` as the network the state belongs to: what every update does before it changes
+        anything."""
         if not self._fits(net):
             self.check_network(net)  # raises when the state is another network's (t > 0)
             self.state = {}  # fresh (t == 0) state allocated for another network: start again
@@ -207,6 +243,9 @@ class Optimizer:
         for name in self.state_names:
             if name not in state:
                 state[name] = net.backend.xp.zeros_like(net.params)
+        ref = self._network
+        if ref is None or ref() is not net:
+            self._network = weakref.ref(net)
 
     def step(self, net: Any) -> None:
         """Apply one update to ``net.params`` from ``net.grads``."""
@@ -224,6 +263,7 @@ class Optimizer:
         initial = None if initial is None else check_positive_float(initial, "initial_lr")
         self.state = {k: net.backend.asarray(v, dtype=net.dtype).copy() for k, v in d["state"].items()}
         self._t, self.initial_lr = t, initial
+        self._network = weakref.ref(net)
 
     def get_config(self) -> Dict[str, Any]:
         """The constructor arguments (pairs as lists, as JSON keeps them)."""

@@ -187,3 +187,88 @@ def test_from_parameters_never_shares_memory_it_should_not():
         assert back.params.tobytes() == own.tobytes()
     with pytest.raises(ValueError, match=r"params must be an array of shape \(26,\)"):
         gpubp.MLP.from_parameters(own[:-1], **cfg)
+
+
+# ---- the optimizer's state belongs to one network -----------------------------------------------
+def _twins():
+    X = np.linspace(-1, 1, 15).reshape(5, 3)
+    Y = np.ones((5, 2))
+    return gpubp.MLP([3, 4, 2], seed=0), gpubp.MLP([3, 4, 2], seed=1), X, Y
+
+
+def test_save_refuses_an_optimizer_that_stepped_a_twin_network(tmp_path):
+    """The same architecture, so the buffers' shapes fit: the optimizer still names the network
+    it stepped, and the save is refused before the file is touched."""
+    net, twin, X, Y = _twins()
+    opt = gpubp.Adam(0.01)
+    twin.train_step(X, Y, opt)
+    with pytest.raises(ValueError) as info:
+        net.save(tmp_path / "m.npz", optimizer=opt)
+    msg = str(info.value)
+    assert f"at {id(twin):#x}" in msg and f"at {id(net):#x}" in msg and "t = 1" in msg, msg
+    assert list(tmp_path.iterdir()) == []
+    twin.save(tmp_path / "m.npz", optimizer=opt)  # its own network: saved
+    assert gpubp.load_optimizer(tmp_path / "m.npz", twin).t == 1
+    net.train_step(X, Y, opt)  # now it last stepped net: net's state from here on
+    net.save(tmp_path / "n.npz", optimizer=opt)
+    with pytest.raises(ValueError, match="optimizer: this Adam's state"):
+        twin.save(tmp_path / "t.npz", optimizer=opt)
+
+
+def test_save_accepts_an_optimizer_that_never_stepped(tmp_path):
+    net, twin, _, _ = _twins()
+    net.save(tmp_path / "m.npz", optimizer=gpubp.Adam(0.01))
+    assert gpubp.load_optimizer(tmp_path / "m.npz", twin).t == 0
+
+
+def test_the_optimizer_keeps_no_network_alive_and_refuses_after_it_is_gone(tmp_path):
+    import gc
+    import weakref
+
+    net, twin, X, Y = _twins()
+    opt = gpubp.SGD(0.1)  # no buffers: its step count is its state
+    twin.train_step(X, Y, opt)
+    gone = weakref.ref(twin)
+    del twin
+    gc.collect()
+    assert gone() is None
+    with pytest.raises(ValueError, match="belongs to a network that no longer exists"):
+        net.save(tmp_path / "m.npz", optimizer=opt)
+
+
+def test_loading_binds_the_optimizer_to_the_network_it_is_loaded_for(tmp_path):
+    net, twin, X, Y = _twins()
+    opt = gpubp.Adam(0.01)
+    net.train_step(X, Y, opt)
+    net.save(tmp_path / "m.npz", optimizer=opt)
+    back = gpubp.load(tmp_path / "m.npz")
+    opt2 = gpubp.load_optimizer(tmp_path / "m.npz", back)
+    back.save(tmp_path / "b.npz", optimizer=opt2)
+    with pytest.raises(ValueError, match="not to the network given"):
+        net.save(tmp_path / "n.npz", optimizer=opt2)
+    opt3 = gpubp.Adam(0.01)
+    back3 = gpubp.load(tmp_path / "m.npz", optimizer=opt3)
+    back3.save(tmp_path / "c.npz", optimizer=opt3)
+    with pytest.raises(ValueError, match="not to the network given"):
+        back.save(tmp_path / "d.npz", optimizer=opt3)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy"])
+def test_copied_optimizers_keep_their_state_and_save(tmp_path, how):
+    """A copy keeps the hyper-parameters, t and the buffers, not the link to the network (a weak
+    reference cannot be pickled): it saves with a network of its size and binds on its next step."""
+    import copy
+    import pickle
+
+    net, twin, X, Y = _twins()
+    opt = gpubp.Adam(0.01)
+    net.train_step(X, Y, opt)
+    dup = {"pickle": lambda o: pickle.loads(pickle.dumps(o)), "deepcopy": copy.deepcopy, "copy": copy.copy}[how](opt)
+    assert dup.t == 1 and dup.get_config() == opt.get_config()
+    for name in ("m", "v"):
+        np.testing.assert_array_equal(dup.state[name], opt.state[name])
+    twin.save(tmp_path / "m.npz", optimizer=dup)  # owner unknown: accepted on size
+    twin.train_step(X, Y, dup)  # binds to twin
+    with pytest.raises(ValueError, match="not to the network given"):
+        net.save(tmp_path / "n.npz", optimizer=dup)
+    net.save(tmp_path / "n.npz", optimizer=opt)  # the original still belongs to net
