@@ -24,7 +24,11 @@ every rank calls the collective the same number of times per epoch.
 Agreement: before its first collective a distributed entry compares, in one allgather, what
 every rank passed (architecture, dtype, optimizer type and hyper-parameters, the loop's
 settings, the entry itself); ranks that differ all raise the same ValueError instead of
-training different replicas or failing inside MPI. In a multi-rank run ``comm=None`` is refused
+training different replicas or failing inside MPI. ``fit`` compares the optimizer's
+hyper-parameters again at the start of every epoch, after the callbacks' ``on_epoch_begin``
+(:func:`agree_hyperparameters`), so a schedule or callback that sets them on some ranks only
+stops the run there; the first synchronised ``train_step`` of a network and optimizer gives
+every rank rank 0's parameters and optimizer state (buffers and ``t``). In a multi-rank run ``comm=None`` is refused
 (:func:`check_comm`); :func:`alone` is the communicator for work on one rank by itself.
 
 Failure: :func:`init` installs an excepthook on every rank of a multi-rank run. A rank that
@@ -324,7 +328,8 @@ def optimizer_config(optimizer: Any) -> Any:
 
 def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) -> None:
     """Copy rank 0's parameters, layer state (running statistics, dropout streams), shuffling
-    generator (and the optimizer's state, if it has any) to every rank."""
+    generator (and the optimizer's state buffers and step count ``t``) to every rank, so the
+    replicas start identical whatever each rank held before (an optimizer resumed on one rank)."""
     if comm.size == 1:
         return
     comm.broadcast_(net.params)
@@ -333,6 +338,9 @@ def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) ->
     net.set_host_state(comm.mpi.bcast(net.host_state(), root=0))
     net.rng.bit_generator.state = comm.mpi.bcast(net.rng.bit_generator.state, root=0)
     if optimizer is not None:
+        bind = getattr(optimizer, "_bind", None)
+        if callable(bind):  # every rank holds every buffer (zeros where it has not stepped) to receive rank 0's
+            bind(net)
         names = sorted(optimizer.state)
         if comm.allgather(names) != [names] * comm.size:
             raise ValueError("the optimizers of the ranks hold different state buffers; start every rank the same way")
@@ -345,10 +353,12 @@ def broadcast_parameters(net: Any, comm: Communicator, optimizer: Any = None) ->
 def ensure_synchronized(net: Any, comm: Communicator, entry: str, optimizer: Any = None) -> None:
     """The first time ``net`` (with these parameters, and this optimizer) meets ``comm``: check
     that every rank calls ``entry`` with the same network and optimizer settings (a ValueError
-    on every rank otherwise, before any other collective), then broadcast rank 0's parameters.
+    on every rank otherwise, before any other collective), then broadcast rank 0's parameters,
+    layer state and, with an optimizer, its state buffers and step count ``t``
+    (:func:`broadcast_parameters`, as ``fit`` does), so the replicas start identical.
 
     Later calls check nothing (no collective): change hyper-parameters between
-    ``train_step`` calls alike on every rank (``fit`` compares them at every call).
+    ``train_step`` calls alike on every rank (``fit`` compares them at every epoch).
     """
     if comm.size == 1:
         return
@@ -356,14 +366,27 @@ def ensure_synchronized(net: Any, comm: Communicator, entry: str, optimizer: Any
     if (synced is None or synced[0] is not comm or synced[1] is not net.params
             or (optimizer is not None and synced[2] is not optimizer)):
         agree(comm, entry=entry, network=network_config(net), optimizer=optimizer_config(optimizer))
-        broadcast_parameters(net, comm)
-        net._dist_synced = (comm, net.params, optimizer)
+        broadcast_parameters(net, comm, optimizer)
 
 
 def agree(comm: Communicator, **settings: Any) -> None:
     """One collective: every rank's ``settings`` must equal rank 0's, else the same ValueError
-    naming the first rank that differs (and how) is raised on every rank."""
+    naming the ranks that differ (and how) is raised on every rank."""
     global_rows(comm, 0, **settings)
+
+
+def agree_hyperparameters(comm: Communicator, optimizer: Any, epoch: int) -> None:
+    """One small allgather at the start of ``epoch`` of a distributed ``fit``, after the callbacks'
+    ``on_epoch_begin`` (where schedules and callbacks set the learning rate): the optimizer's type
+    and each hyper-parameter must equal rank 0's, else every rank raises the same ValueError
+    naming the hyper-parameters and ranks that differ, before any step of the epoch."""
+    if comm.size == 1:
+        return
+    name, config = optimizer_config(optimizer) or (None, None)
+    settings = {"optimizer": name, **({f"{name}.{k}": v for k, v in config.items()} if isinstance(config, dict) else {})}
+    _check_same(comm, comm.allgather(sorted(settings.items())),
+                f" at the start of epoch {epoch}, after the callbacks' on_epoch_begin",
+                "; a schedule or callback must set the optimizer alike on every rank")
 
 
 def allreduce_gradients(net: Any, C: Any, n: int, comm: Communicator) -> Any:
@@ -405,12 +428,26 @@ def global_rows(comm: Communicator, n: int, **settings: Any) -> Tuple[List[int],
     rank raises the same ValueError instead.
     """
     gathered = comm.allgather((int(n), sorted(settings.items())))
+    _check_same(comm, [s for _, s in gathered])
     counts = [c for c, _ in gathered]
-    differing = [r for r, (_, s) in enumerate(gathered) if s != gathered[0][1]]
-    if differing:
-        first, other = dict(gathered[0][1]), dict(gathered[differing[0]][1])
-        keys = [k for k in sorted(set(first) | set(other)) if first.get(k) != other.get(k)]
-        detail = "; ".join(f"{k}: rank 0 has {first.get(k)!r}, rank {differing[0]} has {other.get(k)!r}" for k in keys)
-        raise ValueError(f"every rank must train with the same settings ({len(differing)} of {comm.size} ranks differ "
-                         f"from rank 0): {detail}"[:2000])
     return counts, sum(counts)
+
+
+def _check_same(comm: Communicator, gathered: List[Any], context: str = "", hint: str = "") -> None:
+    """Raise, alike on every rank, a ValueError naming each setting whose value differs from rank
+    0's and every rank that has another one; ``gathered``: each rank's sorted (name, value) pairs;
+    ``context`` says when (after "the same settings"), ``hint`` ends the message."""
+    differing = [r for r, s in enumerate(gathered) if s != gathered[0]]
+    if not differing:
+        return
+    values = [dict(s) for s in gathered]
+    first = values[0]
+    keys = sorted({k for r in differing for k in set(first) | set(values[r]) if first.get(k) != values[r].get(k)})
+    detail = "; ".join(
+        f"{k}: rank 0 has {first.get(k)!r}, " + ", ".join(
+            f"rank {r} has {values[r].get(k)!r}" for r in differing if values[r].get(k) != first.get(k))
+        for k in keys)
+    ranks = (f"rank {differing[0]} of {comm.size} differs" if len(differing) == 1 else
+             f"ranks {', '.join(map(str, differing))} of {comm.size} differ")
+    raise ValueError(f"every rank must train with the same settings{context} ({ranks} from rank 0): "
+                     f"{detail[:1800]}{hint}")

@@ -1,12 +1,13 @@
 """The epoch loop of ``fit``: batches, the divergence guard, logs, validation and the callbacks.
 
 :func:`gpubp.train.fit` checks its arguments and prepares a :class:`Loop`; the loop runs the
-epochs. Per epoch: ``on_epoch_begin`` (a schedule sets the lr), one permutation of the rows,
-then per batch a gather into reused buffers, forward, backward, (all-reduce), optional
-clipping and the update, the guard's check, ``on_batch_end`` where a callback has it; then the
-logs (loss and accuracy summed on the device and read once per epoch, validation),
-``on_epoch_end``, and the stop flag. Loss and accuracy are accumulated on the device, so an
-epoch synchronises with the GPU once per guard window and once at its end.
+epochs. Per epoch: ``on_epoch_begin`` (a schedule sets the lr), in a distributed run the check
+that every rank's optimizer has the same hyper-parameters (one small allgather), one
+permutation of the rows, then per batch a gather into reused buffers, forward, backward,
+(all-reduce), optional clipping and the update, the guard's check, ``on_batch_end`` where a
+callback has it; then the logs (loss and accuracy summed on the device and read once per
+epoch, validation), ``on_epoch_end``, and the stop flag. Loss and accuracy are accumulated
+on the device, so an epoch synchronises with the GPU once per guard window and once at its end.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from . import distributed, memory
 from . import guard as guard_mod
-from . import memory
 from .callbacks import CallbackList
 from .dataset import Dataset, n_correct
 from .errors import NonFiniteError
@@ -185,6 +186,8 @@ class Loop:
             guard = prepare()
             for epoch in range(initial_epoch + 1, epochs + 1):
                 callbacks.on_epoch_begin(epoch)
+                if self.plan.step_rows is not None:  # replicas that would step with different rates
+                    distributed.agree_hyperparameters(self.comm, self.optimizer, epoch)
                 lr = getattr(self.optimizer, "lr", None)
                 loss_sum, correct = self.train_epoch(epoch, guard)
                 net.epoch = epoch

@@ -19,6 +19,12 @@ Modes:
            (into the folder given after the mode) and verbose=2: the same logs on every rank,
            identical replicas (after the best epoch's weights are restored), one writer, one
            printer, and a stop asked on one rank only ending every rank's training alike.
+    drift  a per-rank learning rate once fit runs (a schedule giving each rank its own, a callback
+           changing one rank's): every rank raises the same ValueError at the start of that
+           epoch, before any of its steps, with identical replicas.
+    resync train_step with an Adam that stepped 5 times on one rank only (as if resumed there):
+           the first synchronised step gives every rank rank 0's state and t, so 3 steps later
+           the replicas are identical and equal one process's run.
 
 Rank 0 prints one line ``RESULT {json}`` with the largest errors over all ranks; the test
 asserts on those numbers. Any exception on any rank aborts the whole run (non-zero exit).
@@ -340,6 +346,83 @@ def resume(comm, path: str) -> dict:
             "resume_loss_diff": float(np.max(np.abs(np.array(rest["loss"]) - np.array(full["loss"][2:]))))}
 
 
+def drift(comm) -> dict:
+    from gpubp.callbacks import Callback
+
+    r, last = comm.rank, comm.size - 1
+    X, Y = data("cross_entropy", 12, seed=4)
+    out, messages = {}, {}
+
+    class ChangeLastRanksLr(Callback):
+        """After epoch 2 the last rank alone lowers its learning rate; keeps the weights it saw then."""
+
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 2:
+                self.kept = params(self.net)
+                if r == last:
+                    self.net_optimizer.lr = 0.05
+
+    runs = {
+        "schedule": dict(lr_schedule=lambda epoch, lr: 0.1 * (1 + r)),  # refused at epoch 1
+        "callback": dict(callbacks=[ChangeLastRanksLr()]),  # refused at epoch 3
+    }
+    for name, extra in runs.items():
+        net, opt = make_net("cross_entropy", "tanh"), gpubp.SGD(0.1, momentum=0.5)
+        for cb in extra.get("callbacks", []):
+            cb.net_optimizer = opt
+        kept = params(net)
+        try:
+            net.fit(X, Y, epochs=4, batch_size=4, optimizer=opt, progress=False, comm=comm, **extra)
+            out[f"not refused: {name}"] = 1.0
+        except ValueError as exc:
+            out[f"not refused: {name}"] = 0.0
+            messages[name] = str(exc)
+        if name == "callback":
+            kept = extra["callbacks"][0].kept
+            out["callback: epochs done wrong"] = float(net.epoch != 2)
+        # no step of the refused epoch ran, and the replicas are alike
+        out[f"{name}: moved"] = float(np.max(np.abs(params(net) - kept)))
+        p = params(net)
+        out[f"{name}: replica_diff"] = float(np.max(np.abs(p - comm.mpi.bcast(p if r == 0 else None, root=0))))
+    every = comm.allgather(messages)
+    out["messages differ"] = float(any(m != every[0] for m in every))
+    if r == 0:
+        for name, msg in messages.items():
+            print(f"MESSAGE {name}: {msg}", flush=True)
+    return out
+
+
+def resync(comm) -> dict:
+    K, r = comm.size, comm.rank
+    bounds = np.concatenate([[0], np.cumsum(SHARDS[K])])
+    X, Y = data("cross_entropy", int(bounds[-1]), seed=11)
+    shard = [slice(int(bounds[q]), int(bounds[q + 1])) for q in range(K)]
+    out = {}
+    for stepped in (1, 0):  # the rank whose Adam has taken 5 steps (of another replica) before
+        net, opt = make_net("cross_entropy", "tanh"), gpubp.Adam(0.05)
+        ref, ref_opt = make_net("cross_entropy", "tanh"), gpubp.Adam(0.05)
+        if r == stepped:
+            warm = make_net("cross_entropy", "tanh", perturb=0.3)
+            for _ in range(5):
+                warm.train_step(X[shard[r]], Y[shard[r]], opt, comm=SOLO)
+        if stepped == 0:  # every rank starts from rank 0's state: the reference too
+            warm = make_net("cross_entropy", "tanh", perturb=0.3)
+            for _ in range(5):
+                warm.train_step(X[shard[0]], Y[shard[0]], ref_opt, comm=SOLO)
+        rows = np.concatenate([np.arange(bounds[q], bounds[q] + 2) for q in range(K)])
+        own = slice(int(bounds[r]), int(bounds[r]) + 2)
+        for _ in range(3):
+            net.train_step(X[own], Y[own], opt, comm=comm)
+            ref.train_step(X[rows], Y[rows], ref_opt, comm=SOLO)
+        p = params(net)
+        m = opt.state["m"].copy()
+        out[f"rank {stepped} stepped: replica_diff"] = float(np.max(np.abs(p - comm.mpi.bcast(p if r == 0 else None))))
+        out[f"rank {stepped} stepped: state_diff"] = float(np.max(np.abs(m - comm.mpi.bcast(m if r == 0 else None))))
+        out[f"rank {stepped} stepped: vs one process"] = rel_err(p, params(ref))
+        out[f"rank {stepped} stepped: t wrong"] = float(opt.t != ref_opt.t or opt.t != (8 if stepped == 0 else 3))
+    return out
+
+
 def main() -> None:
     global LAYERS
     mode = sys.argv[1]
@@ -362,6 +445,10 @@ def main() -> None:
         errs = none(comm)
     elif mode == "resume":
         errs = resume(comm, sys.argv[2])
+    elif mode == "drift":
+        errs = drift(comm)
+    elif mode == "resync":
+        errs = resync(comm)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     from mpi4py import MPI

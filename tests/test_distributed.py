@@ -153,6 +153,38 @@ def test_ranks_that_disagree_all_raise_the_same_clear_error(ranks):
 
 
 @needs_mpi
+def test_a_learning_rate_that_differs_per_rank_once_fit_runs_is_refused_at_that_epoch():
+    """A schedule giving each rank its own rate (epoch 1), a callback changing the last rank's after
+    epoch 2: every rank raises the same ValueError at the start of that epoch, naming the
+    hyper-parameter and the ranks, before any step of it (the weights are those the epoch began with)."""
+    rc, out, _ = mpirun(3, [str(WORKER), "drift"])
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    assert all(v == 0.0 for v in res.values() if not isinstance(v, int)), res
+    messages = dict(line[len("MESSAGE "):].split(": ", 1) for line in out.splitlines() if line.startswith("MESSAGE "))
+    schedule, callback = messages["schedule"], messages["callback"]
+    assert "at the start of epoch 1" in schedule and "(ranks 1, 2 of 3 differ from rank 0)" in schedule, schedule
+    assert schedule.endswith("a schedule or callback must set the optimizer alike on every rank"), schedule
+    assert "SGD.lr: rank 0 has 0.1, rank 1 has 0.2, rank 2 has 0.30000000000000004" in schedule, schedule
+    assert "at the start of epoch 3" in callback and "(rank 2 of 3 differs from rank 0)" in callback, callback
+    assert "SGD.lr: rank 0 has 0.1, rank 2 has 0.05" in callback and "momentum" not in callback, callback
+
+
+@needs_mpi
+def test_first_synchronised_train_step_gives_every_rank_rank_0s_optimizer_state():
+    """One rank's Adam stepped 5 times before (t = 5, its own moments): after 3 synchronised steps
+    every rank holds the same weights, moments and t, equal to one process's run from rank 0's
+    optimizer (a fresh one, or the stepped one when it is rank 0's)."""
+    rc, out, _ = mpirun(3, [str(WORKER), "resync"])
+    assert rc == 0, out[-4000:]
+    res = _result(out)
+    for stepped in (0, 1):
+        key = f"rank {stepped} stepped: "
+        assert res[key + "replica_diff"] == 0.0 and res[key + "state_diff"] == 0.0, res
+        assert res[key + "vs one process"] < 1e-12 and res[key + "t wrong"] == 0.0, res
+
+
+@needs_mpi
 def test_one_rank_passing_comm_none_stops_the_run_with_a_clear_error():
     rc, out, _ = mpirun(2, [str(WORKER), "none"])
     assert rc != 0, out[-4000:]
