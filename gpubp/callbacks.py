@@ -33,6 +33,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO
 
+from . import validation
 from .guard import Snapshot
 from .history import KEYS, improves, monitor_mode
 from .progress import check_verbose, format_epoch, is_terminal, number, progress_bar
@@ -198,7 +199,7 @@ class LambdaCallback(Callback):
 
 def _check_number(value: Any, name: str, low: float = 0.0, integer: bool = False) -> Any:
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(float(value)):
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(validation.as_float(value, name)):
         raise TypeError(f"{name} must be a finite {'integer' if integer else 'number'}; got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low:g}; got {value!r}")

@@ -67,6 +67,15 @@ def check_int(value: Any, argument: str, minimum: int) -> int:
     return int(value)
 
 
+def as_float(value: Any, argument: str) -> float:
+    """``float(value)`` of a real number; an integer beyond the float range (such as 10**400) is a
+    ValueError naming ``argument``, not a bare OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{argument} must be a finite number; got {_repr(value)}, beyond the float range") from None
+
+
 def check_positive_float(value: Any, argument: str, allow_zero: bool = False) -> float:
     """A finite real number > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

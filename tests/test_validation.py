@@ -333,6 +333,33 @@ def test_bad_optimizer_settings(case, call, exc, fragment):
     assert fragment in str(info.value)
 
 
+def _beyond_float_range_cases():
+    from gpubp.callbacks import EarlyStopping
+    from gpubp.layers import BatchNorm, Dropout
+    from gpubp.schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR
+
+    big = 10**400
+    return [
+        ("MLP dropout", lambda: gpubp.MLP([3, 4, 2], dropout=big), "p must be a finite number"),
+        ("Dropout p", lambda: Dropout(big), "p must be a finite number"),
+        ("BatchNorm eps", lambda: BatchNorm(eps=big), "eps must be a finite number"),
+        ("BatchNorm momentum", lambda: BatchNorm(momentum=-big), "momentum must be a finite number"),
+        ("StepLR gamma", lambda: StepLR(2, gamma=big), "gamma must be a finite number"),
+        ("CosineAnnealingLR eta_min", lambda: CosineAnnealingLR(5, eta_min=big), "eta_min must be a finite number"),
+        ("ReduceLROnPlateau factor", lambda: ReduceLROnPlateau(factor=big), "factor must be a finite number"),
+        ("ReduceLROnPlateau min_lr", lambda: ReduceLROnPlateau(min_lr=big), "min_lr must be a finite number"),
+        ("EarlyStopping min_delta", lambda: EarlyStopping(min_delta=big), "min_delta must be a finite number"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_integers_beyond_the_float_range_name_the_argument(case):
+    """10**400 converts to no float: a ValueError naming the argument, not a bare OverflowError."""
+    name, call, message = _beyond_float_range_cases()[case]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
 @pytest.mark.parametrize("name,exc", [("tpu", ValueError), ("", ValueError), (3, TypeError), (None, TypeError)])
 def test_bad_backend_name(name, exc):
     before = gpubp.get_backend()
