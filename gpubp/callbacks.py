@@ -121,6 +121,9 @@ def check_callbacks(callbacks: Any) -> List[Any]:
         raise TypeError(f"callbacks must be a list of callback objects; got {type(callbacks).__name__}")
     out = list(callbacks)
     for i, cb in enumerate(out):
+        if isinstance(cb, type):
+            raise TypeError(f"callbacks[{i}] is the class {cb.__name__}, not a callback object: pass an instance, "
+                            f"e.g. {cb.__name__}(...)")
         if not any(_hook(cb, name) for name in HOOKS) and not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the callback methods "
                             f"{', '.join(HOOKS)}")

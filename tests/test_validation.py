@@ -448,3 +448,34 @@ def test_every_name_table_refuses_alike(argument, call, table):
         call(7)
     assert str(info.value).startswith(f"{argument} must be a")
     assert f"name (str), one of {', '.join(table)}; got int 7" in str(info.value)
+
+
+@pytest.mark.parametrize("make, name, message", [
+    (lambda: gpubp.AdamW(), "learning_rate", r"AdamW has no hyper-parameter 'learning_rate' \(gpubp's name: lr\)"),
+    (lambda: gpubp.Adam(), "epsilon", r"gpubp's name: eps"),
+    (lambda: gpubp.Adam(), "momentum", "Adam has no hyper-parameter 'momentum'; it has lr, betas"),
+    (lambda: gpubp.SGD(0.1), "betas", "SGD has no hyper-parameter 'betas'; it has lr, momentum"),
+])
+def test_another_optimizers_or_librarys_hyper_parameter_is_refused(make, name, message):
+    """Assigned silently it would change nothing (opt.learning_rate = ... as in Keras)."""
+    opt = make()
+    before = opt.get_config()
+    with pytest.raises(AttributeError, match=message):
+        setattr(opt, name, 0.5)
+    assert opt.get_config() == before and name not in vars(opt)
+    opt.note = "kept"  # an attribute of the user's own is still an attribute
+    assert opt.note == "kept"
+
+
+def test_counters_a_checkpoint_cannot_store_are_refused(tmp_path):
+    opt = gpubp.Adam()
+    with pytest.raises(ValueError, match="t must be an integer below 2\\^63"):
+        opt.t = 2**63
+    assert opt.t == 0
+    net = gpubp.MLP([3, 4, 2], loss="cross_entropy", seed=0)
+    with pytest.raises(ValueError, match="epochs must be an integer below 2\\^63"):
+        net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), epochs=2**63, initial_epoch=2**63 - 1, verbose=0)
+    net.train_step(np.ones((4, 3)), np.array([0, 1, 0, 1]), opt)
+    opt.t = 2**63 - 1  # the largest a checkpoint holds: saved and loaded
+    net.save(tmp_path / "m.npz", optimizer=opt)
+    assert gpubp.load_optimizer(tmp_path / "m.npz", gpubp.load(tmp_path / "m.npz")).t == 2**63 - 1
