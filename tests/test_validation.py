@@ -479,3 +479,11 @@ def test_counters_a_checkpoint_cannot_store_are_refused(tmp_path):
     opt.t = 2**63 - 1  # the largest a checkpoint holds: saved and loaded
     net.save(tmp_path / "m.npz", optimizer=opt)
     assert gpubp.load_optimizer(tmp_path / "m.npz", gpubp.load(tmp_path / "m.npz")).t == 2**63 - 1
+
+
+@pytest.mark.parametrize("sizes", [[3, 2**62], [2**31, 2**31]])
+def test_sizes_beyond_any_address_space_are_out_of_memory_naming_sizes_and_bytes(sizes):
+    """NumPy refuses such arrays with a ValueError of its own ("array is too big", "Maximum
+    allowed dimension exceeded"): the same error as any allocation that fails."""
+    with pytest.raises(gpubp.OutOfMemoryError, match=r"building a network of sizes .* parameters need [\d,]+ bytes"):
+        gpubp.MLP(sizes)
