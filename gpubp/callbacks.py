@@ -33,6 +33,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TextIO
 
+from . import validation
 from .guard import Snapshot
 from .history import KEYS, improves, monitor_mode
 from .progress import check_verbose, format_epoch, is_terminal, number, progress_bar
@@ -120,6 +121,9 @@ def check_callbacks(callbacks: Any) -> List[Any]:
         raise TypeError(f"callbacks must be a list of callback objects; got {type(callbacks).__name__}")
     out = list(callbacks)
     for i, cb in enumerate(out):
+        if isinstance(cb, type):
+            raise TypeError(f"callbacks[{i}] is the class {cb.__name__}, not a callback object: pass an instance, "
+                            f"e.g. {cb.__name__}(...)")
         if not any(_hook(cb, name) for name in HOOKS) and not isinstance(cb, Callback):
             raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the callback methods "
                             f"{', '.join(HOOKS)}")
@@ -198,7 +202,7 @@ class LambdaCallback(Callback):
 
 def _check_number(value: Any, name: str, low: float = 0.0, integer: bool = False) -> Any:
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(float(value)):
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(validation.as_float(value, name)):
         raise TypeError(f"{name} must be a finite {'integer' if integer else 'number'}; got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low:g}; got {value!r}")

@@ -133,6 +133,10 @@ def _check_png(option: str, path: str) -> None:
     from .plot import _matplotlib
 
     _matplotlib()
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a folder; name the picture file, e.g. {os.path.join(path, 'net.png')!r}")
+    if not os.path.splitext(path)[1]:  # matplotlib would write path + ".png", not the file named
+        raise ValueError(f"{option} {path!r} has no extension; name the picture file with its format, e.g. {path + '.png'!r}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{option} {path!r}: folder {folder!r} does not exist")

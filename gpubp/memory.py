@@ -24,6 +24,8 @@ DATA_FRACTION = 0.5
 
 _OOM_MARKERS = ("cudaErrorMemoryAllocation", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA_ERROR_OUT_OF_MEMORY",
                 "out of memory")
+# NumPy's (and CuPy's) refusals of an array larger than any address space: no allocation can succeed
+_TOO_BIG_MARKERS = ("array is too big", "Maximum allowed dimension exceeded", "Maximum allowed size exceeded")
 
 
 def data_fits(nbytes: int, free_bytes: int, fraction: float = DATA_FRACTION) -> bool:
@@ -53,6 +55,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return False  # already translated
     if isinstance(exc, MemoryError):  # numpy's and cupy.cuda.memory.OutOfMemoryError
         return True
+    if isinstance(exc, ValueError):
+        return any(m in str(exc) for m in _TOO_BIG_MARKERS)
     return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MARKERS)
 
 

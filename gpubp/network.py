@@ -483,6 +483,8 @@ class MLP:
         as Keras's ``model.summary()`` does; ``print_fn`` receives each line (default ``print``)."""
         from .summary import summary_lines
 
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be a function taking each line (such as print); got {type(print_fn).__name__}")
         for line in summary_lines(self):
             (print_fn or print)(line)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from .names import lookup
-from .validation import check_int, check_positive_float
+from .validation import COUNTER_LIMIT, check_int, check_positive_float
 
 
 # ---- hyper-parameters --------------------------------------------------------------------
@@ -148,6 +148,13 @@ def hyperparameter(name: str) -> property:
 
 
 # ---- optimizers ---------------------------------------------------------------------------
+#: Other libraries' names of gpubp's hyper-parameters (Keras, scikit-learn, PyTorch's pre-1.0 ones):
+#: assigning one to an optimizer is a mistake the optimizer names, not a silent new attribute.
+HYPERPARAMETER_ALIASES = {"learning_rate": "lr", "learning_rate_init": "lr", "beta_1": "betas", "beta_2": "betas",
+                          "beta1": "betas", "beta2": "betas", "epsilon": "eps", "decay": "weight_decay",
+                          "nesterovs_momentum": "nesterov", "alpha": "weight_decay"}
+
+
 class Optimizer:
     """Base class: holds the hyper-parameters (``hyper``, of class ``hyperparameter_class``),
     the step count ``t`` and the state buffers for one network."""
@@ -184,6 +191,19 @@ class Optimizer:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update({"_network": None, **state})
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Attributes as usual, but a hyper-parameter this optimizer does not have (another
+        optimizer's, such as ``momentum`` on Adam, or another library's name, such as Keras's
+        ``learning_rate``) is an AttributeError naming what it has: set silently, it would
+        change nothing."""
+        if not name.startswith("_") and not hasattr(type(self), name):
+            other = {n for cls in (SGD, Adam, AdamW) for n in cls.hyperparameter_class.CHECKS}
+            if name in HYPERPARAMETER_ALIASES or name in other:
+                own = ", ".join(self.hyperparameter_class.CHECKS)
+                hint = f" (gpubp's name: {HYPERPARAMETER_ALIASES[name]})" if name in HYPERPARAMETER_ALIASES else ""
+                raise AttributeError(f"{type(self).__name__} has no hyper-parameter {name!r}{hint}; it has {own}")
+        object.__setattr__(self, name, value)
+
     @property
     def t(self) -> int:
         """The number of updates applied (an integer >= 0; checked on assignment)."""
@@ -191,7 +211,7 @@ class Optimizer:
 
     @t.setter
     def t(self, value: Any) -> None:
-        self._t = check_int(value, "t", 0)
+        self._t = check_int(value, "t", 0, COUNTER_LIMIT)  # checkpoints keep t as a 64-bit integer
 
     def _fits(self, net: Any) -> bool:
         """Whether every state buffer matches ``net``'s parameters: shape, dtype and backend."""

@@ -261,6 +261,8 @@ def history(history: Any, metrics: Optional[Sequence[str]] = None, ax: Any = Non
         raise TypeError(f"history must be a gpubp.History (what fit returns) or a dict of per-epoch lists; got "
                         f"{type(history).__name__}")
     path = _check_path(path)
+    if ax is not None and not (hasattr(ax, "plot") and hasattr(ax, "figure")):
+        raise TypeError(f"ax must be a matplotlib Axes to draw on (or None for a new Figure); got {type(ax).__name__}")
     # a History numbers its epochs (a resumed fit starts later); a plain dict's run from 1
     epochs = list(getattr(history, "epochs", None) or range(1, 1 + max((len(v) for v in history.values()), default=0)))
     if metrics is not None and not isinstance(metrics, str) and (

@@ -14,9 +14,12 @@ the first time a bar is shown.
 """
 from __future__ import annotations
 
+import numbers
 import sys
 import time
 from typing import Any, Mapping, Optional, TextIO
+
+import numpy as np
 
 
 class PlainBar:
@@ -93,13 +96,13 @@ VERBOSITY = (0, 1, 2)
 
 def check_verbose(verbose: Any) -> int:
     """``verbose`` as 0, 1 or 2; a TypeError or ValueError naming the choices otherwise."""
-    if isinstance(verbose, bool) or not isinstance(verbose, int):
+    if isinstance(verbose, (bool, np.bool_)) or not isinstance(verbose, numbers.Integral):
         raise TypeError(f"verbose must be 0 (silent), 1 (progress bar and a line per epoch) or 2 (a line per "
                         f"epoch); got {verbose!r}")
     if verbose not in VERBOSITY:
         raise ValueError(f"verbose must be 0 (silent), 1 (progress bar and a line per epoch) or 2 (a line per "
                          f"epoch); got {verbose!r}")
-    return verbose
+    return int(verbose)
 
 
 def is_terminal(stream: Any) -> bool:

@@ -13,12 +13,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import distributed, sparse, validation
 from . import guard as guard_mod
-from .callbacks import CallbackList, LambdaCallback, LearningRateScheduler, ProgressLogger, check_callbacks
+from .callbacks import Callback, CallbackList, LambdaCallback, LearningRateScheduler, ProgressLogger, check_callbacks
 from .dataset import Dataset
 from .evaluation import evaluate
 from .history import History
 from .loop import Loop, StepPlan
 from .progress import check_verbose
+from .schedules import ReduceLROnPlateau, Schedule
 
 __all__ = ["History", "evaluate", "fit"]
 
@@ -70,6 +71,13 @@ def _verbosity(verbose: Any, progress: Any) -> int:
 def _lr_schedule(lr_schedule: Any) -> List[Any]:
     if lr_schedule is None:
         return []
+    if isinstance(lr_schedule, type):
+        raise TypeError(f"lr_schedule is the class {lr_schedule.__name__}, not a schedule object: pass an instance, "
+                        f"e.g. {lr_schedule.__name__}(...)")
+    if isinstance(lr_schedule, Callback) and not isinstance(lr_schedule, (Schedule, ReduceLROnPlateau,
+                                                                          LearningRateScheduler)):
+        raise TypeError(f"lr_schedule must be a schedule of gpubp.schedules or a function (epoch, lr) -> lr; got the "
+                        f"callback {type(lr_schedule).__name__} (pass it in callbacks=[...])")
     if any(callable(getattr(lr_schedule, hook, None)) for hook in ("on_epoch_begin", "on_epoch_end")):
         return [lr_schedule]
     if callable(lr_schedule):
@@ -184,8 +192,8 @@ def fit(
     from .optim import Adam
 
     comm = distributed.check_comm(comm, "fit")
-    epochs = validation.check_int(epochs, "epochs", 0)
-    initial_epoch = validation.check_int(initial_epoch, "initial_epoch", 0)
+    epochs = validation.check_int(epochs, "epochs", 0, validation.COUNTER_LIMIT)  # net.epoch is saved as 64-bit
+    initial_epoch = validation.check_int(initial_epoch, "initial_epoch", 0, validation.COUNTER_LIMIT)
     if initial_epoch > epochs:
         raise ValueError(f"initial_epoch must be <= epochs (the number of the last epoch); got initial_epoch="
                          f"{initial_epoch} and epochs={epochs}")

@@ -18,7 +18,7 @@ import contextlib
 import numbers
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,13 +58,29 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {_repr(value)}"[:200]
 
 
-def check_int(value: Any, argument: str, minimum: int) -> int:
-    """An integer >= minimum (bools and floats such as 2.5 rejected)."""
+def check_int(value: Any, argument: str, minimum: int, maximum: Optional[int] = None) -> int:
+    """An integer >= minimum (and < maximum where given; bools and floats such as 2.5 rejected)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{argument} must be an integer >= {minimum}; got {_describe(value)}")
     if value < minimum:
         raise ValueError(f"{argument} must be an integer >= {minimum}; got {_repr(value)}")
+    if maximum is not None and value >= maximum:
+        bound = "2^63 (a checkpoint stores it in 64 bits)" if maximum == 2**63 else str(maximum)
+        raise ValueError(f"{argument} must be an integer below {bound}; got {_repr(value)}")
     return int(value)
+
+
+#: The counters a checkpoint stores (epochs, update steps) as 64-bit integers lie below this.
+COUNTER_LIMIT = 2**63
+
+
+def as_float(value: Any, argument: str) -> float:
+    """``float(value)`` of a real number; an integer beyond the float range (such as 10**400) is a
+    ValueError naming ``argument``, not a bare OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{argument} must be a finite number; got {_repr(value)}, beyond the float range") from None
 
 
 def check_positive_float(value: Any, argument: str, allow_zero: bool = False) -> float:

@@ -339,3 +339,23 @@ def test_model_checkpoint_keeps_its_best_across_a_resumed_fit(tmp_path):
     assert ck.best_epoch == best and ck.best == values[best - 1]
     assert gpubp.load(tmp_path / "best.npz").epoch == best
     assert len(ck.saved) == sum(v < min(values[:i], default=np.inf) for i, v in enumerate(values))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(callbacks=[EarlyStopping]), TypeError, r"callbacks\[0\] is the class EarlyStopping, not a callback object"),
+    (dict(lr_schedule=gpubp.schedules.StepLR), TypeError, "lr_schedule is the class StepLR, not a schedule object"),
+    (dict(lr_schedule=EarlyStopping(monitor="loss")), TypeError, r"got the callback EarlyStopping \(pass it in callbacks"),
+])
+def test_classes_and_other_callbacks_where_an_object_or_a_schedule_belongs(kwargs, error, message):
+    X, y = _digits(32)
+    net = gpubp.MLP([64, 8, 10], loss="cross_entropy", seed=0)
+    before = net.params.copy()
+    with pytest.raises(error, match=message):
+        net.fit(X, y, epochs=2, verbose=0, **kwargs)
+    assert np.array_equal(net.params, before) and net.epoch == 0
+
+
+def test_verbose_takes_numpy_integers_like_every_other_integer(capsys):
+    X, y = _digits(32)
+    history = gpubp.MLP([64, 8, 10], loss="cross_entropy", seed=0).fit(X, y, epochs=np.int64(2), verbose=np.int64(2))
+    assert len(history["loss"]) == 2 and capsys.readouterr().out.count("epoch ") == 2

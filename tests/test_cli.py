@@ -158,6 +158,19 @@ def test_explain_checks_the_picture_folder_before_training(tmp_path, capsys):
     assert "--png" in err.err and "does not exist" in err.err and "training" not in err.out
 
 
+@pytest.mark.parametrize("name, message", [("", "is a folder"), ("curves", "has no extension")])
+def test_a_picture_path_that_would_not_be_written_as_named_is_refused_before_training(tmp_path, capsys, name, message):
+    """matplotlib writes 'curves' as curves.png, and a folder not at all: said before any training."""
+    pytest.importorskip("matplotlib")
+    path = str(tmp_path / name) if name else str(tmp_path)
+    for argv in (["train", "--epochs", "1", "--no-progress", "--backend", "numpy", "--plot", path],
+                 ["explain", "--epochs", "1", "--backend", "numpy", "--png", path]):
+        assert cli.main(argv) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and "epoch" not in captured.out and "training" not in captured.out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_explain_trains_the_default_network_first(capsys):
     assert cli.main(["explain", "--epochs", "1", "--weight", "b_3^(L-1)", "--samples", "2", "--backend", "numpy",
                      "--format", "markdown"]) == 0

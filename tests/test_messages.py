@@ -145,6 +145,11 @@ OTHER_SHAPES = [
     ("a benchmark without stats", {"benchmarks": [{"extra_info": {"backend": "numpy", "group": "g", "shape": "s",
                                                                   "dtype": "float32"}}]}),
     ("a benchmark entry a string", {"benchmarks": ["x"]}),
+    ("another project's benchmarks", {"benchmarks": [{"name": "test_foo", "extra_info": {},
+                                                      "stats": {"min": 0.1, "median": 0.1, "rounds": 5}}]}),
+    ("no benchmarks", {"benchmarks": []}),
+    ("an empty benchmark", {"benchmarks": [{}]}),
+    ("no results", {"results": []}),
 ]
 
 

@@ -128,6 +128,8 @@ def test_refusals(kwargs, message):
     (lambda net, h: plot.history(h, metrics=5), TypeError, "metrics must be a metric's name"),
     (lambda net, h: plot.history(h, path=3.0), TypeError, "path must be a str"),
     (lambda net, h: plot.history([1.0, 0.5]), TypeError, "history must be a gpubp.History"),
+    (lambda net, h: h.plot(ax=3), TypeError, "ax must be a matplotlib Axes"),
+    (lambda net, h: net.summary(print_fn=3), TypeError, "print_fn must be a function"),
 ])
 def test_bad_arguments_name_the_argument(call, error, message):
     net = tutorial_network()[0]

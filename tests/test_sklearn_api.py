@@ -297,3 +297,14 @@ def test_dropout_and_batch_norm_build_those_layers_and_still_learn():
     np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
     with pytest.raises(ValueError, match="warm_start / partial_fit continue the fitted network"):
         clf.set_params(warm_start=True, dropout=0.0).fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["alpha", "learning_rate_init", "power_t", "tol", "epsilon"])
+def test_an_open_ended_parameter_beyond_the_float_range_is_named(name):
+    """scikit-learn's interval checks pass 10**400 for an unbounded real parameter; fit refuses it
+    by name before anything is built."""
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    est = MLPClassifier(max_iter=2, **{name: 10**400})
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        est.fit(X, y)
+    assert not hasattr(est, "network_")

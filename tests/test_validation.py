@@ -333,6 +333,33 @@ def test_bad_optimizer_settings(case, call, exc, fragment):
     assert fragment in str(info.value)
 
 
+def _beyond_float_range_cases():
+    from gpubp.callbacks import EarlyStopping
+    from gpubp.layers import BatchNorm, Dropout
+    from gpubp.schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR
+
+    big = 10**400
+    return [
+        ("MLP dropout", lambda: gpubp.MLP([3, 4, 2], dropout=big), "p must be a finite number"),
+        ("Dropout p", lambda: Dropout(big), "p must be a finite number"),
+        ("BatchNorm eps", lambda: BatchNorm(eps=big), "eps must be a finite number"),
+        ("BatchNorm momentum", lambda: BatchNorm(momentum=-big), "momentum must be a finite number"),
+        ("StepLR gamma", lambda: StepLR(2, gamma=big), "gamma must be a finite number"),
+        ("CosineAnnealingLR eta_min", lambda: CosineAnnealingLR(5, eta_min=big), "eta_min must be a finite number"),
+        ("ReduceLROnPlateau factor", lambda: ReduceLROnPlateau(factor=big), "factor must be a finite number"),
+        ("ReduceLROnPlateau min_lr", lambda: ReduceLROnPlateau(min_lr=big), "min_lr must be a finite number"),
+        ("EarlyStopping min_delta", lambda: EarlyStopping(min_delta=big), "min_delta must be a finite number"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_integers_beyond_the_float_range_name_the_argument(case):
+    """10**400 converts to no float: a ValueError naming the argument, not a bare OverflowError."""
+    name, call, message = _beyond_float_range_cases()[case]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
 @pytest.mark.parametrize("name,exc", [("tpu", ValueError), ("", ValueError), (3, TypeError), (None, TypeError)])
 def test_bad_backend_name(name, exc):
     before = gpubp.get_backend()
@@ -421,3 +448,42 @@ def test_every_name_table_refuses_alike(argument, call, table):
         call(7)
     assert str(info.value).startswith(f"{argument} must be a")
     assert f"name (str), one of {', '.join(table)}; got int 7" in str(info.value)
+
+
+@pytest.mark.parametrize("make, name, message", [
+    (lambda: gpubp.AdamW(), "learning_rate", r"AdamW has no hyper-parameter 'learning_rate' \(gpubp's name: lr\)"),
+    (lambda: gpubp.Adam(), "epsilon", r"gpubp's name: eps"),
+    (lambda: gpubp.Adam(), "momentum", "Adam has no hyper-parameter 'momentum'; it has lr, betas"),
+    (lambda: gpubp.SGD(0.1), "betas", "SGD has no hyper-parameter 'betas'; it has lr, momentum"),
+])
+def test_another_optimizers_or_librarys_hyper_parameter_is_refused(make, name, message):
+    """Assigned silently it would change nothing (opt.learning_rate = ... as in Keras)."""
+    opt = make()
+    before = opt.get_config()
+    with pytest.raises(AttributeError, match=message):
+        setattr(opt, name, 0.5)
+    assert opt.get_config() == before and name not in vars(opt)
+    opt.note = "kept"  # an attribute of the user's own is still an attribute
+    assert opt.note == "kept"
+
+
+def test_counters_a_checkpoint_cannot_store_are_refused(tmp_path):
+    opt = gpubp.Adam()
+    with pytest.raises(ValueError, match="t must be an integer below 2\\^63"):
+        opt.t = 2**63
+    assert opt.t == 0
+    net = gpubp.MLP([3, 4, 2], loss="cross_entropy", seed=0)
+    with pytest.raises(ValueError, match="epochs must be an integer below 2\\^63"):
+        net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), epochs=2**63, initial_epoch=2**63 - 1, verbose=0)
+    net.train_step(np.ones((4, 3)), np.array([0, 1, 0, 1]), opt)
+    opt.t = 2**63 - 1  # the largest a checkpoint holds: saved and loaded
+    net.save(tmp_path / "m.npz", optimizer=opt)
+    assert gpubp.load_optimizer(tmp_path / "m.npz", gpubp.load(tmp_path / "m.npz")).t == 2**63 - 1
+
+
+@pytest.mark.parametrize("sizes", [[3, 2**62], [2**31, 2**31]])
+def test_sizes_beyond_any_address_space_are_out_of_memory_naming_sizes_and_bytes(sizes):
+    """NumPy refuses such arrays with a ValueError of its own ("array is too big", "Maximum
+    allowed dimension exceeded"): the same error as any allocation that fails."""
+    with pytest.raises(gpubp.OutOfMemoryError, match=r"building a network of sizes .* parameters need [\d,]+ bytes"):
+        gpubp.MLP(sizes)

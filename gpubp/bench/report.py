@@ -116,6 +116,8 @@ def _parse_results(data: Any) -> Tuple[List[Result], Dict[str, Any]]:
         if not isinstance(data["results"], list):
             raise TypeError("'results' must be a list")
         machine = data.get("machine", {})
+        if not data["results"]:
+            raise ValueError("its 'results' list is empty")
         return [_result(r) for r in data["results"]], machine if isinstance(machine, dict) else {}
     if "benchmarks" not in data:
         raise KeyError("no 'results' (gpubp bench --json) or 'benchmarks' (pytest-benchmark) list")
@@ -131,6 +133,9 @@ def _parse_results(data: Any) -> Tuple[List[Result], Dict[str, Any]]:
                                     dtype=extra["dtype"], seconds=stats["min"], median=stats["median"],
                                     rounds=stats["rounds"], flops=extra.get("flops", 0.0),
                                     nbytes=extra.get("nbytes", 0.0), peak_bytes_per_s=extra.get("peak_bytes_per_s"))))
+    if not results:  # another project's benchmarks, or none: nothing of gpubp's to show
+        raise ValueError(f"none of its {len(data['benchmarks'])} benchmarks is one of gpubp's (extra_info with "
+                         f"group, backend, shape and dtype)")
     info = data.get("machine_info", {})
     machine = info.get("gpubp", {}) if isinstance(info, dict) else {}
     return results, machine if isinstance(machine, dict) else {}

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from .. import validation
 from ..activations import Activation, get_activation
 from .base import Cache, Layer, ParamSpec, Pass
 
@@ -31,7 +32,7 @@ from .base import Cache, Layer, ParamSpec, Pass
 def _check_real(value: Any, name: str, low: float, high: float, closed_low: bool) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    v = float(value)
+    v = validation.as_float(value, name)
     ok = (v >= low if closed_low else v > low) and v <= high
     if not ok or not np.isfinite(v):
         raise ValueError(f"{name} must lie in {'[' if closed_low else '('}{low}, {high}]; got {value!r}")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .. import philox
+from .. import philox, validation
 from .base import Cache, Layer, Pass
 
 
@@ -50,9 +50,10 @@ class Dropout(Layer):
         super().__init__()
         if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
             raise TypeError(f"p must be a real number in [0, 1); got {type(p).__name__} {p!r}")
-        if not 0.0 <= float(p) < 1.0:
+        value = validation.as_float(p, "p")
+        if not 0.0 <= value < 1.0:
             raise ValueError(f"p must lie in [0, 1) (the probability of dropping a value); got {p!r}")
-        self.p = float(p)
+        self.p = value
         self.calls = 0
         self.seed: Optional[int] = None  # the network's dropout seed, set when the network is built
         self.fused_into: Optional[Layer] = None  # the layer whose activation pass applies this dropout

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..activations import ACTIVATIONS
 from ..backend import BACKEND_NAMES, cupy_problem, get_backend, is_device_array, use_backend
 from ..network import MLP
-from ..validation import DTYPES, check_dtype
+from ..validation import DTYPES, as_float, check_dtype
 from . import _solvers
 
 #: Hidden activations by name: scikit-learn's four (``logistic`` is gpubp's ``sigmoid``) and
@@ -240,6 +240,8 @@ class BaseMLP(BaseEstimator, ABC):
 
     def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> "BaseMLP":
         self._validate_params()
+        for name in ("alpha", "learning_rate_init", "power_t", "tol", "epsilon"):  # open-ended: 10**400 passes
+            as_float(getattr(self, name), name)
         with self._unchanged_on_error():
             if incremental:
                 self._partial_fit_first_call(y, classes)
