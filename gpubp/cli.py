@@ -85,8 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config(args)
     data = config.load()
     net = config.make_network(data)
-    optimizer = config.make_optimizer()
-    schedule, callbacks = config.make_schedule(), config.make_callbacks()
+    fit_arguments = config.fit_arguments()
+    optimizer, schedule, callbacks = fit_arguments["optimizer"], fit_arguments["lr_schedule"], fit_arguments["callbacks"]
     X_tr, Y_tr, X_te, Y_te, description = data.X_train, data.Y_train, data.X_test, data.Y_test, data.description
     if comm is not None:  # each rank trains on (and holds out validation rows of) its own contiguous shard
         tr = comm.shard(len(X_tr))
@@ -106,9 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     say("; ".join(extras))
 
     start = time.perf_counter()
-    history = net.fit(X_tr, Y_tr, epochs=args.epochs, batch_size=args.batch_size, optimizer=optimizer,
-                      validation_split=args.validation_split, callbacks=callbacks, lr_schedule=schedule,
-                      clip_norm=args.clip_norm, verbose=2 if args.no_progress else 1, comm=comm)
+    history = net.fit(X_tr, Y_tr, **fit_arguments, verbose=2 if args.no_progress else 1, comm=comm)
     elapsed = time.perf_counter() - start
     if comm is None or comm.rank == 0:  # the replicas are identical: rank 0 evaluates and saves
         for cb in callbacks:
@@ -171,8 +169,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         resolve(net, args.weight, None, None, None)  # a wrong name costs no training time
         print(f"gpubp {_version()} | backend {be.name} | {data.description}\nmodel {net!r}: "
               f"training {args.epochs} epochs first (gpubp train's recipe)", flush=True)
-        net.fit(data.X_train, data.Y_train, epochs=config.epochs, batch_size=config.batch_size,
-                optimizer=config.make_optimizer(), progress=False)
+        net.fit(data.X_train, data.Y_train, **config.fit_arguments(), verbose=0)  # as gpubp train fits
     X, Y = data.X_test[: args.samples], data.Y_test[: args.samples]
     expl = net.explain(X, Y, args.weight, training=not args.inference)
     print(f"the first {len(X)} held-out samples:\n")

@@ -74,7 +74,11 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         """``lr``, or the optimizer's default learning rate."""
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        if self.lr is not None:
+            return self.lr
+        from .names import lookup
+
+        return lookup(DEFAULT_LR, self.optimizer, "optimizer", "optimizer", fold_case=True)
 
     def load_raw(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
         """(X_train, y_train, X_test, y_test, description): the rows and their class labels."""
@@ -153,6 +157,13 @@ class TrainConfig:
         if self.lr_schedule == "cosine":
             return schedules.CosineAnnealingLR(max(1, self.epochs))
         return schedules.ReduceLROnPlateau(patience=5)
+
+    def fit_arguments(self) -> Dict[str, Any]:
+        """The arguments of ``net.fit`` for this run, new objects each call (optimizer, schedule and
+        callbacks): ``gpubp train`` and ``gpubp explain`` (which trains first) fit with these."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "optimizer": self.make_optimizer(),
+                "validation_split": self.validation_split, "callbacks": self.make_callbacks(),
+                "lr_schedule": self.make_schedule(), "clip_norm": self.clip_norm}
 
     def make_callbacks(self) -> List[Any]:
         """Early stopping on the validation loss (restoring the best epoch's weights) where asked."""

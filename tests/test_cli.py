@@ -171,6 +171,28 @@ def test_a_picture_path_that_would_not_be_written_as_named_is_refused_before_tra
     assert list(tmp_path.iterdir()) == []
 
 
+def test_explain_trains_the_network_gpubp_train_trains(tmp_path, capsys):
+    """One recipe: the network explain trains first is, bit for bit, the one gpubp train saves
+    (the same validation split, optimizer, batches)."""
+    path = tmp_path / "t3.npz"
+    assert cli.main(["train", "--epochs", "3", "--no-progress", "--backend", "numpy", "--save", str(path)]) == 0
+    capsys.readouterr()
+    argv = ["explain", "--samples", "3", "--weight", "b_1^(L)", "--backend", "numpy"]
+    assert cli.main(argv + ["--load", str(path)]) == 0
+    loaded = capsys.readouterr().out.split("the first 3 held-out samples:", 1)[1]
+    assert cli.main(argv + ["--epochs", "3"]) == 0
+    trained = capsys.readouterr().out.split("the first 3 held-out samples:", 1)[1]
+    assert trained == loaded
+
+
+def test_recipe_names_fold_case_and_name_the_argument():
+    from gpubp.recipe import TrainConfig
+
+    assert TrainConfig(optimizer="ADAM").learning_rate == TrainConfig(optimizer="adam").learning_rate
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        TrainConfig(optimizer="rmsprop").learning_rate
+
+
 def test_explain_trains_the_default_network_first(capsys):
     assert cli.main(["explain", "--epochs", "1", "--weight", "b_3^(L-1)", "--samples", "2", "--backend", "numpy",
                      "--format", "markdown"]) == 0
