@@ -39,6 +39,10 @@ class Hyperparameters:
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown hyper-parameter {unknown[0]!r}; "
                             f"expected {', '.join(self.CHECKS)}")
+        missing = [k for k in self.CHECKS if k not in values]
+        if missing:
+            raise TypeError(f"{type(self).__name__}: missing hyper-parameter {missing[0]!r}; "
+                            f"expected {', '.join(self.CHECKS)}")
         checked = {name: check(values[name], name) for name, check in self.CHECKS.items()}
         self._check_together(checked)
         for name, value in checked.items():
@@ -203,6 +207,19 @@ class Optimizer:
                 hint = f" (gpubp's name: {HYPERPARAMETER_ALIASES[name]})" if name in HYPERPARAMETER_ALIASES else ""
                 raise AttributeError(f"{type(self).__name__} has no hyper-parameter {name!r}{hint}; it has {own}")
         object.__setattr__(self, name, value)
+
+    @property
+    def hyper(self) -> Any:
+        """The hyper-parameters, an object of ``hyperparameter_class`` (its values checked on
+        assignment; replaced only by another object of that class)."""
+        return self._hyper
+
+    @hyper.setter
+    def hyper(self, value: Any) -> None:
+        if type(value) is not self.hyperparameter_class:
+            raise TypeError(f"{type(self).__name__}.hyper must be a {self.hyperparameter_class.__name__} object; got "
+                            f"{type(value).__name__} (set single values as opt.lr = ...)")
+        self._hyper = value
 
     @property
     def t(self) -> int:

@@ -487,3 +487,17 @@ def test_sizes_beyond_any_address_space_are_out_of_memory_naming_sizes_and_bytes
     allowed dimension exceeded"): the same error as any allocation that fails."""
     with pytest.raises(gpubp.OutOfMemoryError, match=r"building a network of sizes .* parameters need [\d,]+ bytes"):
         gpubp.MLP(sizes)
+
+
+def test_the_hyper_parameter_object_is_replaced_only_by_one_of_its_class():
+    from gpubp.optim import AdamHyperparameters, SGDHyperparameters
+
+    opt = gpubp.Adam(1e-3)
+    for bad in (None, SGDHyperparameters(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)):
+        with pytest.raises(TypeError, match="Adam.hyper must be a AdamHyperparameters object"):
+            opt.hyper = bad
+    assert opt.lr == 1e-3
+    with pytest.raises(TypeError, match="missing hyper-parameter 'betas'"):
+        AdamHyperparameters(lr=0.1)
+    opt.hyper = AdamHyperparameters(lr=0.2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0)
+    assert opt.lr == 0.2 and opt.betas == (0.9, 0.99)
