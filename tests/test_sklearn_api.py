@@ -308,3 +308,36 @@ def test_an_open_ended_parameter_beyond_the_float_range_is_named(name):
     with pytest.raises(ValueError, match=f"{name} must be a finite number"):
         est.fit(X, y)
     assert not hasattr(est, "network_")
+
+
+def test_a_fit_refused_by_the_networks_own_checks_leaves_the_estimator_as_it_was():
+    """Values beyond float32, or a BatchNorm step of one row, are refused inside the network's fit,
+    after the estimator prepared its run: the fitted model (or an unfitted estimator) stays."""
+    from sklearn.exceptions import NotFittedError
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(201, 4)), (rng.normal(size=201) > 0).astype(int)
+    fitted = MLPClassifier(max_iter=20, random_state=0).fit(X, y)
+    before = (fitted.n_iter_, list(fitted.loss_curve_), fitted.predict_proba(X[:5]))
+    with pytest.raises(ValueError, match="X must be finite"):
+        fitted.fit(X * 1e200, y)
+    assert fitted.n_iter_ == before[0] and fitted.loss_curve_ == before[1]
+    np.testing.assert_array_equal(fitted.predict_proba(X[:5]), before[2])
+    fresh = MLPClassifier(batch_norm=True, random_state=0)
+    with pytest.raises(ValueError, match="BatchNorm in training mode needs at least 2 rows per step"):
+        fresh.fit(X, y)  # batches of 200 over 201 rows: a last step of one row
+    assert not [k for k in vars(fresh) if k.endswith("_")]
+    with pytest.raises(NotFittedError):
+        fresh.predict(X[:2])
+    reg = MLPRegressor(solver="lbfgs", max_iter=20, random_state=0).fit(X, X[:, 0])
+    kept = reg.predict(X[:3])
+    with pytest.raises(ValueError, match="Y must be finite"):
+        reg.fit(X, X[:, 0] * 1e300)
+    np.testing.assert_array_equal(reg.predict(X[:3]), kept)
+
+
+def test_a_max_iter_beyond_what_a_network_counts_trains_until_tol_stops_it():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 4)), (rng.normal(size=120) > 0).astype(int)
+    est = MLPClassifier(max_iter=10**30, random_state=0).fit(X, y)
+    assert 0 < est.n_iter_ < 10**4

@@ -242,16 +242,26 @@ class BaseMLP(BaseEstimator, ABC):
         self._validate_params()
         for name in ("alpha", "learning_rate_init", "power_t", "tol", "epsilon"):  # open-ended: 10**400 passes
             as_float(getattr(self, name), name)
+        before = dict(self.__dict__)
         with self._unchanged_on_error():
             if incremental:
                 self._partial_fit_first_call(y, classes)
             run = self._prepare(X, y, incremental)
-        self.network_.l2 = self._loss_scale * float(self.alpha)
-        if self.solver in STOCHASTIC_SOLVERS:
-            _solvers.fit_stochastic(self, run, incremental)
-        else:
-            _solvers.fit_lbfgs(self, run)
         net = self.network_
+        net.l2 = self._loss_scale * float(self.alpha)
+        start = (net.epoch, net.backend.to_numpy(net.params).copy())
+        try:
+            if self.solver in STOCHASTIC_SOLVERS:
+                _solvers.fit_stochastic(self, run, incremental)
+            else:
+                _solvers.fit_lbfgs(self, run)
+        except BaseException:
+            # refused by the network's own checks before any step (a value beyond float32, a
+            # BatchNorm step of one row): the estimator as it was, fitted model included
+            if net.epoch == start[0] and np.array_equal(net.backend.to_numpy(net.params), start[1]):
+                self.__dict__.clear()
+                self.__dict__.update(before)
+            raise
         if not bool(net.backend.xp.isfinite(net.params).all()):
             raise ValueError(_solvers.NON_FINITE)
         return self

@@ -25,6 +25,7 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import sparse, validation
+from ..validation import COUNTER_LIMIT
 from ..errors import NonFiniteError
 from ..optim import OPTIMIZERS, SGD, Adam
 from ..steps import sparse_full_batch
@@ -150,7 +151,9 @@ def fit_stochastic(est: Any, run: Any, incremental: bool) -> None:
     try:
         est.n_iter_ = 0
         try:
-            net.fit(run.X, run.Y, epochs=net.epoch + (1 if incremental else est.max_iter), initial_epoch=net.epoch,
+            # epochs as far as max_iter, within what a network counts (the tol rule ends long before)
+            epochs = min(net.epoch + (1 if incremental else est.max_iter), COUNTER_LIMIT - 1)
+            net.fit(run.X, run.Y, epochs=epochs, initial_epoch=net.epoch,
                     batch_size=size, optimizer=solver.optimizer, shuffle=bool(est.shuffle), verbose=0,
                     callback=epoch_end)
         except NonFiniteError as exc:
