@@ -169,6 +169,7 @@ def test_from_parameters_never_shares_memory_it_should_not():
     """The network's buffer is the caller's array only where that is safe: given with its dtype,
     contiguous, aligned and writable; any other array (a view of a memmap, a read-only or an
     unaligned one, another dtype) is copied or converted."""
+    pytest.importorskip("hypothesis", reason="the memory layouts of tests/layouts.py are hypothesis strategies")
     from layouts import arrange
 
     net = gpubp.MLP([3, 4, 2], seed=0)

@@ -135,3 +135,17 @@ def test_the_installed_cuda_extra_loads_every_library():
         except Exception as exc:  # DynamicLibNotFoundError and its kin
             missing[lib] = f"{type(exc).__name__}: {exc}"[:200]
     assert not missing, f"{cupys[0]} is installed but these libraries are not found: {missing}"
+
+
+def test_a_plain_checkout_compiles_its_own_sources_beside_an_installed_gpubp(tmp_path):
+    """PYTHONPATH=. python -m gpubp.gpucheck from a copy of the checkout reads that copy's kernels/,
+    not those of the gpubp installed (editable) elsewhere, whose finder answers for gpubp.kernels."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "gpubp", copy / "gpubp", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "kernels", copy / "kernels")
+    code = "import gpubp; from gpubp.ops import cuda_kernels as ck; print(gpubp.__file__); print(ck.kernel_dir())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=copy,
+                         env=dict(os.environ, PYTHONPATH=str(copy)))
+    assert out.returncode == 0, out.stderr
+    module, folder = out.stdout.split()
+    assert Path(module).is_relative_to(copy) and Path(folder) == copy / "kernels"

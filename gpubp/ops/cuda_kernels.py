@@ -232,16 +232,18 @@ def kernel_dir() -> Path:
     """The folder holding the ``.cu`` / ``.cuh`` sources.
 
     In an installed wheel it is the package ``gpubp.kernels``; in a source checkout it is the
-    top-level ``kernels/`` folder beside ``gpubp/``.
+    top-level ``kernels/`` folder beside ``gpubp/``. The folders beside the imported package
+    come first, so a checkout run as ``PYTHONPATH=. python ...`` compiles its own sources even
+    where another checkout is installed (editable) and its finder answers for ``gpubp.kernels``.
     """
-    candidates: List[Path] = []
+    here = Path(__file__).resolve().parents[1]  # the imported gpubp package
+    candidates: List[Path] = [here / "kernels", here.parent / "kernels"]
     try:
         spec = importlib.util.find_spec("gpubp.kernels")
     except (ImportError, ValueError):
         spec = None
     if spec is not None and spec.submodule_search_locations:
         candidates.extend(Path(p) for p in spec.submodule_search_locations)
-    candidates.append(Path(__file__).resolve().parents[2] / "kernels")
     for path in candidates:
         if (path / COMMON_HEADER).is_file():
             return path
