@@ -246,7 +246,7 @@ def test_junit_counts(tmp_path):
 @needs_cxx
 def test_compare_layer_training_passes_for_the_kernels(host):
     checks = gpucheck.compare_layer_training(host, NUMPY, steps=2)
-    assert len(checks) == 2 * (2 * 5 + 4)  # the dropout-only network has no running statistics
+    assert len(checks) == 2 * (3 * 5 + 3 * 4)  # the networks without BatchNorm have no running statistics
     assert all(c.passed for c in checks), [(c.name, c.dtype, c.rel_err) for c in checks if not c.passed]
     assert max(c.rel_err for c in checks if c.dtype == "float64") < 1e-12
 
@@ -330,3 +330,20 @@ def test_every_test_that_needs_a_gpu_carries_the_gpu_marker():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "AUDITED" in proc.stdout
     assert [line for line in proc.stdout.splitlines() if line.startswith("UNMARKED")] == []
+
+
+def test_the_comparisons_launch_every_kernel():
+    """"Compares every kernel": the comparisons gpucheck runs launch each kernel of the table at
+    least once (on the stand-in device, which checks and counts launches without a GPU)."""
+    import gpubp
+    from gpubp.gpucheck import compare
+    from gpubp.ops.cuda_kernels import KERNELS
+    from gpubp.ops.standin import StandInDevice, standin_backend, standin_kernels
+
+    device = StandInDevice()
+    candidate = standin_backend(standin_kernels(device))
+    with gpubp.use_backend("numpy") as reference:
+        compare.compare_ops(candidate, reference, shapes=[(257, 131), (3, 2)])
+        compare.compare_training(candidate, reference, shapes=[(128, 64), (3, 2)])
+        compare.compare_layer_training(candidate, reference, shapes=[(128, 64), (3, 2)])
+    assert sorted(set(KERNELS) - set(device.kernels)) == []

@@ -228,12 +228,39 @@ def compare_training(candidate: Backend, reference: Backend, dtypes: Sequence[st
 
 
 #: Networks with Dropout and BatchNorm for :func:`compare_layer_training`: (hidden activation,
-#: dropout p, batch_norm, loss) of a 48-width-width-10 MLP.
+#: dropout p, batch_norm, loss, bias) of a 48-width-width-10 MLP, and (activation None) one built
+#: from layers with a Dropout of its own on the inputs and after a linear part. Together they
+#: launch every layer kernel: BatchNorm with and without a dropout in its passes, a dropout fused
+#: into the activation pass with and without a bias, and a dropout on its own.
 LAYER_TRAINING_CASES = (
-    ("relu", 0.2, True, "cross_entropy"),
-    ("gelu_tanh", 0.5, True, "mse"),
-    ("silu", 0.3, False, "binary_cross_entropy"),
+    ("relu", 0.2, True, "cross_entropy", True),
+    ("gelu_tanh", 0.5, True, "mse", True),
+    ("silu", 0.3, False, "binary_cross_entropy", True),
+    ("tanh", 0.0, True, "mse", True),
+    ("relu", 0.2, False, "cross_entropy", False),
+    (None, 0.3, False, "cross_entropy", True),
 )
+
+
+def _layer_case_network(case: Tuple[Any, ...], width: int, dtype: str, seed: int) -> Any:
+    """The network of one of :data:`LAYER_TRAINING_CASES`, on the NumPy backend."""
+    from ..layers import Dense, Dropout
+    from ..network import MLP
+
+    act, p, batch_norm, loss, bias = case
+    if act is not None:
+        return MLP([48, width, width, 10], activation=act, loss=loss, dtype=dtype, seed=seed, dropout=p,
+                   batch_norm=batch_norm, bias=bias)
+    return MLP.from_layers(48, [Dropout(p / 3), Dense(width, "relu"), Dense(width, None), Dropout(p), Dense(10)],
+                           loss=loss, dtype=dtype, seed=seed)
+
+
+def _layer_case_label(case: Tuple[Any, ...]) -> str:
+    act, p, batch_norm, loss, bias = case
+    if act is None:
+        return f"training {loss}, Dropout on the inputs and after a linear part"
+    return (f"training {loss}, hidden {act}, dropout {p}{', batch_norm' if batch_norm else ''}"
+            f"{'' if bias else ', no bias'}")
 
 
 def compare_layer_training(candidate: Backend, reference: Backend, dtypes: Sequence[str] = DTYPES, steps: int = 3,
@@ -242,21 +269,20 @@ def compare_layer_training(candidate: Backend, reference: Backend, dtypes: Seque
     and BatchNorm: the loss of every step, the gradients of the first, and after the last (SGD
     with momentum) the parameters, the running statistics and an inference pass's outputs. For
     each (n, width) of ``shapes`` the network is 48-width-width-10 and the batch n rows."""
-    from ..network import MLP
     from ..optim import SGD
 
     checks: List[Check] = []
     rng = np.random.default_rng(seed)
     for (n, width), dtype in ((s, d) for s in shapes for d in dtypes):
         tol = TOLERANCES[dtype]
-        for act, p, batch_norm, loss in LAYER_TRAINING_CASES:
+        for case in LAYER_TRAINING_CASES:
+            loss = case[3]
             X = rng.normal(0.5, 2.0, size=(n, 48))
             Y = _targets("cross_entropy:labels" if loss == "cross_entropy" else loss, n, 10, "float64", rng)
             results = []
             for backend in (candidate, reference):
                 with use_backend("numpy"):
-                    net = MLP([48, width, width, 10], activation=act, loss=loss, dtype=dtype, seed=seed, dropout=p,
-                              batch_norm=batch_norm)
+                    net = _layer_case_network(case, width, dtype, seed)
                 net.to(backend)
                 opt = SGD(0.05, momentum=0.9)
                 Xb, Yb = backend.asarray(X), backend.asarray(Y)
@@ -265,7 +291,7 @@ def compare_layer_training(candidate: Backend, reference: Backend, dtypes: Seque
                 losses += [float(net.train_step(Xb, Yb, opt)) for _ in range(steps - 1)]
                 outputs = backend.to_numpy(net.forward(Xb))
                 results.append((losses, grads, backend.to_numpy(net.params), backend.to_numpy(net.state), outputs))
-            label = f"training {loss}, hidden {act}, dropout {p}{', batch_norm' if batch_norm else ''}"
+            label = _layer_case_label(case)
             for what, got, want in zip((f"loss of {steps} steps", "gradients", "parameters", "running statistics",
                                         "inference outputs"), *results):
                 if np.size(want):
