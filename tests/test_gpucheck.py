@@ -271,11 +271,22 @@ def test_the_headline_finds_the_groups_the_benchmarks_write():
     assert report.BIAS_GROUP.match(bench_gpu.bias_grad_group(65536, 128, "float32")).groups() == ("65536", "128")
 
 
-@pytest.mark.parametrize("bad", ["tests", "tests=abc", "nope=10", "tests=0"])
+@pytest.mark.parametrize("bad", ["tests", "tests=abc", "nope=10", "tests=0", "tests=nan", "tests=inf"])
 def test_limit_must_name_a_phase_and_seconds(bad, capsys):
     with pytest.raises(SystemExit) as info:
         gpucheck.main(["--limit", bad])
     assert info.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, option", [(["--budget", "0"], "--budget"), (["--budget", "-5"], "--budget"),
+                                          (["--budget", "nan"], "--budget"), (["--output", "FILE"], "--output")])
+def test_bad_budget_or_output_is_refused_before_the_gpu_is_looked_for(tmp_path, capsys, argv, option):
+    """Checked first: on the GPU machine a mistake found after start-up costs device time."""
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    with pytest.raises(SystemExit) as info:
+        gpucheck.main(argv)
+    assert info.value.code == 2 and option in capsys.readouterr().err
 
 
 def test_main_writes_the_report_and_exits_non_zero_when_a_comparison_fails(tmp_path, monkeypatch, capsys):

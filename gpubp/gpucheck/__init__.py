@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import math
 import re
 import sys
 import time
@@ -115,8 +116,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             limits[name.strip()] = float(value)
         except ValueError:
             parser.error(f"--limit: expected PHASE=SECONDS, e.g. tests=240; got {item!r}")
-        if name.strip() not in {p.name for p in PHASES} or limits[name.strip()] <= 0:
+        if name.strip() not in {p.name for p in PHASES} or not 0 < limits[name.strip()] < math.inf:
             parser.error(f"--limit: expected a phase of {', '.join(p.name for p in PHASES)} and seconds > 0; got {item!r}")
+    if not 0 < args.budget < math.inf:  # checked here, not after the GPU is found: device time is short
+        parser.error(f"--budget: expected seconds > 0 for the whole run; got {args.budget!r}")
+    if args.output is not None and args.output.exists() and not args.output.is_dir():
+        parser.error(f"--output {str(args.output)!r} is a file; name a folder for the report")
     phases = [dataclasses.replace(p, budget_s=limits.get(p.name, p.budget_s)) for p in PHASES if p.name in names]
     from ..backend import cupy_problem
 
