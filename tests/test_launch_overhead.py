@@ -81,3 +81,14 @@ def test_gpubp_bench_reports_the_host_side_of_a_cupy_step(capsys):
     assert "host side of a CuPy step" in out
     assert "784-512-256-10 sgd n=256 float32: 19 launches per step" in out
     assert "784-512-256-10 adam n=256 float32: 19 launches per step" in out
+
+
+@pytest.mark.parametrize("argv, option", [(["--steps", "0"], "--steps"), (["--n", "0"], "--n"),
+                                          (["--repeats", "0"], "--repeats"), (["--json", "DIR"], "--json"),
+                                          (["--json", "DIR/missing/x.json"], "--json")])
+def test_bad_arguments_are_refused_before_measuring(tmp_path, capsys, argv, option):
+    argv = [a.replace("DIR", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        launch_overhead.main(argv)
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and option in captured.err and "us per" not in captured.out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from typing import Any, Dict, Optional, Sequence
@@ -103,6 +104,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args(argv)
+    for option, values in (("--n", args.n), ("--steps", [args.steps]), ("--repeats", [args.repeats])):
+        if min(values) < 1:
+            parser.error(f"{option}: expected integers >= 1; got {' '.join(map(str, values))}")
+    if args.json:  # checked before measuring, so that no result is lost
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if os.path.isdir(args.json) or not os.path.isdir(folder):
+            parser.error(f"--json {args.json!r}: expected a file in an existing folder")
     results = []
     for n in args.n:
         for opt in args.optimizer:
