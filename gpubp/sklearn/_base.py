@@ -304,7 +304,8 @@ class BaseMLP(BaseEstimator, ABC):
         X_net = _network_rows(net, X, on_host=True)
         Y_net = self._network_targets(Y)
         if Y_net.dtype.kind == "f":
-            Y_net = Y_net.astype(net.dtype, copy=False)
+            with np.errstate(over="ignore"):  # reported by the network's finiteness check
+                Y_net = Y_net.astype(net.dtype, copy=False)
         if not stochastic:  # L-BFGS evaluates every row at every step: on the backend once (sparse: in host memory)
             X_net, Y_net = _network_rows(net, X_net), backend.asarray(Y_net)
         # else MLP.fit moves the data set to a GPU once, or streams it where it does not fit (or is sparse)
@@ -403,7 +404,8 @@ def _network_rows(net: MLP, X: Any, on_host: bool = False) -> Any:
     densified a batch at a time), else a C-contiguous array on the backend (on the host if ``on_host``)."""
     if issparse(X):
         return X.tocsr().astype(net.dtype, copy=False)
-    X = np.ascontiguousarray(X, dtype=net.dtype) if on_host or not is_device_array(X) else X
+    with np.errstate(over="ignore"):  # a value beyond the dtype's range is reported by the network's check
+        X = np.ascontiguousarray(X, dtype=net.dtype) if on_host or not is_device_array(X) else X
     return X if on_host else net.backend.asarray(X, dtype=net.dtype)
 
 
