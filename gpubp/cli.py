@@ -59,6 +59,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # checked before anything is loaded or trained, so a typo costs no training time
     validation.check_int(args.epochs, "--epochs", 0)
     validation.check_int(args.batch_size, "--batch-size", 1)
+    validation.check_int(args.split_seed, "--split-seed", 0)
+    if not 0.0 <= args.momentum < 1.0:  # NaN fails this too
+        raise ValueError(f"--momentum must lie in [0, 1); got {args.momentum}")
     validation.check_positive_float(args.lr, "--lr")
     if args.weight_decay is not None:
         validation.check_positive_float(args.weight_decay, "--weight-decay", allow_zero=True)

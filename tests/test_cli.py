@@ -205,3 +205,14 @@ def test_explain_refuses_a_parameter_before_training(capsys):
     assert cli.main(["explain", "--weight", "w_1,99^(L)", "--backend", "numpy"]) == 2
     err = capsys.readouterr()
     assert "gpubp explain: error:" in err.err and "k = 1..64" in err.err and "training" not in err.out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--split-seed", "-5"], "--split-seed must be an integer >= 0; got -5"),
+    (["--optimizer", "sgd", "--momentum", "nan"], "--momentum must lie in [0, 1); got nan"),
+    (["--momentum", "1.5"], "--momentum must lie in [0, 1); got 1.5"),
+])
+def test_train_options_are_named_in_their_errors_before_training(capsys, argv, message):
+    assert cli.main(["train", "--epochs", "1", "--backend", "numpy", "--no-progress"] + argv) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "epoch" not in captured.out
