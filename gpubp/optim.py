@@ -375,14 +375,18 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0, eps_hat: bool = False):
         super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_hat=eps_hat)
 
+    def _update(self, ops: Any) -> Callable[..., Any]:
+        """The backend's update of this optimizer (MATH.md: Adam)."""
+        return ops.adam_update
+
     def step(self, net: Any) -> None:
         self._bind(net)
         t = self._t + 1
-        net.backend.ops.adam_update(net.params, net.grads, self.state["m"], self.state["v"], t, self.hyper)
+        self._update(net.backend.ops)(net.params, net.grads, self.state["m"], self.state["v"], t, self.hyper)
         self._t = t
 
 
-class AdamW(Optimizer):
+class AdamW(Adam):
     """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as torch.optim.AdamW.
 
     Each step first shrinks every weight, w <- w (1 - lr weight_decay), then takes Adam's step
@@ -400,23 +404,14 @@ class AdamW(Optimizer):
     """
 
     hyperparameter_class = AdamWHyperparameters
-    spreads_nonfinite = True
-    state_names = ("m", "v")
-    lr = hyperparameter("lr")
-    betas = hyperparameter("betas")
-    eps = hyperparameter("eps")
-    weight_decay = hyperparameter("weight_decay")
-    eps_hat = hyperparameter("eps_hat")
 
     def __init__(self, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01, eps_hat: bool = False):
         super().__init__(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, eps_hat=eps_hat)
 
-    def step(self, net: Any) -> None:
-        self._bind(net)
-        t = self._t + 1
-        net.backend.ops.adamw_update(net.params, net.grads, self.state["m"], self.state["v"], t, self.hyper)
-        self._t = t
+    def _update(self, ops: Any) -> Callable[..., Any]:
+        """The backend's update of this optimizer (MATH.md: AdamW)."""
+        return ops.adamw_update
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
