@@ -1,5 +1,6 @@
 """Helpers shared by the tests (and the MPI worker they start): targets for every loss head,
-the relative error, and a snapshot of a network and its optimizer."""
+the relative error, a snapshot of a network and its optimizer, the layer stacks the layer
+tests build, and the array layers an update is checked on."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from gpubp.activations import ACTIVATIONS
+from gpubp.layers import BatchNorm, Dense, Dropout
 from gpubp.losses import LOSSES
 
 
@@ -135,3 +137,41 @@ def dense_sources() -> tuple:
     from gpubp.ops import cuda_kernels as ck
 
     return tuple(s for s in ck.SOURCES if s not in ("dropout.cu", "batch_norm.cu"))
+
+
+#: Layer stacks (``lambda bias: [layers]``) with Dropout and BatchNorm, for the layer tests.
+LAYER_ARCHS = {
+    # depth 1 hidden: dropout after the activation (fused into its pass)
+    "dense-dropout": lambda bias: [Dense(7, "tanh", bias=bias), Dropout(0.3), Dense(3, bias=bias)],
+    # the batch_norm shortcut's shape: linear part, BatchNorm with the activation, dropout
+    "dense-bn-dropout": lambda bias: [Dense(7, None, bias=bias), BatchNorm(activation="gelu"), Dropout(0.4),
+                                      Dense(3, bias=bias)],
+    # depth 2: input dropout, BatchNorm without activation then a Dense with one, dropout after
+    # a linear part (not fused), two dropouts in a row
+    "deep": lambda bias: [Dropout(0.2), Dense(6, None, bias=bias), BatchNorm(momentum=0.3), Dropout(0.25),
+                          Dense(5, "silu", bias=bias), Dropout(0.1), Dropout(0.5), Dense(3, bias=bias)],
+    # depth 3: BatchNorm first (on the inputs), BatchNorm with relu, dropout everywhere
+    "deeper": lambda bias: [BatchNorm(eps=1e-3), Dense(8, "elu", bias=bias), Dropout(0.5),
+                            Dense(6, None, bias=bias), BatchNorm(activation="relu"), Dense(5, "softplus", bias=bias),
+                            BatchNorm(activation="tanh", momentum=0.0), Dropout(0.3), Dense(3, bias=bias)],
+}
+
+
+def ops_of(kind: str) -> Any:
+    """The array layer ``kind`` names: ``reference`` (the Ops written once against NumPy),
+    ``kernels`` (CupyOps on the host build of the CUDA kernels; skips without a compiler),
+    ``numpy`` (NumpyOps on NumPy's own products) or a BLAS of ``gpubp.ops._blas``."""
+    import pytest
+
+    import host_kernels
+    from gpubp.ops import _blas
+    from gpubp.ops.base import Ops
+    from gpubp.ops.numpy_ops import NumpyOps
+
+    if kind == "reference":
+        return Ops(np)
+    if kind == "kernels":
+        if host_kernels.compiler_missing():
+            pytest.skip(host_kernels.compiler_missing())
+        return host_kernels.host_cupy_ops(host_kernels.build())
+    return NumpyOps(blas=None if kind == "numpy" else _blas.load(kind))

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 import gpubp
-import host_kernels
+from helpers import ops_of
 from gpubp.ops import _blas
-from gpubp.ops.base import Ops
-from gpubp.ops.numpy_ops import ADAM_BLAS_MIN_SIZE, NumpyOps
+from gpubp.ops.numpy_ops import ADAM_BLAS_MIN_SIZE
 from gpubp.optim import AdamWHyperparameters
 
 torch = pytest.importorskip("torch")
@@ -18,16 +17,6 @@ torch = pytest.importorskip("torch")
 SETTINGS = [dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01),
             dict(lr=3e-3, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.3),
             dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)]
-
-
-def _ops(kind):
-    if kind == "reference":
-        return Ops(np)
-    if kind == "kernels":
-        if host_kernels.compiler_missing():
-            pytest.skip(host_kernels.compiler_missing())
-        return host_kernels.host_cupy_ops(host_kernels.build())
-    return NumpyOps(blas=None if kind == "numpy" else _blas.load(kind))
 
 
 OPS = ["reference", "kernels", "numpy"] + list(_blas.available())
@@ -54,7 +43,7 @@ def test_adamw_update_follows_pytorch_step_by_step(kind, size, settings):
     w0 = rng.normal(size=size)
     grads = [rng.normal(size=size) * 10.0 ** -k for k in range(6)]  # shrinking gradients: the moments matter
     want = _torch_trajectory(w0, grads, settings)
-    ops, hyper = _ops(kind), AdamWHyperparameters(**settings)
+    ops, hyper = ops_of(kind), AdamWHyperparameters(**settings)
     p, m, v = w0.copy(), np.zeros(size), np.zeros(size)
     for t, (g, w) in enumerate(zip(grads, want), start=1):
         ops.adamw_update(p, g.copy(), m, v, t, hyper)
@@ -67,7 +56,7 @@ def test_adamw_update_float32_close_to_pytorch(kind):
     w0 = rng.normal(size=4000).astype(np.float32)
     grads = [rng.normal(size=4000).astype(np.float32) for _ in range(4)]
     want = _torch_trajectory(w0, grads, SETTINGS[0])
-    ops, hyper = _ops(kind), AdamWHyperparameters(**SETTINGS[0])
+    ops, hyper = ops_of(kind), AdamWHyperparameters(**SETTINGS[0])
     p, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
     for t, g in enumerate(grads, start=1):
         ops.adamw_update(p, g, m, v, t, hyper)

@@ -8,23 +8,12 @@ import pytest
 
 import gpubp
 import host_kernels
+from helpers import ops_of
 from gpubp.ops import _blas
-from gpubp.ops.base import Ops
-from gpubp.ops.numpy_ops import NumpyOps
 
 torch = pytest.importorskip("torch")
 
 BLASES = ["numpy"] + list(_blas.available())
-
-
-def _ops(kind):
-    if kind == "reference":
-        return Ops(np)
-    if kind == "kernels":
-        if host_kernels.compiler_missing():
-            pytest.skip(host_kernels.compiler_missing())
-        return host_kernels.host_cupy_ops(host_kernels.build())
-    return NumpyOps(blas=None if kind == "numpy" else _blas.load(kind))
 
 
 OPS = ["reference", "kernels"] + [f"{b}" for b in BLASES]
@@ -53,7 +42,7 @@ def _gradients(dtype, scale=1.0, size=5000):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipped, and left alone
 def test_clip_grad_norm_equals_pytorch(kind, dtype, max_norm):
-    ops = _ops(kind)
+    ops = ops_of(kind)
     flat, pieces = _gradients(dtype)
     want, want_norm = _torch_clip(pieces, max_norm)
     g = flat.copy()
@@ -72,7 +61,7 @@ def test_clip_grad_norm_equals_pytorch(kind, dtype, max_norm):
 @pytest.mark.parametrize("kind", OPS)
 @pytest.mark.parametrize("size", [1, 2047, 2049, 70001])  # below, around and well above one chunk of partial sums
 def test_clip_grad_norm_any_size(kind, size):
-    ops = _ops(kind)
+    ops = ops_of(kind)
     flat, pieces = _gradients("float64", size=size)
     want, want_norm = _torch_clip(pieces, 0.1)
     g = flat.copy()
@@ -83,7 +72,7 @@ def test_clip_grad_norm_any_size(kind, size):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("kind", OPS)
 def test_clip_grad_norm_spreads_nan_and_inf_as_pytorch(kind):
-    ops = _ops(kind)
+    ops = ops_of(kind)
     for bad in (np.nan, np.inf):
         flat, pieces = _gradients("float64", size=10)
         flat[3] = bad
@@ -158,7 +147,7 @@ def test_train_step_clip_norm_against_pytorch_sgd(backend):
 def test_clipping_rounds_alike_wherever_the_buffer_lies(kind, dtype):
     """Replicas of a distributed run hold the same gradients at different addresses: the clipped
     values must not depend on the address (MKL's NRM2 does, its DOT does not)."""
-    ops = _ops(kind)
+    ops = ops_of(kind)
     flat, _ = _gradients(dtype, size=100003)
     results = set()
     for offset in range(8):

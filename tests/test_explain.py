@@ -20,9 +20,9 @@ import gpubp
 from gpubp import reference
 from gpubp.activations import ELEMENTWISE
 from gpubp.explain import FUSED, SOFTMAX, parse
-from gpubp.layers import BatchNorm, Dense, Dropout
+from gpubp.layers import BatchNorm, Dense
 
-from helpers import HEADS, rel_err, targets
+from helpers import HEADS, LAYER_ARCHS, rel_err, targets
 
 #: One loss of each head for the sweeps over the hidden activations (the output layer's default activation).
 LOSSES = ["sse", "mse", "cross_entropy:labels", "binary_cross_entropy"]
@@ -135,16 +135,6 @@ def test_every_head(loss, output, bias):
         assert expl[(2, 4, 5)].terms.mode == SOFTMAX
 
 
-LAYER_ARCHS = {
-    "dense-dropout": lambda bias: [Dense(7, "tanh", bias=bias), Dropout(0.3), Dense(3, bias=bias)],
-    "dense-bn-dropout": lambda bias: [Dense(7, None, bias=bias), BatchNorm(activation="gelu"), Dropout(0.4),
-                                      Dense(3, bias=bias)],
-    "deep": lambda bias: [Dropout(0.2), Dense(6, None, bias=bias), BatchNorm(momentum=0.3), Dropout(0.25),
-                          Dense(5, "silu", bias=bias), Dropout(0.1), Dropout(0.5), Dense(3, bias=bias)],
-    "deeper": lambda bias: [BatchNorm(eps=1e-3), Dense(8, "elu", bias=bias), Dropout(0.5),
-                            Dense(6, None, bias=bias), BatchNorm(activation="relu"), Dense(5, "softplus", bias=bias),
-                            BatchNorm(activation="tanh", momentum=0.0), Dropout(0.3), Dense(3, bias=bias)],
-}
 
 
 @pytest.mark.parametrize("training", [True, False])

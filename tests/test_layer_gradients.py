@@ -11,24 +11,9 @@ import gpubp
 from gpubp import reference
 from gpubp.layers import BatchNorm, Dense, Dropout
 
-from helpers import rel_err
+from helpers import LAYER_ARCHS, rel_err
 from layer_oracles import torch_loss_and_grads
 
-ARCHS = {
-    # depth 1 hidden: dropout after the activation (fused into its pass)
-    "dense-dropout": lambda bias: [Dense(7, "tanh", bias=bias), Dropout(0.3), Dense(3, bias=bias)],
-    # the batch_norm shortcut's shape: linear part, BatchNorm with the activation, dropout
-    "dense-bn-dropout": lambda bias: [Dense(7, None, bias=bias), BatchNorm(activation="gelu"), Dropout(0.4),
-                                      Dense(3, bias=bias)],
-    # depth 2: input dropout, BatchNorm without activation then a Dense with one, dropout after
-    # a linear part (not fused), two dropouts in a row
-    "deep": lambda bias: [Dropout(0.2), Dense(6, None, bias=bias), BatchNorm(momentum=0.3), Dropout(0.25),
-                          Dense(5, "silu", bias=bias), Dropout(0.1), Dropout(0.5), Dense(3, bias=bias)],
-    # depth 3: BatchNorm first (on the inputs), BatchNorm with relu, dropout everywhere
-    "deeper": lambda bias: [BatchNorm(eps=1e-3), Dense(8, "elu", bias=bias), Dropout(0.5),
-                            Dense(6, None, bias=bias), BatchNorm(activation="relu"), Dense(5, "softplus", bias=bias),
-                            BatchNorm(activation="tanh", momentum=0.0), Dropout(0.3), Dense(3, bias=bias)],
-}
 HEADS = [("cross_entropy", None), ("sse", "sigmoid"), ("mse", None), ("binary_cross_entropy", None)]
 
 
@@ -41,7 +26,7 @@ def _targets(loss, n, rng):
 
 
 def _net(arch, bias, loss, output, seed=5):
-    layers = ARCHS[arch](bias)
+    layers = LAYER_ARCHS[arch](bias)
     if output is not None:
         layers[-1] = Dense(3, output, bias=bias)
     return gpubp.MLP.from_layers(4, layers, loss=loss, dtype="float64", seed=seed)
@@ -80,7 +65,7 @@ def _assert_grads_equal(got, want, zeros, what):
             assert rel_err(g, w) < 1e-10, f"gradient {i} against {what}: {rel_err(g, w):.2e}"
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", sorted(LAYER_ARCHS))
 @pytest.mark.parametrize("loss,output", HEADS)
 @pytest.mark.parametrize("bias", [True, False])
 def test_training_gradients_equal_reference_and_torch(backend, arch, loss, output, bias):
@@ -111,7 +96,7 @@ def test_training_gradients_equal_reference_and_torch(backend, arch, loss, outpu
         assert rel_err(to_np(bn.running_var), rv) < 1e-12
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", sorted(LAYER_ARCHS))
 @pytest.mark.parametrize("bias", [True, False])
 def test_inference_outputs_and_gradients_equal_torch_eval(backend, arch, bias):
     pytest.importorskip("torch")
@@ -152,11 +137,11 @@ def test_shortcut_networks_equal_reference(backend, loss, output, depth):
                         _structural_zeros(net, True), "the reference")
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", sorted(LAYER_ARCHS))
 @pytest.mark.parametrize("training", [True, False])
 def test_gradcheck_with_every_layer_type(backend, arch, training):
     rng = np.random.default_rng(4)
-    layers = ARCHS[arch](True)
+    layers = LAYER_ARCHS[arch](True)
     # smooth activations only: finite differences across a ReLU kink are not derivatives
     for layer in layers:
         if getattr(layer, "_activation", None) is not None and layer._activation.name in ("relu", "elu"):
