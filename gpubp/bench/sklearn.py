@@ -164,15 +164,18 @@ def time_fit(dataset: str, implementation: str, repeats: int = 1, mnist_dir: Opt
 
 
 # ---- reports ----------------------------------------------------------------------------
+def _pairs(results: Sequence[Any]) -> List[Tuple[str, Any, Any]]:
+    """(data set, gpubp's result, scikit-learn's) of every data set both have, in order."""
+    by = {(r.dataset, r.implementation): r for r in results}
+    pairs = [(d, by.get((d, "gpubp")), by.get((d, "sklearn"))) for d in dict.fromkeys(r.dataset for r in results)]
+    return [(d, g, s) for d, g, s in pairs if g is not None and s is not None]
+
+
 def format_cv(results: Sequence[CVResult]) -> str:
     """One row per data set: both means, their difference and the time of the five fits."""
-    by = {(r.dataset, r.implementation): r for r in results}
     lines = ["| data set | metric | gpubp | scikit-learn | difference | gpubp 5 fits | scikit-learn 5 fits | speed-up |",
              "|---|---|---|---|---|---|---|---|"]
-    for dataset in dict.fromkeys(r.dataset for r in results):
-        g, s = by.get((dataset, "gpubp")), by.get((dataset, "sklearn"))
-        if g is None or s is None:
-            continue
+    for dataset, g, s in _pairs(results):
         lines.append(f"| {dataset} | {g.metric} | {g.mean:.4f} | {s.mean:.4f} | {g.mean - s.mean:+.4f} | "
                      f"{g.seconds:.2f} s | {s.seconds:.2f} s | {s.seconds / g.seconds:.1f}x |")
     return "\n".join(lines)
@@ -180,13 +183,9 @@ def format_cv(results: Sequence[CVResult]) -> str:
 
 def format_fits(results: Sequence[FitResult]) -> str:
     """One row per data set: the best fit time of each implementation, the speed-up and the scores."""
-    by = {(r.dataset, r.implementation): r for r in results}
     lines = ["| data set | rows | gpubp fit | scikit-learn fit | speed-up | gpubp accuracy | scikit-learn accuracy "
              "| epochs (gpubp / scikit-learn) |", "|---|---|---|---|---|---|---|---|"]
-    for dataset in dict.fromkeys(r.dataset for r in results):
-        g, s = by.get((dataset, "gpubp")), by.get((dataset, "sklearn"))
-        if g is None or s is None:
-            continue
+    for dataset, g, s in _pairs(results):
         lines.append(f"| {dataset} | {g.n_train} | {g.best:.2f} s | {s.best:.2f} s | {s.best / g.best:.1f}x | "
                      f"{g.score:.4f} | {s.score:.4f} | {g.n_iter} / {s.n_iter} |")
     return "\n".join(lines)
